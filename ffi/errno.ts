@@ -1,0 +1,105 @@
+/**
+ * Symbolic errno names for Linux (the same numbers on x86_64 and aarch64).
+ *
+ * @module
+ */
+
+const NAMES: readonly string[] = [
+  "",
+  "EPERM",
+  "ENOENT",
+  "ESRCH",
+  "EINTR",
+  "EIO",
+  "ENXIO",
+  "E2BIG",
+  "ENOEXEC",
+  "EBADF",
+  "ECHILD",
+  "EAGAIN",
+  "ENOMEM",
+  "EACCES",
+  "EFAULT",
+  "ENOTBLK",
+  "EBUSY",
+  "EEXIST",
+  "EXDEV",
+  "ENODEV",
+  "ENOTDIR",
+  "EISDIR",
+  "EINVAL",
+  "ENFILE",
+  "EMFILE",
+  "ENOTTY",
+  "ETXTBSY",
+  "EFBIG",
+  "ENOSPC",
+  "ESPIPE",
+  "EROFS",
+  "EMLINK",
+  "EPIPE",
+  "EDOM",
+  "ERANGE",
+  "EDEADLK",
+  "ENAMETOOLONG",
+  "ENOLCK",
+  "ENOSYS",
+  "ENOTEMPTY",
+  "ELOOP",
+];
+
+const NETWORK_NAMES: Record<number, string> = {
+  88: "ENOTSOCK",
+  89: "EDESTADDRREQ",
+  90: "EMSGSIZE",
+  91: "EPROTOTYPE",
+  92: "ENOPROTOOPT",
+  93: "EPROTONOSUPPORT",
+  94: "ESOCKTNOSUPPORT",
+  95: "EOPNOTSUPP",
+  96: "EPFNOSUPPORT",
+  97: "EAFNOSUPPORT",
+  98: "EADDRINUSE",
+  99: "EADDRNOTAVAIL",
+  100: "ENETDOWN",
+  101: "ENETUNREACH",
+  102: "ENETRESET",
+  103: "ECONNABORTED",
+  104: "ECONNRESET",
+  105: "ENOBUFS",
+  106: "EISCONN",
+  107: "ENOTCONN",
+  108: "ESHUTDOWN",
+  109: "ETOOMANYREFS",
+  110: "ETIMEDOUT",
+  111: "ECONNREFUSED",
+  112: "EHOSTDOWN",
+  113: "EHOSTUNREACH",
+  114: "EALREADY",
+  115: "EINPROGRESS",
+};
+
+/** Numbers of the errno values the library reacts to by name. */
+export const Errno = {
+  EPERM: 1,
+  ENOENT: 2,
+  EINTR: 4,
+  EBADF: 9,
+  EAGAIN: 11,
+  EACCES: 13,
+  EEXIST: 17,
+  EINVAL: 22,
+  EMFILE: 24,
+  EPIPE: 32,
+  ENAMETOOLONG: 36,
+  ENOTSOCK: 88,
+  EADDRINUSE: 98,
+  ECONNRESET: 104,
+  ENOTCONN: 107,
+  ECONNREFUSED: 111,
+} as const;
+
+/** The symbolic name of `errno` (`"EADDRINUSE"`), or `"E<number>"` if unknown. */
+export function errnoName(errno: number): string {
+  return NAMES[errno] || NETWORK_NAMES[errno] || `E${errno}`;
+}

@@ -1,0 +1,59 @@
+/**
+ * The one error type every failing libc call raises.
+ *
+ * @module
+ */
+import { errnoName } from "./errno.ts";
+
+/**
+ * A libc call failed. Carries the call's name, the errno number and its
+ * symbolic name.
+ *
+ * @example Telling one failure from another
+ * ```ts ignore
+ * try {
+ *   bindTcp("127.0.0.1", 8080);
+ * } catch (err) {
+ *   if (err instanceof SyscallError && err.code === "EADDRINUSE") {
+ *     console.log("port taken");
+ *   }
+ * }
+ * ```
+ */
+export class SyscallError extends Error {
+  /** The libc function that failed, e.g. `"bind"`. */
+  readonly syscall: string;
+  /** The errno number. */
+  readonly errno: number;
+  /** The symbolic errno name, e.g. `"EADDRINUSE"`. */
+  readonly code: string;
+
+  constructor(
+    syscall: string,
+    errno: number,
+    description: string,
+    detail?: string,
+  ) {
+    const code = errnoName(errno);
+    super(
+      `${syscall}${
+        detail ? ` (${detail})` : ""
+      } failed: ${code}: ${description}`,
+    );
+    this.name = "SyscallError";
+    this.syscall = syscall;
+    this.errno = errno;
+    this.code = code;
+  }
+}
+
+/** Descriptors arrived but did not fit the receive buffer; the kernel closed the rest. */
+export class TruncatedMessageError extends Error {
+  constructor(what: string) {
+    super(
+      `recvmsg: ${what} was truncated (MSG_CTRUNC/MSG_TRUNC): the sender sent more than the ` +
+        "receiver asked for; the descriptors that did arrive were closed",
+    );
+    this.name = "TruncatedMessageError";
+  }
+}

@@ -1,0 +1,188 @@
+/**
+ * Files and descriptors: open, read, write, close, flock, fcntl, dup3, pipes,
+ * memfds and fstat.
+ *
+ * @module
+ */
+import { backend, cString, layout, libc, syscallError } from "./libc.ts";
+import {
+  EFD_CLOEXEC,
+  F_DUPFD_CLOEXEC,
+  F_GETFD,
+  F_GETFL,
+  F_SETFD,
+  F_SETFL,
+  FD_CLOEXEC,
+  LOCK_EX,
+  LOCK_NB,
+  LOCK_SH,
+  LOCK_UN,
+  MFD_CLOEXEC,
+  O_CLOEXEC,
+  O_NONBLOCK,
+  S_IFDIR,
+  S_IFIFO,
+  S_IFMT,
+  S_IFREG,
+  S_IFSOCK,
+} from "./platform.ts";
+import { Errno } from "./errno.ts";
+
+/** `open(2)`; `O_CLOEXEC` is always added. */
+export function openFile(path: string, flags: number, mode = 0o644): number {
+  const r = backend.fn.open(cString(path), flags | O_CLOEXEC, mode);
+  if (r < 0) throw syscallError("open", backend.errno(), path);
+  return r;
+}
+
+/** `close(2)`. */
+export function close(fd: number): void {
+  libc.close(fd);
+}
+
+/** One `read(2)` of up to `max` bytes; `null` if a non-blocking descriptor has nothing. */
+export function read(fd: number, max: number): Uint8Array | null {
+  const buf = new Uint8Array(Math.max(1, max));
+  const r = backend.fn.read(fd, buf, max);
+  if (r >= 0) return buf.subarray(0, r);
+  const errno = backend.errno();
+  if (errno === Errno.EAGAIN) return null;
+  throw syscallError("read", errno);
+}
+
+/** One `write(2)`; returns the bytes written, or `null` if it would block. */
+export function write(fd: number, data: Uint8Array): number | null {
+  const r = backend.fn.write(fd, data, data.length);
+  if (r >= 0) return r;
+  const errno = backend.errno();
+  if (errno === Errno.EAGAIN) return null;
+  throw syscallError("write", errno);
+}
+
+/** Writes all of `data` to a blocking descriptor. */
+export function writeAll(fd: number, data: Uint8Array): void {
+  for (let off = 0; off < data.length;) {
+    const n = write(fd, data.subarray(off));
+    if (n === null) throw syscallError("write", Errno.EAGAIN);
+    off += n;
+  }
+}
+
+/** `unlink(2)`; a missing file is not an error. Returns whether a file was removed. */
+export function unlink(path: string): boolean {
+  if (backend.fn.unlink(cString(path)) === 0) return true;
+  const errno = backend.errno();
+  if (errno === Errno.ENOENT) return false;
+  throw syscallError("unlink", errno, path);
+}
+
+/** Lock modes of {@linkcode flock}. */
+export type LockMode = "exclusive" | "shared" | "unlock";
+
+/**
+ * `flock(2)`. With `nonblocking`, returns `false` instead of waiting when
+ * another open file description holds a conflicting lock.
+ */
+export function flock(
+  fd: number,
+  mode: LockMode,
+  options: { nonblocking?: boolean } = {},
+): boolean {
+  const op =
+    (mode === "exclusive" ? LOCK_EX : mode === "shared" ? LOCK_SH : LOCK_UN) |
+    (options.nonblocking ? LOCK_NB : 0);
+  if (backend.fn.flock(fd, op) === 0) return true;
+  const errno = backend.errno();
+  if (errno === Errno.EAGAIN && options.nonblocking) return false;
+  throw syscallError("flock", errno);
+}
+
+/** Sets or clears `O_NONBLOCK`. */
+export function setNonBlocking(fd: number, on: boolean): void {
+  const flags = libc.fcntl(fd, F_GETFL, 0);
+  libc.fcntl(fd, F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK);
+}
+
+/** Whether `O_NONBLOCK` is set. */
+export function isNonBlocking(fd: number): boolean {
+  return (libc.fcntl(fd, F_GETFL, 0) & O_NONBLOCK) !== 0;
+}
+
+/** Sets or clears `FD_CLOEXEC`. */
+export function setCloseOnExec(fd: number, on: boolean): void {
+  libc.fcntl(fd, F_SETFD, on ? FD_CLOEXEC : 0);
+}
+
+/** Whether `FD_CLOEXEC` is set. */
+export function isCloseOnExec(fd: number): boolean {
+  return (libc.fcntl(fd, F_GETFD, 0) & FD_CLOEXEC) !== 0;
+}
+
+/** `fcntl(F_DUPFD_CLOEXEC)`: a new descriptor for the same open file. */
+export function dup(fd: number, minFd = 0): number {
+  return libc.fcntl(fd, F_DUPFD_CLOEXEC, minFd);
+}
+
+/** `dup3(2)`: makes `newFd` refer to `oldFd`'s file, closing what `newFd` was. */
+export function dup3(oldFd: number, newFd: number, cloexec = true): void {
+  libc.dup3(oldFd, newFd, cloexec ? O_CLOEXEC : 0);
+}
+
+/** `pipe2(2)` with `O_CLOEXEC`: `[readEnd, writeEnd]`. */
+export function pipe(): [number, number] {
+  const fds = new Int32Array(2);
+  libc.pipe2(new Uint8Array(fds.buffer), O_CLOEXEC);
+  return [fds[0], fds[1]];
+}
+
+/** `memfd_create(2)` with `MFD_CLOEXEC`. */
+export function memfd(name: string): number {
+  return libc.memfd_create(cString(name), MFD_CLOEXEC);
+}
+
+/** `eventfd(2)` with `EFD_CLOEXEC` plus `flags`. */
+export function eventfd(flags = 0): number {
+  return libc.eventfd(0, EFD_CLOEXEC | flags);
+}
+
+/** The process id (`getpid(2)`). */
+export function getpid(): number {
+  return libc.getpid();
+}
+
+/** The real user id (`getuid(2)`). */
+export function getuid(): number {
+  return libc.getuid();
+}
+
+/** What kind of file a descriptor refers to. */
+export type FileKind = "socket" | "file" | "fifo" | "directory" | "other";
+
+/** Identity and kind of the file behind a descriptor (`fstat(2)`). */
+export interface FileIdentity {
+  dev: bigint;
+  ino: bigint;
+  kind: FileKind;
+}
+
+/** `fstat(2)`: device, inode and kind. Two descriptors with equal `dev`/`ino` are the same file. */
+export function fileIdentity(fd: number): FileIdentity {
+  const buf = new Uint8Array(layout.stat.size);
+  libc.fstat(fd, buf);
+  const view = new DataView(buf.buffer);
+  const fmt = view.getUint32(layout.stat.mode, true) & S_IFMT;
+  const kind: FileKind = fmt === S_IFSOCK
+    ? "socket"
+    : fmt === S_IFREG
+    ? "file"
+    : fmt === S_IFIFO
+    ? "fifo"
+    : fmt === S_IFDIR
+    ? "directory"
+    : "other";
+  return {
+    dev: view.getBigUint64(layout.stat.dev, true),
+    ino: view.getBigUint64(layout.stat.ino, true),
+    kind,
+  };
+}

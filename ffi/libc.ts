@@ -1,0 +1,91 @@
+/**
+ * Opens the runtime's backend and wraps every libc function so that a
+ * failing call throws a {@linkcode SyscallError}.
+ *
+ * @module
+ */
+import { openBackend as openDeno } from "./backend_deno.ts";
+import { layoutFor } from "./platform.ts";
+import type { Layout } from "./platform.ts";
+import { SyscallError } from "./errors.ts";
+import type { Backend, LibcFunctions, SymbolName } from "./symbols.ts";
+import { Errno } from "./errno.ts";
+
+const LIBC_PATH = "libc.so.6";
+
+function currentPlatform(): { os: string; arch: string } {
+  const deno = (globalThis as { Deno?: typeof Deno }).Deno;
+  if (deno) return { os: deno.build.os, arch: deno.build.arch };
+  const proc = (globalThis as {
+    process?: { platform: string; arch: string };
+  }).process;
+  const arch = proc?.arch === "x64"
+    ? "x86_64"
+    : proc?.arch === "arm64"
+    ? "aarch64"
+    : String(proc?.arch);
+  return { os: String(proc?.platform), arch };
+}
+
+async function loadBackend(): Promise<Backend> {
+  if ("Deno" in globalThis) return openDeno(LIBC_PATH);
+  if ("Bun" in globalThis) {
+    const { openBackend } = await import("./backend_bun.ts");
+    return openBackend(LIBC_PATH);
+  }
+  throw new Error(
+    "tableroll's FFI layer needs Deno (with --allow-ffi) or Bun; this runtime has neither FFI",
+  );
+}
+
+const platform = currentPlatform();
+
+/** The struct layout of the running architecture. */
+export const layout: Layout = layoutFor(platform.os, platform.arch);
+
+/** The raw backend of the running runtime. */
+export const backend: Backend = await loadBackend();
+
+/**
+ * The libc functions, checked: a negative result throws a
+ * {@linkcode SyscallError} carrying errno, read immediately after the call.
+ * `EINTR` is retried.
+ */
+export const libc: LibcFunctions = checkAll(backend);
+
+function checkAll(b: Backend): LibcFunctions {
+  const checked: Record<string, (...a: unknown[]) => number> = {};
+  for (const name of Object.keys(b.fn) as SymbolName[]) {
+    const f = b.fn[name] as (...a: unknown[]) => number;
+    checked[name] = (...args) => {
+      for (;;) {
+        const r = f(...args);
+        if (r >= 0) return r;
+        const errno = b.errno();
+        if (errno === Errno.EINTR) continue;
+        throw new SyscallError(name, errno, b.strerror(errno));
+      }
+    };
+  }
+  return checked as LibcFunctions;
+}
+
+/** A {@linkcode SyscallError} for `errno`, for callers that inspect results themselves. */
+export function syscallError(
+  name: string,
+  errno: number,
+  detail?: string,
+): SyscallError {
+  return new SyscallError(name, errno, backend.strerror(errno), detail);
+}
+
+/** NUL-terminated UTF-8 bytes of `s`, for path arguments. */
+export function cString(s: string): Uint8Array {
+  const bytes = new TextEncoder().encode(s);
+  if (bytes.includes(0)) {
+    throw new TypeError(`path contains a NUL byte: ${JSON.stringify(s)}`);
+  }
+  const out = new Uint8Array(bytes.length + 1);
+  out.set(bytes);
+  return out;
+}

@@ -1,0 +1,115 @@
+/**
+ * The descriptor table as `/proc/self` shows it, read through FFI (Deno's own
+ * file APIs would need `--allow-all` for `/proc`).
+ *
+ * @module
+ */
+import { backend, cString, layout, libc, syscallError } from "./libc.ts";
+import { O_RDONLY } from "./platform.ts";
+import { close, openFile, read } from "./fd.ts";
+
+const decoder = new TextDecoder();
+
+/** The open descriptors of this process, ascending. */
+export function listFds(): number[] {
+  const dir = openFile("/proc/self/fd", O_RDONLY | layout.O_DIRECTORY);
+  const fds: number[] = [];
+  try {
+    const buf = new Uint8Array(32768);
+    for (;;) {
+      const n = libc.getdents64(dir, buf, buf.length);
+      if (n === 0) break;
+      const view = new DataView(buf.buffer);
+      // struct linux_dirent64: ino u64, off i64, reclen u16, type u8, name.
+      for (let off = 0; off < n;) {
+        const reclen = view.getUint16(off + 16, true);
+        const nameBytes = buf.subarray(off + 19, off + reclen);
+        const name = decoder.decode(
+          nameBytes.subarray(0, nameBytes.indexOf(0)),
+        );
+        if (/^\d+$/.test(name)) fds.push(Number(name));
+        off += reclen;
+      }
+    }
+  } finally {
+    close(dir);
+  }
+  return fds.filter((fd) => fd !== dir).sort((a, b) => a - b);
+}
+
+/** The target of `/proc/self/fd/<fd>`, e.g. `socket:[1234]` or `anon_inode:[eventpoll]`. */
+export function fdTarget(fd: number): string {
+  const buf = new Uint8Array(4096);
+  const path = `/proc/self/fd/${fd}`;
+  const n = backend.fn.readlink(cString(path), buf, buf.length);
+  if (n < 0) throw syscallError("readlink", backend.errno(), path);
+  return decoder.decode(buf.subarray(0, n));
+}
+
+/** The text of `/proc/self/fdinfo/<fd>`. */
+export function fdInfo(fd: number): string {
+  const info = openFile(`/proc/self/fdinfo/${fd}`, O_RDONLY);
+  try {
+    const chunks: Uint8Array[] = [];
+    for (;;) {
+      const chunk = read(info, 65536);
+      if (!chunk || chunk.length === 0) break;
+      chunks.push(chunk.slice());
+    }
+    return decoder.decode(concat(chunks));
+  } finally {
+    close(info);
+  }
+}
+
+/** One registration of an epoll instance, as `/proc/self/fdinfo` lists it. */
+export interface EpollRegistration {
+  /** The epoll descriptor. */
+  epollFd: number;
+  /** The registered descriptor number. */
+  targetFd: number;
+  /** The event mask. */
+  events: number;
+  /** The user data, 64 bits. */
+  data: bigint;
+  /** Inode of the registered file, to tell two epolls' views of one file apart. */
+  ino: bigint;
+}
+
+/** Every registration of every epoll instance this process has open. */
+export function epollRegistrations(): EpollRegistration[] {
+  const out: EpollRegistration[] = [];
+  for (const fd of listFds()) {
+    let target: string;
+    try {
+      target = fdTarget(fd);
+    } catch {
+      continue; // closed meanwhile
+    }
+    if (target !== "anon_inode:[eventpoll]") continue;
+    for (const line of fdInfo(fd).split("\n")) {
+      const m = line.match(
+        /^tfd:\s*(\d+)\s+events:\s*([0-9a-f]+)\s+data:\s*([0-9a-f]+)(?:\s+pos:\s*\d+)?(?:\s+ino:\s*([0-9a-f]+))?/,
+      );
+      if (!m) continue;
+      out.push({
+        epollFd: fd,
+        targetFd: Number(m[1]),
+        events: parseInt(m[2], 16),
+        data: BigInt("0x" + m[3]),
+        ino: m[4] ? BigInt("0x" + m[4]) : 0n,
+      });
+    }
+  }
+  return out;
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let off = 0;
+  for (const c of chunks) {
+    out.set(c, off);
+    off += c.length;
+  }
+  return out;
+}

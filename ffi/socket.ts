@@ -1,0 +1,246 @@
+/**
+ * Sockets through libc: create, bind, listen, accept, connect, and the
+ * socket options tableroll inspects.
+ *
+ * @module
+ */
+import { backend, libc, syscallError } from "./libc.ts";
+import {
+  AF_INET,
+  AF_INET6,
+  AF_UNIX,
+  SO_ACCEPTCONN,
+  SO_DOMAIN,
+  SO_ERROR,
+  SO_PEERCRED,
+  SO_REUSEADDR,
+  SO_TYPE,
+  SOCK_CLOEXEC,
+  SOCK_DGRAM,
+  SOCK_NONBLOCK,
+  SOCK_SEQPACKET,
+  SOCK_STREAM,
+  SOCKADDR_STORAGE_SIZE,
+  SOL_SOCKET,
+  UCRED,
+} from "./platform.ts";
+import { decodeSockaddr, encodeSockaddr, formatAddress } from "./sockaddr.ts";
+import type { SocketAddress } from "./sockaddr.ts";
+import { Errno } from "./errno.ts";
+
+/** Socket type by name. */
+export type SocketType = "stream" | "dgram" | "seqpacket";
+
+const TYPES: Record<SocketType, number> = {
+  stream: SOCK_STREAM,
+  dgram: SOCK_DGRAM,
+  seqpacket: SOCK_SEQPACKET,
+};
+
+const DOMAINS: Record<SocketAddress["family"], number> = {
+  unix: AF_UNIX,
+  inet: AF_INET,
+  inet6: AF_INET6,
+};
+
+/** Options for {@linkcode openSocket}. */
+export interface SocketOptions {
+  /** Set `O_NONBLOCK` on the new descriptor (default false). */
+  nonblocking?: boolean;
+}
+
+/** `socket(2)` with `SOCK_CLOEXEC`, for the family of `addr`. */
+export function openSocket(
+  family: SocketAddress["family"],
+  type: SocketType,
+  options: SocketOptions = {},
+): number {
+  return libc.socket(
+    DOMAINS[family],
+    TYPES[type] | SOCK_CLOEXEC | (options.nonblocking ? SOCK_NONBLOCK : 0),
+    0,
+  );
+}
+
+/** `bind(2)`; a failure names the address. */
+export function bind(fd: number, addr: SocketAddress): void {
+  const sa = encodeSockaddr(addr);
+  if (backend.fn.bind(fd, sa, sa.length) < 0) {
+    throw syscallError("bind", backend.errno(), formatAddress(addr));
+  }
+}
+
+/** `connect(2)`; with a non-blocking socket `EINPROGRESS` is returned as `false`. */
+export function connect(fd: number, addr: SocketAddress): boolean {
+  const sa = encodeSockaddr(addr);
+  const r = backend.fn.connect(fd, sa, sa.length);
+  if (r === 0) return true;
+  const errno = backend.errno();
+  if (errno === 115 /* EINPROGRESS */) return false;
+  throw syscallError("connect", errno, formatAddress(addr));
+}
+
+/** `listen(2)`. */
+export function listen(fd: number, backlog = 511): void {
+  libc.listen(fd, backlog);
+}
+
+/**
+ * A listening socket bound to `addr` (TCP for inet addresses, a stream Unix
+ * socket otherwise), with `SO_REUSEADDR` on TCP like Go's `net.Listen`.
+ */
+export function listenOn(
+  addr: SocketAddress,
+  options: SocketOptions & { backlog?: number } = {},
+): number {
+  const fd = openSocket(addr.family, "stream", options);
+  try {
+    if (addr.family !== "unix") setIntOption(fd, SO_REUSEADDR, 1);
+    bind(fd, addr);
+    listen(fd, options.backlog);
+    return fd;
+  } catch (err) {
+    libc.close(fd);
+    throw err;
+  }
+}
+
+/** A UDP (or Unix datagram) socket bound to `addr`. */
+export function bindDatagram(addr: SocketAddress): number {
+  const fd = openSocket(addr.family, "dgram");
+  try {
+    bind(fd, addr);
+    return fd;
+  } catch (err) {
+    libc.close(fd);
+    throw err;
+  }
+}
+
+/**
+ * `accept4(2)` with `SOCK_CLOEXEC`. Returns `null` when a non-blocking
+ * listener has nothing pending (`EAGAIN`).
+ */
+export function accept(fd: number, options: SocketOptions = {}): number | null {
+  const r = backend.fn.accept4(
+    fd,
+    null,
+    null,
+    SOCK_CLOEXEC | (options.nonblocking ? SOCK_NONBLOCK : 0),
+  );
+  if (r >= 0) return r;
+  const errno = backend.errno();
+  if (errno === Errno.EAGAIN) return null;
+  throw syscallError("accept4", errno);
+}
+
+/** `shutdown(2)`; never use it on a listener shared with another process. */
+export function shutdown(fd: number, how: number): void {
+  libc.shutdown(fd, how);
+}
+
+function readAddress(
+  fn: "getsockname" | "getpeername",
+  fd: number,
+): SocketAddress {
+  const buf = new Uint8Array(SOCKADDR_STORAGE_SIZE);
+  const len = new Uint32Array([buf.length]);
+  libc[fn](fd, buf, new Uint8Array(len.buffer));
+  return decodeSockaddr(buf, len[0]);
+}
+
+/** The address `fd` is bound to. */
+export function localAddress(fd: number): SocketAddress {
+  return readAddress("getsockname", fd);
+}
+
+/** The address of `fd`'s peer. */
+export function peerAddress(fd: number): SocketAddress {
+  return readAddress("getpeername", fd);
+}
+
+/** `getsockopt(SOL_SOCKET, option)` as an int. */
+export function getIntOption(fd: number, option: number): number {
+  const value = new Int32Array(1);
+  const len = new Uint32Array([4]);
+  libc.getsockopt(
+    fd,
+    SOL_SOCKET,
+    option,
+    new Uint8Array(value.buffer),
+    new Uint8Array(len.buffer),
+  );
+  return value[0];
+}
+
+/** `setsockopt(SOL_SOCKET, option)` with an int. */
+export function setIntOption(fd: number, option: number, value: number): void {
+  const buf = new Int32Array([value]);
+  libc.setsockopt(fd, SOL_SOCKET, option, new Uint8Array(buf.buffer), 4);
+}
+
+/** What kind of socket `fd` is. */
+export interface SocketInfo {
+  family: SocketAddress["family"];
+  type: SocketType;
+  listening: boolean;
+}
+
+/** Domain, type and listening state of `fd` (`SO_DOMAIN`, `SO_TYPE`, `SO_ACCEPTCONN`). */
+export function socketInfo(fd: number): SocketInfo {
+  const domain = getIntOption(fd, SO_DOMAIN);
+  const type = getIntOption(fd, SO_TYPE);
+  const family = (Object.keys(DOMAINS) as SocketAddress["family"][]).find((k) =>
+    DOMAINS[k] === domain
+  );
+  const typeName = (Object.keys(TYPES) as SocketType[]).find((k) =>
+    TYPES[k] === type
+  );
+  if (!family || !typeName) {
+    throw new TypeError(
+      `descriptor ${fd} is a socket of unsupported domain ${domain} / type ${type}`,
+    );
+  }
+  return {
+    family,
+    type: typeName,
+    listening: getIntOption(fd, SO_ACCEPTCONN) === 1,
+  };
+}
+
+/** The pending error of a socket (`SO_ERROR`), e.g. after a non-blocking connect. */
+export function socketError(fd: number): number {
+  return getIntOption(fd, SO_ERROR);
+}
+
+/** Credentials of the process at the other end of a Unix socket. */
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+/** `SO_PEERCRED`. */
+export function peerCredentials(fd: number): PeerCredentials {
+  const buf = new Uint8Array(UCRED.size);
+  const len = new Uint32Array([UCRED.size]);
+  libc.getsockopt(fd, SOL_SOCKET, SO_PEERCRED, buf, new Uint8Array(len.buffer));
+  const view = new DataView(buf.buffer);
+  return {
+    pid: view.getInt32(UCRED.pid, true),
+    uid: view.getUint32(UCRED.uid, true),
+    gid: view.getUint32(UCRED.gid, true),
+  };
+}
+
+/** A connected pair of Unix sockets (`socketpair(2)`). */
+export function socketPair(type: SocketType = "stream"): [number, number] {
+  const fds = new Int32Array(2);
+  libc.socketpair(
+    AF_UNIX,
+    TYPES[type] | SOCK_CLOEXEC,
+    0,
+    new Uint8Array(fds.buffer),
+  );
+  return [fds[0], fds[1]];
+}

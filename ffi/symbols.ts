@@ -1,0 +1,87 @@
+/**
+ * The libc functions the FFI layer calls, described once in runtime-neutral
+ * types. Each backend turns this table into its runtime's `dlopen` form.
+ *
+ * Pointer parameters take a `Uint8Array` (or `null` for NULL); every result is
+ * returned as a JavaScript number. `open` and `fcntl` are variadic in C; they
+ * are declared with their fixed integer arguments, which is how both x86_64
+ * and aarch64 pass them.
+ *
+ * @module
+ */
+
+/** A C type as the backends understand it. */
+export type CType = "i32" | "u32" | "i64" | "u64" | "ptr" | "void";
+
+/** One function: parameter types and result type. */
+export interface CSignature {
+  readonly args: readonly CType[];
+  readonly result: CType;
+}
+
+/** Every libc function the layer uses. */
+export const SYMBOLS = {
+  socket: { args: ["i32", "i32", "i32"], result: "i32" },
+  socketpair: { args: ["i32", "i32", "i32", "ptr"], result: "i32" },
+  bind: { args: ["i32", "ptr", "u32"], result: "i32" },
+  listen: { args: ["i32", "i32"], result: "i32" },
+  accept4: { args: ["i32", "ptr", "ptr", "i32"], result: "i32" },
+  connect: { args: ["i32", "ptr", "u32"], result: "i32" },
+  shutdown: { args: ["i32", "i32"], result: "i32" },
+  getsockname: { args: ["i32", "ptr", "ptr"], result: "i32" },
+  getpeername: { args: ["i32", "ptr", "ptr"], result: "i32" },
+  getsockopt: { args: ["i32", "i32", "i32", "ptr", "ptr"], result: "i32" },
+  setsockopt: { args: ["i32", "i32", "i32", "ptr", "u32"], result: "i32" },
+  sendmsg: { args: ["i32", "ptr", "i32"], result: "i64" },
+  recvmsg: { args: ["i32", "ptr", "i32"], result: "i64" },
+  open: { args: ["ptr", "i32", "u32"], result: "i32" },
+  read: { args: ["i32", "ptr", "u64"], result: "i64" },
+  write: { args: ["i32", "ptr", "u64"], result: "i64" },
+  close: { args: ["i32"], result: "i32" },
+  unlink: { args: ["ptr"], result: "i32" },
+  readlink: { args: ["ptr", "ptr", "u64"], result: "i64" },
+  fstat: { args: ["i32", "ptr"], result: "i32" },
+  getdents64: { args: ["i32", "ptr", "u64"], result: "i64" },
+  flock: { args: ["i32", "i32"], result: "i32" },
+  fcntl: { args: ["i32", "i32", "i64"], result: "i32" },
+  dup3: { args: ["i32", "i32", "i32"], result: "i32" },
+  pipe2: { args: ["ptr", "i32"], result: "i32" },
+  poll: { args: ["ptr", "u64", "i32"], result: "i32" },
+  epoll_create1: { args: ["i32"], result: "i32" },
+  epoll_ctl: { args: ["i32", "i32", "i32", "ptr"], result: "i32" },
+  eventfd: { args: ["u32", "i32"], result: "i32" },
+  memfd_create: { args: ["ptr", "u32"], result: "i32" },
+  getpid: { args: [], result: "i32" },
+  getuid: { args: [], result: "u32" },
+} as const satisfies Record<string, CSignature>;
+
+/** Names of the functions in {@linkcode SYMBOLS}. */
+export type SymbolName = keyof typeof SYMBOLS;
+
+/** A pointer argument: a buffer, or `null` for NULL. */
+export type PtrArg = Uint8Array | null;
+
+type JsArg<T extends CType> = T extends "ptr" ? PtrArg : number;
+type JsArgs<A extends readonly CType[]> = { [K in keyof A]: JsArg<A[K]> };
+
+/** The JavaScript signature of every libc function, as both backends expose it. */
+export type LibcFunctions = {
+  [K in SymbolName]: (...args: JsArgs<typeof SYMBOLS[K]["args"]>) => number;
+};
+
+/**
+ * What each runtime backend provides: the functions above, errno of the
+ * calling thread, and the few operations on raw memory that differ per runtime.
+ */
+export interface Backend {
+  /** `"deno"` or `"bun"`. */
+  readonly runtime: "deno" | "bun";
+  /** The libc functions, results as numbers. */
+  readonly fn: LibcFunctions;
+  /** errno of the calling thread; read it right after the failing call. */
+  errno(): number;
+  /** `strerror(errno)`. */
+  strerror(errno: number): string;
+  /** The address of `buf`'s first byte, to store in a struct. */
+  addressOf(buf: Uint8Array): bigint;
+}

@@ -1,0 +1,146 @@
+/**
+ * Waiting for a descriptor to become readable or writable without blocking
+ * the event loop, the same way on Deno and Bun.
+ *
+ * One waiter thread per process blocks in `poll(2)`; the event loop only
+ * hears from it when a descriptor is ready, so an idle wait costs nothing.
+ * A wait can be cancelled with an `AbortSignal`, and `ref: false` lets the
+ * process exit while it is pending.
+ *
+ * @module
+ */
+import { Worker } from "node:worker_threads";
+import { EFD_NONBLOCK, POLLIN, POLLOUT } from "./platform.ts";
+import { eventfd, write } from "./fd.ts";
+import { SLOT_FIELDS, SLOTS, type WaiterInit } from "./wait_table.ts";
+
+/** Options of {@linkcode waitFor}. */
+export interface WaitOptions {
+  /** Cancels the wait; the promise rejects with the signal's reason. */
+  signal?: AbortSignal;
+  /**
+   * Whether the pending wait keeps the process alive (default `true`). Use
+   * `false` for a wait that should not hold the process open by itself, like
+   * a server's accept loop.
+   */
+  ref?: boolean;
+}
+
+interface Pending {
+  seq: number;
+  ref: boolean;
+  resolve(revents: number): void;
+}
+
+class Waiter {
+  readonly #table = new Int32Array(
+    new SharedArrayBuffer(SLOTS * SLOT_FIELDS * 4),
+  );
+  readonly #pending = new Map<number, Pending>();
+  readonly #wakeFd = eventfd(EFD_NONBLOCK);
+  readonly #worker: Worker;
+  #seq = 0;
+  #refs = 0;
+
+  constructor() {
+    for (let slot = 0; slot < SLOTS; slot++) {
+      this.#table[slot * SLOT_FIELDS] = -1;
+    }
+    const init: WaiterInit = {
+      table: this.#table.buffer as SharedArrayBuffer,
+      wakeFd: this.#wakeFd,
+    };
+    this.#worker = new Worker(new URL("./wait_worker.ts", import.meta.url), {
+      workerData: init,
+    });
+    this.#worker.unref();
+    this.#worker.on("message", ([slot, seq, revents]: number[]) => {
+      const pending = this.#pending.get(slot);
+      if (pending?.seq === seq) {
+        this.#release(slot, false);
+        pending.resolve(revents);
+      }
+    });
+  }
+
+  wait(fd: number, events: number, options: WaitOptions): Promise<number> {
+    const { signal, ref = true } = options;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    const slot = this.#freeSlot();
+    const seq = ++this.#seq & 0x7fffffff;
+    return new Promise<number>((resolve, reject) => {
+      const onAbort = () => {
+        if (this.#pending.get(slot)?.seq !== seq) return;
+        this.#release(slot, true);
+        reject(signal!.reason);
+      };
+      this.#pending.set(slot, {
+        seq,
+        ref,
+        resolve: (revents) => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve(revents);
+        },
+      });
+      if (ref && this.#refs++ === 0) this.#worker.ref();
+      const base = slot * SLOT_FIELDS;
+      Atomics.store(this.#table, base + 1, seq);
+      Atomics.store(this.#table, base + 2, events);
+      Atomics.store(this.#table, base, fd);
+      this.#wake();
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  #freeSlot(): number {
+    for (let slot = 0; slot < SLOTS; slot++) {
+      if (!this.#pending.has(slot)) return slot;
+    }
+    throw new RangeError(`more than ${SLOTS} descriptors waited for at once`);
+  }
+
+  /** Frees `slot`; the waiter must be told only when it may still be polling it. */
+  #release(slot: number, tellWaiter: boolean): void {
+    const pending = this.#pending.get(slot)!;
+    this.#pending.delete(slot);
+    Atomics.store(this.#table, slot * SLOT_FIELDS, -1);
+    if (pending.ref && --this.#refs === 0) this.#worker.unref();
+    if (tellWaiter) this.#wake();
+  }
+
+  #wake(): void {
+    write(this.#wakeFd, new Uint8Array([1, 0, 0, 0, 0, 0, 0, 0]));
+  }
+}
+
+let waiter: Waiter | undefined;
+
+/**
+ * Resolves with the `poll(2)` `revents` once `fd` is ready for `events`
+ * (`POLLIN`, `POLLOUT`). Error and hang-up conditions also resolve it, so the
+ * caller's next read or write reports them.
+ */
+export function waitFor(
+  fd: number,
+  events: number,
+  options: WaitOptions = {},
+): Promise<number> {
+  waiter ??= new Waiter();
+  return waiter.wait(fd, events, options);
+}
+
+/** {@linkcode waitFor} with `POLLIN`. */
+export function waitReadable(
+  fd: number,
+  options?: WaitOptions,
+): Promise<number> {
+  return waitFor(fd, POLLIN, options);
+}
+
+/** {@linkcode waitFor} with `POLLOUT`. */
+export function waitWritable(
+  fd: number,
+  options?: WaitOptions,
+): Promise<number> {
+  return waitFor(fd, POLLOUT, options);
+}

@@ -1,0 +1,60 @@
+/**
+ * The typed errors of the upgrader. Each one says what happened and what to
+ * do about it.
+ *
+ * @module
+ */
+
+/** Base class of every error the upgrader raises. */
+export class TablerollError extends Error {
+  /** Creates the error; `name` is the subclass name. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** The descriptor store refused a change because a handover is under way. */
+export class UpgradeInProgressError extends TablerollError {
+  /** `action` is what was refused, e.g. `"add a listener"`. */
+  constructor(action: string) {
+    super(
+      `cannot ${action}: a successor is taking over this process's descriptors; ` +
+        "wait for the upgrade to complete or fail",
+    );
+  }
+}
+
+/** The upgrade completed: this process handed its descriptors over and must drain. */
+export class UpgradeCompletedError extends TablerollError {
+  /** `action` is what was refused, e.g. `"add a listener"`. */
+  constructor(action: string) {
+    super(
+      `cannot ${action}: this process already handed its descriptors to a successor; ` +
+        "finish in-flight work and exit",
+    );
+  }
+}
+
+/** The upgrader was stopped. */
+export class StoppedError extends TablerollError {
+  /** `action` is what was refused, e.g. `"add a listener"`. */
+  constructor(action: string) {
+    super(`cannot ${action}: the upgrader was stopped; create a new one`);
+  }
+}
+
+/** A wait (lock, handover, successor) took longer than allowed. */
+export class UpgradeTimeoutError extends TablerollError {}
+
+/** The peer sent bytes that do not follow the tableroll protocol. */
+export class ProtocolError extends TablerollError {}
+
+/** The peer closed the connection or died in the middle of the handover. */
+export class PeerClosedError extends TablerollError {}
+
+/** The coordination directory is missing, not a directory, or not usable by this user. */
+export class CoordinationDirError extends TablerollError {}
+
+/** A requested descriptor does not match what was inherited under that name. */
+export class DescriptorMismatchError extends TablerollError {}

@@ -1,0 +1,70 @@
+#!/usr/bin/env node
+// Runs the whole suite under Deno and under Bun, streams both outputs, and
+// ends with one line "N passed, N failed" totalled over both runtimes.
+// Usage: node tests/run.mjs [deno|bun] [-- extra test-runner args]
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { dirname, join } from "node:path";
+
+const root = dirname(dirname(fileURLToPath(import.meta.url)));
+const bin = (name) => join(root, "node_modules", ".bin", name);
+const args = process.argv.slice(2);
+const only = args.find((a) => a === "deno" || a === "bun");
+const filter = args.includes("--") ? args.slice(args.indexOf("--") + 1) : [];
+
+const suites = {
+  deno: [bin("deno"), [
+    "test",
+    "--allow-all",
+    "--parallel",
+    ...filter,
+    "tests/",
+  ]],
+  bun: [bin("bun"), ["test", "--timeout", "120000", ...filter, "./tests/"]],
+};
+
+function run(name, [cmd, cmdArgs]) {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, cmdArgs, {
+      cwd: root,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, NO_COLOR: "1", DENO_JOBS: "2" },
+    });
+    let text = "";
+    const tee = (stream, out) =>
+      stream.on("data", (chunk) => {
+        out.write(chunk);
+        text += chunk;
+      });
+    tee(child.stdout, process.stdout);
+    tee(child.stderr, process.stderr);
+    child.on("close", (code) => resolve(countResults(name, text, code)));
+  });
+}
+
+function countResults(name, text, code) {
+  let passed = 0, failed = 0;
+  const deno = text.match(
+    /(?:ok|FAILED) \| (\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/,
+  );
+  const bunPass = text.match(/^\s*(\d+) pass$/m);
+  const bunFail = text.match(/^\s*(\d+) fail$/m);
+  if (deno) [passed, failed] = [Number(deno[1]), Number(deno[2])];
+  else if (bunPass && bunFail) {
+    [passed, failed] = [Number(bunPass[1]), Number(bunFail[1])];
+  }
+  // A runner that crashed or reported nothing counts as one failure.
+  if ((code !== 0 && failed === 0) || passed + failed === 0) failed += 1;
+  console.log(`${name}: ${passed} passed, ${failed} failed (exit ${code})`);
+  return { passed, failed };
+}
+
+let passed = 0, failed = 0;
+for (const [name, suite] of Object.entries(suites)) {
+  if (only && name !== only) continue;
+  const r = await run(name, suite);
+  passed += r.passed;
+  failed += r.failed;
+}
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed === 0 ? 0 : 1);

@@ -1,0 +1,69 @@
+/**
+ * One test API for both runtimes: `Deno.test` under Deno, `bun:test` under
+ * Bun. Test files import {@linkcode test} from here and run unchanged on both.
+ *
+ * @module
+ */
+
+/** A test body. */
+export type TestFn = () => void | Promise<void>;
+
+/** Options of {@linkcode test}. */
+export interface TestOptions {
+  /** Upper bound of the test's run time in milliseconds (default 60 000). */
+  timeout?: number;
+  /** Skip the test, e.g. when the runtime lacks what it needs. */
+  ignore?: boolean;
+}
+
+type BunTest = (name: string, fn: TestFn, timeout?: number) => void;
+
+const bunTest: BunTest | undefined = "Bun" in globalThis
+  ? (await import("bun:" + "test") as { test: BunTest }).test
+  : undefined;
+
+/** Registers a test with the running runtime's test runner. */
+export function test(
+  name: string,
+  fn: TestFn,
+  options: TestOptions = {},
+): void {
+  const timeout = options.timeout ?? 60_000;
+  if (bunTest) {
+    if (options.ignore) return;
+    bunTest(name, fn, timeout);
+    return;
+  }
+  Deno.test({
+    name,
+    ignore: options.ignore,
+    // Child processes and the waiter thread outlive single tests by design.
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn: () => withTimeout(fn(), timeout, name),
+  });
+}
+
+async function withTimeout(
+  result: void | Promise<void>,
+  ms: number,
+  name: string,
+): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([
+      result,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`test "${name}" timed out after ${ms} ms`)),
+          ms,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** `"deno"` or `"bun"`: the runtime running the tests. */
+export const runtime: "deno" | "bun" = bunTest ? "bun" : "deno";
