@@ -1,62 +1,63 @@
 /**
  * The Bun backend: libc through `bun:ffi`.
  *
- * `bun:ffi` is imported dynamically so that Deno can load and type-check this
- * module; {@linkcode BunFfi} types the part of it that is used.
+ * Only Bun loads this module (`libc.ts` imports it dynamically under Bun), so
+ * the static `bun:ffi` import never reaches Deno. `.ci/check` type-checks it
+ * against the real Bun types.
  *
  * @module
  */
+import {
+  dlopen,
+  type FFIFunction,
+  type FFITypeOrString,
+  ptr,
+  read,
+} from "bun:ffi";
 import { SYMBOLS } from "./symbols.ts";
 import type { Backend, CType, LibcFunctions } from "./symbols.ts";
 
-/** The subset of `bun:ffi` this backend uses. */
-export interface BunFfi {
-  dlopen(
-    path: string,
-    symbols: Record<string, { args: string[]; returns: string }>,
-  ): { symbols: Record<string, (...args: unknown[]) => unknown> };
-  ptr(buf: Uint8Array): number;
-  read: { i32(ptr: number, offset: number): number };
-  CString: new (ptr: number) => { toString(): string };
-}
-
-const BUN_TYPES: Record<CType, string> = {
+const BUN_TYPES = {
   i32: "i32",
   u32: "u32",
   i64: "i64",
   u64: "u64",
   ptr: "ptr",
   void: "void",
-};
+} as const satisfies Record<CType, FFITypeOrString>;
 
 /** Opens libc with `bun:ffi`. */
-export async function openBackend(libcPath: string): Promise<Backend> {
-  const ffi = await import("bun:" + "ffi") as BunFfi;
-  const definitions: Record<string, { args: string[]; returns: string }> = {
+export function openBackend(libcPath: string): Backend {
+  const lib = dlopen(libcPath, {
     __errno_location: { args: [], returns: "ptr" },
-    strerror: { args: ["i32"], returns: "ptr" },
-  };
+    strerror: { args: ["i32"], returns: "cstring" },
+  });
+  const table: Record<string, FFIFunction> = {};
   for (const [name, sig] of Object.entries(SYMBOLS)) {
-    definitions[name] = {
+    table[name] = {
       args: sig.args.map((t) => BUN_TYPES[t]),
       returns: BUN_TYPES[sig.result],
     };
   }
-  const raw = ffi.dlopen(libcPath, definitions).symbols;
+  const raw = dlopen(libcPath, table).symbols;
   const fn: Record<string, (...a: unknown[]) => number> = {};
   for (const [name, sig] of Object.entries(SYMBOLS)) {
-    const f = raw[name];
+    // The table is built at run time, so Bun cannot type each symbol; the
+    // signatures in SYMBOLS are what `LibcFunctions` promises.
+    const f = raw[name] as unknown as (...a: unknown[]) => number | bigint;
+    // Bun returns 64-bit integers as BigInt.
     fn[name] = sig.result === "i64"
       ? (...a) => Number(f(...a))
       : f as (...a: unknown[]) => number;
   }
-  const errnoPtr = raw.__errno_location() as number;
+  // errno lives at a fixed address per thread; all calls run on this thread.
+  const errnoAddress = lib.symbols.__errno_location();
+  if (errnoAddress === null) throw new Error("__errno_location returned NULL");
   return {
     runtime: "bun",
     fn: fn as LibcFunctions,
-    errno: () => ffi.read.i32(errnoPtr, 0),
-    strerror: (errno) =>
-      new ffi.CString(raw.strerror(errno) as number).toString(),
-    addressOf: (buf) => BigInt(ffi.ptr(buf)),
+    errno: () => read.i32(errnoAddress, 0),
+    strerror: (errno) => lib.symbols.strerror(errno) ?? `errno ${errno}`,
+    addressOf: (buf) => BigInt(ptr(buf)),
   };
 }

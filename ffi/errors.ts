@@ -28,6 +28,10 @@ export class SyscallError extends Error {
   /** The symbolic errno name, e.g. `"EADDRINUSE"`. */
   readonly code: string;
 
+  /**
+   * Creates the error; `description` is `strerror(errno)` and `detail`
+   * (a path, an address) is put in the message.
+   */
   constructor(
     syscall: string,
     errno: number,
@@ -49,6 +53,7 @@ export class SyscallError extends Error {
 
 /** Descriptors arrived but did not fit the receive buffer; the kernel closed the rest. */
 export class TruncatedMessageError extends Error {
+  /** Creates the error; `what` names the part that was cut. */
   constructor(what: string) {
     super(
       `recvmsg: ${what} was truncated (MSG_CTRUNC/MSG_TRUNC): the sender sent more than the ` +

@@ -158,11 +158,18 @@ export function getuid(): number {
 /** What kind of file a descriptor refers to. */
 export type FileKind = "socket" | "file" | "fifo" | "directory" | "other";
 
-/** Identity and kind of the file behind a descriptor (`fstat(2)`). */
+/** Identity, kind and owner of the file behind a descriptor (`fstat(2)`). */
 export interface FileIdentity {
+  /** The device the file lives on. */
   dev: bigint;
+  /** The inode number on that device. */
   ino: bigint;
+  /** What kind of file it is. */
   kind: FileKind;
+  /** Owner's user id. */
+  uid: number;
+  /** Permission bits (`mode & 0o7777`). */
+  permissions: number;
 }
 
 /** `fstat(2)`: device, inode and kind. Two descriptors with equal `dev`/`ino` are the same file. */
@@ -170,7 +177,8 @@ export function fileIdentity(fd: number): FileIdentity {
   const buf = new Uint8Array(layout.stat.size);
   libc.fstat(fd, buf);
   const view = new DataView(buf.buffer);
-  const fmt = view.getUint32(layout.stat.mode, true) & S_IFMT;
+  const mode = view.getUint32(layout.stat.mode, true);
+  const fmt = mode & S_IFMT;
   const kind: FileKind = fmt === S_IFSOCK
     ? "socket"
     : fmt === S_IFREG
@@ -184,5 +192,7 @@ export function fileIdentity(fd: number): FileIdentity {
     dev: view.getBigUint64(layout.stat.dev, true),
     ino: view.getBigUint64(layout.stat.ino, true),
     kind,
+    uid: view.getUint32(layout.stat.uid, true),
+    permissions: mode & 0o7777,
   };
 }

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import process from "node:process";
 import { openBackend as openDeno } from "./backend_deno.ts";
 import { layoutFor } from "./platform.ts";
 import type { Layout } from "./platform.ts";
@@ -13,19 +14,8 @@ import { Errno } from "./errno.ts";
 
 const LIBC_PATH = "libc.so.6";
 
-function currentPlatform(): { os: string; arch: string } {
-  const deno = (globalThis as { Deno?: typeof Deno }).Deno;
-  if (deno) return { os: deno.build.os, arch: deno.build.arch };
-  const proc = (globalThis as {
-    process?: { platform: string; arch: string };
-  }).process;
-  const arch = proc?.arch === "x64"
-    ? "x86_64"
-    : proc?.arch === "arm64"
-    ? "aarch64"
-    : String(proc?.arch);
-  return { os: String(proc?.platform), arch };
-}
+/** The architecture names of `layoutFor`, from Node's (`x64`, `arm64`). */
+const ARCH_NAMES: Record<string, string> = { x64: "x86_64", arm64: "aarch64" };
 
 async function loadBackend(): Promise<Backend> {
   if ("Deno" in globalThis) return openDeno(LIBC_PATH);
@@ -38,10 +28,11 @@ async function loadBackend(): Promise<Backend> {
   );
 }
 
-const platform = currentPlatform();
-
 /** The struct layout of the running architecture. */
-export const layout: Layout = layoutFor(platform.os, platform.arch);
+export const layout: Layout = layoutFor(
+  process.platform,
+  ARCH_NAMES[process.arch] ?? process.arch,
+);
 
 /** The raw backend of the running runtime. */
 export const backend: Backend = await loadBackend();

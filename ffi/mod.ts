@@ -8,21 +8,87 @@
  *
  * @example Pass a descriptor to another socket and get it back
  * ```ts
- * import { close, receiveWithFds, sendWithFds, socketPair, pipe } from "./mod.ts";
+ * import { strictEqual } from "node:assert";
+ * import {
+ *   close,
+ *   fileIdentity,
+ *   pipe,
+ *   receiveWithFds,
+ *   sendWithFds,
+ *   socketPair,
+ * } from "./mod.ts";
  *
  * const [a, b] = socketPair();
  * const [readEnd, writeEnd] = pipe();
  * sendWithFds(a, new TextEncoder().encode("pipe"), [readEnd]);
  * const message = receiveWithFds(b, 16, 1)!;
- * console.assert(message.fds.length === 1);
+ * strictEqual(new TextDecoder().decode(message.data), "pipe");
+ * // A new number for the same pipe.
+ * strictEqual(fileIdentity(message.fds[0]).ino, fileIdentity(readEnd).ino);
  * for (const fd of [a, b, readEnd, writeEnd, ...message.fds]) close(fd);
  * ```
  *
  * @module
  */
-export * from "./platform.ts";
+export {
+  type Arch,
+  type Layout,
+  layoutFor,
+  UnsupportedPlatformError,
+} from "./platform.ts";
+export {
+  AF_INET,
+  AF_INET6,
+  AF_UNIX,
+  EFD_NONBLOCK,
+  EPOLL_CLOEXEC,
+  EPOLL_CTL_ADD,
+  EPOLL_CTL_DEL,
+  EPOLL_CTL_MOD,
+  LOCK_EX,
+  LOCK_NB,
+  LOCK_SH,
+  LOCK_UN,
+  O_APPEND,
+  O_CREAT,
+  O_EXCL,
+  O_NONBLOCK,
+  O_RDONLY,
+  O_RDWR,
+  O_TRUNC,
+  O_WRONLY,
+  POLLERR,
+  POLLHUP,
+  POLLIN,
+  POLLNVAL,
+  POLLOUT,
+  SHUT_RD,
+  SHUT_RDWR,
+  SHUT_WR,
+  SO_ACCEPTCONN,
+  SO_DOMAIN,
+  SO_ERROR,
+  SO_REUSEADDR,
+  SO_TYPE,
+  SOCK_CLOEXEC,
+  SOCK_DGRAM,
+  SOCK_NONBLOCK,
+  SOCK_SEQPACKET,
+  SOCK_STREAM,
+  SOL_SOCKET,
+} from "./platform.ts";
 export { Errno, errnoName } from "./errno.ts";
 export { SyscallError, TruncatedMessageError } from "./errors.ts";
+export type {
+  Backend,
+  CSignature,
+  CType,
+  JsArgs,
+  LibcFunctions,
+  PtrArg,
+  SymbolName,
+} from "./symbols.ts";
+export { SYMBOLS } from "./symbols.ts";
 export { backend, cString, layout, libc } from "./libc.ts";
 export * from "./sockaddr.ts";
 export * from "./socket.ts";

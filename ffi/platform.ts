@@ -15,7 +15,7 @@ export interface Layout {
   /** `struct epoll_event`: packed on x86_64 (12 bytes), naturally aligned on aarch64. */
   epollEvent: { size: number; events: number; data: number };
   /** `struct stat` as filled by `fstat`. */
-  stat: { size: number; dev: number; ino: number; mode: number };
+  stat: { size: number; dev: number; ino: number; mode: number; uid: number };
   /** `O_DIRECTORY`, which differs between the two. */
   O_DIRECTORY: number;
 }
@@ -23,18 +23,19 @@ export interface Layout {
 const LAYOUTS: Record<Arch, Layout> = {
   x86_64: {
     epollEvent: { size: 12, events: 0, data: 4 },
-    stat: { size: 144, dev: 0, ino: 8, mode: 24 },
+    stat: { size: 144, dev: 0, ino: 8, mode: 24, uid: 28 },
     O_DIRECTORY: 0o200000,
   },
   aarch64: {
     epollEvent: { size: 16, events: 0, data: 8 },
-    stat: { size: 128, dev: 0, ino: 8, mode: 16 },
+    stat: { size: 128, dev: 0, ino: 8, mode: 16, uid: 24 },
     O_DIRECTORY: 0o40000,
   },
 };
 
 /** Thrown at load time on a platform whose layouts are not written down. */
 export class UnsupportedPlatformError extends Error {
+  /** Creates the error for the platform `os`/`arch`. */
   constructor(os: string, arch: string) {
     super(
       `tableroll's FFI layer supports Linux on x86_64 and aarch64 only, not ${os}/${arch}: ` +
@@ -92,70 +93,132 @@ function align8(n: number): number {
   return (n + 7) & ~7;
 }
 
+// Numeric constants of Linux (the same on x86_64 and aarch64).
+
+/** Address family: Unix domain sockets. */
 export const AF_UNIX = 1;
+/** Address family: IPv4. */
 export const AF_INET = 2;
+/** Address family: IPv6. */
 export const AF_INET6 = 10;
+/** Socket type: byte stream (TCP, Unix stream). */
 export const SOCK_STREAM = 1;
+/** Socket type: datagrams (UDP, Unix datagram). */
 export const SOCK_DGRAM = 2;
+/** Socket type: ordered, record-preserving Unix socket. */
 export const SOCK_SEQPACKET = 5;
+/** `socket(2)` flag: open non-blocking. */
 export const SOCK_NONBLOCK = 0o4000;
+/** `socket(2)` flag: close on exec. */
 export const SOCK_CLOEXEC = 0o2000000;
+/** Option level of the socket itself. */
 export const SOL_SOCKET = 1;
+/** Socket option: allow binding a port in TIME_WAIT. */
 export const SO_REUSEADDR = 2;
+/** Socket option: the socket type (read-only). */
 export const SO_TYPE = 3;
+/** Socket option: pending error, cleared on read. */
 export const SO_ERROR = 4;
+/** Socket option: credentials of a Unix socket's peer. */
 export const SO_PEERCRED = 17;
+/** Socket option: 1 if the socket is listening. */
 export const SO_ACCEPTCONN = 30;
+/** Socket option: the address family (read-only). */
 export const SO_DOMAIN = 39;
+/** Control message type carrying descriptors. */
 export const SCM_RIGHTS = 1;
+/** `recvmsg` flag: control data (descriptors) was truncated. */
 export const MSG_CTRUNC = 0x8;
+/** `recvmsg` flag: the data part was truncated. */
 export const MSG_TRUNC = 0x20;
+/** `sendmsg`/`recvmsg` flag: do not block. */
 export const MSG_DONTWAIT = 0x40;
+/** `sendmsg` flag: return `EPIPE` instead of raising SIGPIPE. */
 export const MSG_NOSIGNAL = 0x4000;
+/** `recvmsg` flag: received descriptors are close-on-exec. */
 export const MSG_CMSG_CLOEXEC = 0x40000000;
+/** `shutdown(2)`: no more receptions. */
 export const SHUT_RD = 0;
+/** `shutdown(2)`: no more transmissions. */
 export const SHUT_WR = 1;
+/** `shutdown(2)`: neither. */
 export const SHUT_RDWR = 2;
 
+/** `open(2)`: read only. */
 export const O_RDONLY = 0;
+/** `open(2)`: write only. */
 export const O_WRONLY = 1;
+/** `open(2)`: read and write. */
 export const O_RDWR = 2;
+/** `open(2)`: create the file if missing. */
 export const O_CREAT = 0o100;
+/** `open(2)`: with `O_CREAT`, fail if the file exists. */
 export const O_EXCL = 0o200;
+/** `open(2)`: truncate to length 0. */
 export const O_TRUNC = 0o1000;
+/** `open(2)`: every write appends. */
 export const O_APPEND = 0o2000;
+/** `open(2)`/`fcntl(2)` status flag: non-blocking I/O. */
 export const O_NONBLOCK = 0o4000;
+/** `open(2)`: close on exec. */
 export const O_CLOEXEC = 0o2000000;
 
+/** `fcntl(2)`: read the descriptor flags. */
 export const F_GETFD = 1;
+/** `fcntl(2)`: set the descriptor flags. */
 export const F_SETFD = 2;
+/** `fcntl(2)`: read the file status flags. */
 export const F_GETFL = 3;
+/** `fcntl(2)`: set the file status flags. */
 export const F_SETFL = 4;
+/** `fcntl(2)`: duplicate to the lowest free number ≥ arg, close-on-exec. */
 export const F_DUPFD_CLOEXEC = 1030;
+/** Descriptor flag: close on exec. */
 export const FD_CLOEXEC = 1;
 
+/** `flock(2)`: shared lock. */
 export const LOCK_SH = 1;
+/** `flock(2)`: exclusive lock. */
 export const LOCK_EX = 2;
+/** `flock(2)`: fail with `EWOULDBLOCK` instead of waiting. */
 export const LOCK_NB = 4;
+/** `flock(2)`: unlock. */
 export const LOCK_UN = 8;
 
+/** `poll(2)` event: readable. */
 export const POLLIN = 0x1;
+/** `poll(2)` event: writable. */
 export const POLLOUT = 0x4;
+/** `poll(2)` event: error condition (always reported). */
 export const POLLERR = 0x8;
+/** `poll(2)` event: hang-up (always reported). */
 export const POLLHUP = 0x10;
+/** `poll(2)` event: the descriptor is not open. */
 export const POLLNVAL = 0x20;
 
+/** `epoll_ctl(2)`: register a descriptor. */
 export const EPOLL_CTL_ADD = 1;
+/** `epoll_ctl(2)`: remove a registration. */
 export const EPOLL_CTL_DEL = 2;
+/** `epoll_ctl(2)`: change a registration. */
 export const EPOLL_CTL_MOD = 3;
+/** `epoll_create1(2)`: close on exec. */
 export const EPOLL_CLOEXEC = 0o2000000;
 
+/** `memfd_create(2)`: close on exec. */
 export const MFD_CLOEXEC = 1;
+/** `eventfd(2)`: close on exec. */
 export const EFD_CLOEXEC = 0o2000000;
+/** `eventfd(2)`: non-blocking. */
 export const EFD_NONBLOCK = 0o4000;
 
+/** `st_mode` mask of the file type bits. */
 export const S_IFMT = 0o170000;
+/** File type: socket. */
 export const S_IFSOCK = 0o140000;
+/** File type: regular file. */
 export const S_IFREG = 0o100000;
+/** File type: FIFO (pipe). */
 export const S_IFIFO = 0o10000;
+/** File type: directory. */
 export const S_IFDIR = 0o40000;

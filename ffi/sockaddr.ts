@@ -8,8 +8,11 @@ import { AF_INET, AF_INET6, AF_UNIX, SUN_PATH_SIZE } from "./platform.ts";
 
 /** An IPv4 or IPv6 address and port. */
 export interface InetAddress {
+  /** `"inet"` for IPv4, `"inet6"` for IPv6. */
   family: "inet" | "inet6";
+  /** The IP literal, e.g. `"127.0.0.1"` or `"::1"` (no brackets). */
   hostname: string;
+  /** The port, 0 to let the kernel choose when binding. */
   port: number;
 }
 
@@ -18,8 +21,11 @@ export interface InetAddress {
  * namespace without a file), or neither for an unnamed socket.
  */
 export interface UnixAddress {
+  /** Always `"unix"`. */
   family: "unix";
+  /** A filesystem path, shorter than 108 bytes. */
   path?: string;
+  /** A name in the abstract namespace (without the leading NUL). */
   abstract?: string;
 }
 
@@ -28,6 +34,7 @@ export type SocketAddress = InetAddress | UnixAddress;
 
 /** An address that cannot be encoded (bad IP literal, path too long…). */
 export class InvalidAddressError extends TypeError {
+  /** Creates the error with a message that names the bad part. */
   constructor(message: string) {
     super(message);
     this.name = "InvalidAddressError";

@@ -181,8 +181,11 @@ export function setIntOption(fd: number, option: number, value: number): void {
 
 /** What kind of socket `fd` is. */
 export interface SocketInfo {
+  /** The address family. */
   family: SocketAddress["family"];
+  /** The socket type. */
   type: SocketType;
+  /** Whether `listen(2)` was called on it. */
   listening: boolean;
 }
 
@@ -215,8 +218,11 @@ export function socketError(fd: number): number {
 
 /** Credentials of the process at the other end of a Unix socket. */
 export interface PeerCredentials {
+  /** Process id of the peer when it connected. */
   pid: number;
+  /** Its user id. */
   uid: number;
+  /** Its group id. */
   gid: number;
 }
 

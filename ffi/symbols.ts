@@ -15,7 +15,9 @@ export type CType = "i32" | "u32" | "i64" | "u64" | "ptr" | "void";
 
 /** One function: parameter types and result type. */
 export interface CSignature {
+  /** Parameter types, in order. */
   readonly args: readonly CType[];
+  /** Result type. */
   readonly result: CType;
 }
 
@@ -61,8 +63,10 @@ export type SymbolName = keyof typeof SYMBOLS;
 /** A pointer argument: a buffer, or `null` for NULL. */
 export type PtrArg = Uint8Array | null;
 
-type JsArg<T extends CType> = T extends "ptr" ? PtrArg : number;
-type JsArgs<A extends readonly CType[]> = { [K in keyof A]: JsArg<A[K]> };
+/** JavaScript arguments for parameter types `A`: a {@linkcode PtrArg} per pointer, else a number. */
+export type JsArgs<A extends readonly CType[]> = {
+  [K in keyof A]: A[K] extends "ptr" ? PtrArg : number;
+};
 
 /** The JavaScript signature of every libc function, as both backends expose it. */
 export type LibcFunctions = {
