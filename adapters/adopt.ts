@@ -1,0 +1,274 @@
+/**
+ * Adoption of a listening socket into a runtime's native server.
+ *
+ * `Deno.serve` and `Bun.serve` only serve on sockets they created. The
+ * adapters let the runtime create a placeholder listener, then make the
+ * placeholder's descriptor number refer to the socket to serve on and
+ * register it with the runtime's epoll instance exactly as the placeholder
+ * was. This relies on the runtime's internals, so every step checks what it
+ * finds and {@linkcode AdoptionError} is thrown instead of guessing.
+ *
+ * @module
+ */
+import {
+  close,
+  dup,
+  dup3,
+  EPOLL_CTL_ADD,
+  EPOLL_CTL_DEL,
+  epollRegistrations,
+  Errno,
+  fileIdentity,
+  layout,
+  libc,
+  listFds,
+  localAddress,
+  setNonBlocking,
+  type SocketAddress,
+  socketInfo,
+  SyscallError,
+} from "../ffi/mod.ts";
+import type { EpollRegistration } from "../ffi/mod.ts";
+
+/** `"Deno 2.9.6"` or `"Bun 1.4.5"`: the running runtime, for error messages. */
+export function runtimeVersion(): string {
+  const g = globalThis as {
+    Deno?: { version: { deno: string } };
+    Bun?: { version: string };
+  };
+  if (g.Deno) return `Deno ${g.Deno.version.deno}`;
+  if (g.Bun) return `Bun ${g.Bun.version}`;
+  return "an unknown runtime";
+}
+
+/**
+ * The runtime's internals do not look as adoption expects, so its native
+ * server cannot be given the socket. Nothing was served on the wrong socket.
+ *
+ * @example
+ * ```ts ignore
+ * import { AdoptionError } from "./adopt.ts";
+ * try {
+ *   // serve(...) from tableroll/deno or tableroll/bun
+ * } catch (err) {
+ *   if (!(err instanceof AdoptionError)) throw err;
+ *   // serve through tableroll/node instead
+ * }
+ * ```
+ */
+export class AdoptionError extends Error {
+  /** The runtime and version whose internals did not match. */
+  readonly runtime: string;
+
+  /** `reason` says what was found instead of what adoption needs. */
+  constructor(reason: string, options?: ErrorOptions) {
+    const runtime = runtimeVersion();
+    super(
+      `cannot hand a socket to ${runtime}'s native server: ${reason}. ` +
+        "Serve through tableroll's node:http adapter (tableroll/node) instead.",
+      options,
+    );
+    this.name = "AdoptionError";
+    this.runtime = runtime;
+  }
+}
+
+/**
+ * Runs `open`, which must create exactly one listening socket, and returns
+ * its result with that socket's descriptor.
+ *
+ * @example
+ * ```ts ignore
+ * const { value: server, fd } = listenerOpenedBy(() =>
+ *   Deno.serve({ hostname: "127.0.0.1", port: 0, handler })
+ * );
+ * ```
+ */
+export function listenerOpenedBy<T>(
+  open: () => T,
+): { value: T; fd: number } {
+  const before = new Set(listFds());
+  const value = open();
+  const opened = listFds().filter((fd) =>
+    !before.has(fd) && isListeningSocket(fd)
+  );
+  if (opened.length !== 1) {
+    throw new AdoptionError(
+      `expected the server to open one listening socket, it opened ${opened.length}`,
+    );
+  }
+  return { value, fd: opened[0] };
+}
+
+function isListeningSocket(fd: number): boolean {
+  try {
+    return fileIdentity(fd).kind === "socket" && socketInfo(fd).listening;
+  } catch {
+    return false; // closed meanwhile, or not a socket family we know
+  }
+}
+
+/** A socket adopted by the runtime's server, as {@linkcode adoptListener} returns it. */
+export interface AdoptedListener {
+  /** The runtime's descriptor number, which now refers to the adopted socket. */
+  readonly fd: number;
+  /** The runtime's epoll descriptor that watches {@linkcode AdoptedListener.fd}. */
+  readonly epollFd: number;
+  /** The adopted socket's real address (`getsockname`). */
+  readonly address: SocketAddress;
+  /**
+   * Stops the runtime from accepting on this process's copy of the socket by
+   * removing it from the runtime's epoll; other processes holding the socket
+   * keep accepting. Idempotent.
+   */
+  stopAccepting(): void;
+}
+
+/**
+ * Makes the runtime's listener `runtimeFd` refer to the socket `sourceFd`
+ * (which stays open and owned by the caller), re-registers it with the
+ * runtime's epoll instance with the same events and data, and confirms from
+ * `/proc/self/fdinfo` that the registration now refers to the adopted socket.
+ *
+ * Throws {@linkcode AdoptionError} when the state is not the one expected: no
+ * epoll instance or several registrations watch `runtimeFd`, the sockets'
+ * families differ, or the new registration does not read back as written.
+ *
+ * @example
+ * ```ts ignore
+ * const { value: server, fd } = listenerOpenedBy(() => Deno.serve(options));
+ * const listener = adoptListener(fd, upgrader.fds.listen("web", addr).fd);
+ * ```
+ */
+export function adoptListener(
+  runtimeFd: number,
+  sourceFd: number,
+): AdoptedListener {
+  const source = socketInfo(sourceFd);
+  const placeholder = socketInfo(runtimeFd);
+  if (!source.listening || !placeholder.listening) {
+    throw new AdoptionError(
+      `descriptors ${sourceFd} and ${runtimeFd} must both be listening sockets`,
+    );
+  }
+  if (source.family !== placeholder.family) {
+    throw new AdoptionError(
+      `the server listens on a ${placeholder.family} socket, the socket to adopt is ${source.family}`,
+    );
+  }
+  const registration = soleRegistration(runtimeFd);
+  const copy = dup(sourceFd);
+  try {
+    // The runtimes accept until EAGAIN; a blocking socket would stall them.
+    setNonBlocking(copy, true);
+    dup3(copy, runtimeFd);
+  } finally {
+    close(copy);
+  }
+  epollControl(
+    registration.epollFds[0],
+    EPOLL_CTL_ADD,
+    runtimeFd,
+    registration,
+  );
+  confirmRegistration(runtimeFd, sourceFd, registration);
+
+  let accepting = true;
+  return {
+    fd: runtimeFd,
+    epollFd: registration.epollFds[0],
+    address: localAddress(runtimeFd),
+    stopAccepting() {
+      if (!accepting) return;
+      accepting = false;
+      try {
+        epollControl(registration.epollFds[0], EPOLL_CTL_DEL, runtimeFd);
+      } catch (err) {
+        // Already gone: the runtime closed the listener first.
+        if (!(err instanceof SyscallError && err.errno === Errno.ENOENT)) {
+          throw err;
+        }
+      }
+    },
+  };
+}
+
+interface Registration {
+  /** Descriptors of one epoll instance (Deno's event loop holds two). */
+  epollFds: number[];
+  events: number;
+  data: bigint;
+}
+
+function soleRegistration(runtimeFd: number): Registration {
+  const { ino } = fileIdentity(runtimeFd);
+  const found = epollRegistrations().filter((r) =>
+    r.targetFd === runtimeFd && r.ino === ino
+  );
+  if (found.length === 0) {
+    throw new AdoptionError(
+      `no epoll instance watches the server's listener (descriptor ${runtimeFd})`,
+    );
+  }
+  // The same instance seen through duplicated descriptors lists the same
+  // registration; anything else is a second registration.
+  const distinct = new Set(found.map(registrationKey));
+  if (distinct.size !== 1) {
+    throw new AdoptionError(
+      `${distinct.size} different epoll registrations watch the server's listener (descriptor ${runtimeFd})`,
+    );
+  }
+  return {
+    epollFds: found.map((r) => r.epollFd),
+    events: found[0].events,
+    data: found[0].data,
+  };
+}
+
+function registrationKey(r: Pick<EpollRegistration, "events" | "data">) {
+  return `${r.events}/${r.data}`;
+}
+
+function confirmRegistration(
+  runtimeFd: number,
+  sourceFd: number,
+  expected: Registration,
+): void {
+  const { ino } = fileIdentity(sourceFd);
+  const all = epollRegistrations().filter((r) => r.targetFd === runtimeFd);
+  for (const epollFd of expected.epollFds) {
+    const seen = all.filter((r) => r.epollFd === epollFd);
+    const ok = seen.length === 1 && seen[0].ino === ino &&
+      registrationKey(seen[0]) === registrationKey(expected);
+    if (!ok) {
+      throw new AdoptionError(
+        `after re-registering descriptor ${runtimeFd}, epoll descriptor ${epollFd} lists ` +
+          `${seen.map(describe).join(", ") || "nothing"} instead of ` +
+          `${
+            describe({ ...expected, ino })
+          } (epoll_event layout ${layout.epollEvent.size} bytes)`,
+      );
+    }
+  }
+}
+
+function describe(r: Pick<EpollRegistration, "events" | "data" | "ino">) {
+  return `events ${r.events.toString(16)} data ${
+    r.data.toString(16)
+  } inode ${r.ino}`;
+}
+
+function epollControl(
+  epollFd: number,
+  op: number,
+  fd: number,
+  registration?: Pick<Registration, "events" | "data">,
+): void {
+  const event = new Uint8Array(layout.epollEvent.size);
+  if (registration) {
+    const view = new DataView(event.buffer);
+    view.setUint32(layout.epollEvent.events, registration.events, true);
+    view.setBigUint64(layout.epollEvent.data, registration.data, true);
+  }
+  libc.epoll_ctl(epollFd, op, fd, event);
+}

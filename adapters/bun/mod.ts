@@ -1,0 +1,214 @@
+/**
+ * `Bun.serve` on a listener handed over by tableroll.
+ *
+ * {@linkcode serve} takes `Bun.serve`'s options (`fetch`, `routes`,
+ * `websocket`, `error`, `tls`, `hostname`/`port` or `unix`…) plus the upgrader
+ * and the listener's name. The listener is inherited from the previous
+ * process (or opened), adopted into Bun's own server, and drained without
+ * dropping a request once a successor takes over.
+ *
+ * @example Serve HTTP and drain when the next version takes over
+ * ```ts ignore
+ * import { Upgrader } from "tableroll";
+ * import { serve } from "tableroll/bun";
+ *
+ * const upgrader = await Upgrader.create("/run/myapp");
+ * const server = serve({
+ *   upgrader,
+ *   name: "web",
+ *   hostname: "127.0.0.1",
+ *   port: 8080,
+ *   fetch: () => new Response("hello"),
+ * });
+ * await upgrader.ready();
+ * await server.drained; // after a successor took over
+ * await upgrader.stop();
+ * ```
+ *
+ * @module
+ */
+import type { Server, ServerWebSocket, WebSocketHandler } from "bun";
+import { adoptListener, listenerOpenedBy } from "../adopt.ts";
+import { Drain, type DrainOptions } from "../drain.ts";
+import { placeholderFor } from "../placeholder.ts";
+import { listenAddressOf, type ListenerSource } from "../upgrader.ts";
+
+export { AdoptionError } from "../adopt.ts";
+export type { DrainOptions } from "../drain.ts";
+
+/** The tableroll part of {@linkcode ServeOptions}. */
+export interface HandoverOptions extends DrainOptions {
+  /** The upgrader whose descriptor store holds the listener. */
+  upgrader: ListenerSource;
+  /** The listener's name, the same in every version of the service. */
+  name: string;
+}
+
+/** `Bun.serve`'s options with {@linkcode HandoverOptions}. */
+export type ServeOptions<WebSocketData = undefined, R extends string = string> =
+  & Bun.Serve.Options<WebSocketData, R>
+  & HandoverOptions;
+
+/** Bun's server, plus the end of its drain. */
+export interface HandedOverServer<WebSocketData> extends Server<WebSocketData> {
+  /**
+   * Resolves when the server stopped: after `stop()`, or after the drain
+   * that follows a successor's takeover (requests done, WebSockets closed).
+   */
+  readonly drained: Promise<void>;
+}
+
+type AnyHandler = (request: Request, server: unknown) => unknown;
+
+/**
+ * Serves with `Bun.serve` on the upgrader's listener `options.name`. The
+ * returned server's `port`, `hostname` and `url` are the listener's real
+ * address.
+ *
+ * Throws {@linkcode AdoptionError} if this Bun's internals do not allow
+ * adoption; serve through `tableroll/node` then.
+ *
+ * @example
+ * ```ts ignore
+ * const server = serve({ upgrader, name: "web", port: 8080, fetch: handler });
+ * server.url.href; // "http://0.0.0.0:8080/"
+ * ```
+ */
+export function serve<WebSocketData = undefined, R extends string = string>(
+  options: ServeOptions<WebSocketData, R>,
+): HandedOverServer<WebSocketData> {
+  const { upgrader, name, drainGracePeriod, drainDeadline, ...bunOptions } =
+    options as ServeOptions<WebSocketData, R> & {
+      unix?: string;
+      hostname?: string;
+      port?: number | string;
+      fetch?: AnyHandler;
+      routes?: Record<string, unknown>;
+      websocket?: WebSocketHandler<WebSocketData>;
+    };
+  const listener = upgrader.fds.listen(
+    name,
+    listenAddressOf({ ...bunOptions, path: bunOptions.unix }, 3000),
+  );
+  let drain: Drain | undefined;
+  const mark = (response: unknown) =>
+    response instanceof Response ? drain!.mark(response) : response;
+  const wrap = (handler: AnyHandler): AnyHandler => (request, server) => {
+    const response = handler(request, server);
+    return response instanceof Promise ? response.then(mark) : mark(response);
+  };
+
+  const placeholder = placeholderFor(listener.address);
+  const { value: server, fd } = (() => {
+    try {
+      return listenerOpenedBy(() =>
+        Bun.serve({
+          ...bunOptions,
+          hostname: undefined,
+          port: undefined,
+          unix: undefined,
+          ...("path" in placeholder.address
+            ? { unix: placeholder.address.path }
+            : placeholder.address),
+          fetch: bunOptions.fetch && wrap(bunOptions.fetch),
+          routes: bunOptions.routes && wrapRoutes(bunOptions.routes, wrap),
+          websocket: bunOptions.websocket &&
+            trackSockets(bunOptions.websocket, (ws) => drain!.track(ws)),
+        } as Bun.Serve.Options<WebSocketData, R>)
+      );
+    } finally {
+      placeholder.dispose();
+    }
+  })();
+  let adopted;
+  try {
+    adopted = adoptListener(fd, listener.fd);
+  } catch (err) {
+    server.stop(true);
+    throw err;
+  }
+
+  drain = new Drain({
+    stopAccepting: () => adopted.stopAccepting(),
+    async close() {
+      const stopped = server.stop(false);
+      server.closeIdleConnections();
+      await stopped;
+    },
+    forceClose: () => void server.stop(true),
+  }, { drainGracePeriod, drainDeadline });
+  upgrader.upgradeComplete.then(() => drain.start(), () => {});
+
+  const address = adopted.address;
+  const hostname = address.family === "unix" ? undefined : address.hostname;
+  const port = address.family === "unix" ? undefined : address.port;
+  const scheme = bunOptions.tls ? "https" : "http";
+  const url = address.family === "unix"
+    ? new URL(`unix://${address.path}`)
+    : new URL(
+      `${scheme}://${
+        address.family === "inet6" ? `[${hostname}]` : hostname
+      }:${port}/`,
+    );
+  const overrides: Record<PropertyKey, unknown> = {
+    hostname,
+    port,
+    url,
+    drained: drain.finished,
+    stop(closeActiveConnections?: boolean) {
+      adopted.stopAccepting();
+      const stopped = server.stop(closeActiveConnections);
+      drain.settle(stopped);
+      return stopped;
+    },
+  };
+  return new Proxy(server, {
+    get(target, property) {
+      if (property in overrides) return overrides[property];
+      const value = Reflect.get(target, property, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  }) as HandedOverServer<WebSocketData>;
+}
+
+function wrapRoutes(
+  routes: Record<string, unknown>,
+  wrap: (handler: AnyHandler) => AnyHandler,
+): Record<string, unknown> {
+  // Static responses are served by Bun without JavaScript: they stay as they are.
+  const wrapValue = (value: unknown) =>
+    typeof value === "function" ? wrap(value as AnyHandler) : value;
+  return Object.fromEntries(
+    Object.entries(routes).map(([path, value]) => [
+      path,
+      isMethodTable(value)
+        ? Object.fromEntries(
+          Object.entries(value).map(([m, v]) => [m, wrapValue(v)]),
+        )
+        : wrapValue(value),
+    ]),
+  );
+}
+
+function isMethodTable(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null &&
+    Object.getPrototypeOf(value) === Object.prototype && !("dir" in value);
+}
+
+function trackSockets<WebSocketData>(
+  handler: WebSocketHandler<WebSocketData>,
+  track: (ws: ServerWebSocket<WebSocketData>) => () => void,
+): WebSocketHandler<WebSocketData> {
+  const untrack = new WeakMap<ServerWebSocket<WebSocketData>, () => void>();
+  return {
+    ...handler,
+    open(ws) {
+      untrack.set(ws, track(ws));
+      return handler.open?.(ws);
+    },
+    close(ws, code, reason) {
+      untrack.get(ws)?.();
+      return handler.close?.(ws, code, reason);
+    },
+  };
+}

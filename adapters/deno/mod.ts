@@ -1,0 +1,191 @@
+/**
+ * `Deno.serve` on a listener handed over by tableroll.
+ *
+ * {@linkcode serve} takes `Deno.serve`'s options plus the upgrader and the
+ * listener's name. The listener is inherited from the previous process (or
+ * opened), adopted into Deno's own server, and drained without dropping a
+ * request once a successor takes over. Needs `--allow-ffi` and `--allow-net`
+ * (plus read/write for a Unix socket path).
+ *
+ * @example Serve HTTP and drain when the next version takes over
+ * ```ts ignore
+ * import { Upgrader } from "tableroll";
+ * import { serve } from "tableroll/deno";
+ *
+ * const upgrader = await Upgrader.create("/run/myapp");
+ * const server = serve({
+ *   upgrader,
+ *   name: "web",
+ *   hostname: "127.0.0.1",
+ *   port: 8080,
+ *   handler: () => new Response("hello"),
+ * });
+ * await upgrader.ready();
+ * await server.finished; // drained after a successor took over
+ * await upgrader.stop();
+ * ```
+ *
+ * @module
+ */
+import type { SocketAddress } from "../../ffi/mod.ts";
+import { adoptListener, listenerOpenedBy } from "../adopt.ts";
+import { Drain, type DrainOptions } from "../drain.ts";
+import { placeholderFor } from "../placeholder.ts";
+import { listenAddressOf, type ListenerSource } from "../upgrader.ts";
+
+export { AdoptionError } from "../adopt.ts";
+export type { DrainOptions } from "../drain.ts";
+
+/** The tableroll part of {@linkcode ServeOptions}. */
+export interface HandoverOptions extends DrainOptions {
+  /** The upgrader whose descriptor store holds the listener. */
+  upgrader: ListenerSource;
+  /** The listener's name, the same in every version of the service. */
+  name: string;
+}
+
+/**
+ * `Deno.serve`'s options, TCP (optionally TLS with `cert`/`key`) or Unix
+ * (`path`), with the handler and {@linkcode HandoverOptions}.
+ */
+export type ServeOptions =
+  & (
+    | (
+      & Omit<Deno.ServeTcpOptions, "reusePort">
+      & Partial<Deno.TlsCertifiedKeyPem>
+    )
+    | Deno.ServeUnixOptions
+  )
+  & { handler: Deno.ServeHandler }
+  & HandoverOptions;
+
+const drains = new WeakMap<Request, Drain>();
+
+/**
+ * Serves `options.handler` with `Deno.serve` on the upgrader's listener
+ * `options.name`. Returns Deno's server, whose `addr` is the listener's real
+ * address and whose `finished` resolves once the server stopped: after
+ * `shutdown()`, or after the drain that follows a successor's takeover.
+ *
+ * Throws {@linkcode AdoptionError} if this Deno's internals do not allow
+ * adoption; serve through `tableroll/node` then.
+ *
+ * @example
+ * ```ts ignore
+ * const server = serve({ upgrader, name: "web", port: 8080, handler });
+ * console.log(server.addr); // { transport: "tcp", hostname: "0.0.0.0", port: 8080 }
+ * ```
+ */
+export function serve(options: ServeOptions): Deno.HttpServer {
+  const {
+    upgrader,
+    name,
+    handler,
+    onListen,
+    drainGracePeriod,
+    drainDeadline,
+    ...denoOptions
+  } = options;
+  const listener = upgrader.fds.listen(
+    name,
+    listenAddressOf(options as { port?: number; path?: string }, 8000),
+  );
+  let drain: Drain | undefined;
+  const handle: Deno.ServeHandler = async (request, info) => {
+    drains.set(request, drain!);
+    return drain!.mark(await handler(request, info));
+  };
+
+  const placeholder = placeholderFor(listener.address);
+  const { value: server, fd } = (() => {
+    try {
+      return listenerOpenedBy(() =>
+        Deno.serve(
+          {
+            ...denoOptions,
+            ...placeholder.address,
+            handler: handle,
+            onListen: () => {},
+          } as Deno.ServeTcpOptions & Deno.ServeInit<Deno.NetAddr>,
+        )
+      );
+    } finally {
+      placeholder.dispose();
+    }
+  })();
+  let adopted;
+  try {
+    adopted = adoptListener(fd, listener.fd);
+  } catch (err) {
+    server.shutdown();
+    throw err;
+  }
+
+  drain = new Drain({
+    stopAccepting: () => adopted.stopAccepting(),
+    close: () => server.shutdown(),
+    // Deno.serve cannot cut requests in flight; WebSockets are closed.
+    forceClose: () => {},
+  }, { drainGracePeriod, drainDeadline });
+  drain.settle(server.finished);
+  upgrader.upgradeComplete.then(() => drain.start(), () => {});
+
+  const addr = denoAddr(adopted.address);
+  (onListen ?? logListening("cert" in denoOptions ? "https" : "http"))(
+    addr as Deno.NetAddr & Deno.UnixAddr,
+  );
+  return {
+    addr,
+    finished: drain.finished,
+    ref: () => server.ref(),
+    unref: () => server.unref(),
+    shutdown() {
+      adopted.stopAccepting();
+      return server.shutdown();
+    },
+    [Symbol.asyncDispose]() {
+      return this.shutdown();
+    },
+  };
+}
+
+/**
+ * `Deno.upgradeWebSocket`, plus tracking by the drain: the socket is closed
+ * with 1001 (going away) at the drain deadline, and the drain waits for it.
+ *
+ * @example
+ * ```ts ignore
+ * serve({ upgrader, name: "ws", port: 8080, handler(request) {
+ *   const { socket, response } = upgradeWebSocket(request);
+ *   socket.onmessage = (e) => socket.send(e.data);
+ *   return response;
+ * } });
+ * ```
+ */
+export function upgradeWebSocket(
+  request: Request,
+  options?: Deno.UpgradeWebSocketOptions,
+): Deno.WebSocketUpgrade {
+  const upgrade = Deno.upgradeWebSocket(request, options);
+  const drain = drains.get(request);
+  if (drain) {
+    upgrade.socket.addEventListener("close", drain.track(upgrade.socket));
+  }
+  return upgrade;
+}
+
+function denoAddr(address: SocketAddress): Deno.NetAddr | Deno.UnixAddr {
+  if (address.family === "unix") {
+    return { transport: "unix", path: address.path ?? "" };
+  }
+  return { transport: "tcp", hostname: address.hostname, port: address.port };
+}
+
+function logListening(scheme: string) {
+  return (addr: Deno.NetAddr | Deno.UnixAddr) =>
+    console.log(
+      "path" in addr
+        ? `Listening on ${addr.path}`
+        : `Listening on ${scheme}://${addr.hostname}:${addr.port}/`,
+    );
+}

@@ -1,0 +1,163 @@
+/**
+ * The drain of an old process after a successor took over its listeners,
+ * shared by every adapter. It drops no request:
+ *
+ * 1. the runtime stops accepting on this process's copy of the socket (the
+ *    successor's copy is untouched: no `shutdown(2)` on a shared listener);
+ * 2. every response from then on carries `Connection: close`, so keep-alive
+ *    clients reconnect, which reaches the successor;
+ * 3. after a grace period the server closes its listener and the keep-alive
+ *    connections still idle, and waits for requests in flight;
+ * 4. at the deadline WebSockets get a close frame (1001, going away) and
+ *    whatever is left is closed.
+ *
+ * @module
+ */
+
+/** Timing of the drain. */
+export interface DrainOptions {
+  /**
+   * Milliseconds after the handover before idle keep-alive connections are
+   * closed; until then, clients that send a request get an answer with
+   * `Connection: close`. Default 1000.
+   */
+  drainGracePeriod?: number;
+  /**
+   * Milliseconds after the handover when WebSockets are closed (1001) and
+   * remaining connections are cut. Default 30 000.
+   */
+  drainDeadline?: number;
+}
+
+/** How a drain acts on one runtime's server. */
+export interface DrainTarget {
+  /** Stops accepting on this process's copy of the listener, at once. */
+  stopAccepting(): void;
+  /** Closes the listener and idle connections; resolves when requests in flight are done. */
+  close(): Promise<void>;
+  /** Cuts what is still open at the deadline. */
+  forceClose(): void;
+}
+
+/** A WebSocket the drain closes at the deadline. */
+export interface ClosableWebSocket {
+  /** Sends a close frame. */
+  close(code?: number, reason?: string): void;
+}
+
+/** `1001`: the endpoint is going away. */
+export const GOING_AWAY = 1001;
+
+// Connections accepted just before the listener left epoll may not have been
+// read yet; closing the server before they are would drop them.
+const SETTLE_MS = 50;
+
+/**
+ * One server's drain: tracks the server's WebSockets, marks responses while
+ * draining, and runs the steps above once {@linkcode Drain.start} is called.
+ *
+ * @example
+ * ```ts ignore
+ * const drain = new Drain(target, { drainGracePeriod: 500 });
+ * upgrader.upgradeComplete.then(() => drain.start());
+ * const handler = (req: Request) => drain.mark(await app(req));
+ * await drain.finished;
+ * ```
+ */
+export class Drain {
+  /** Resolves when the server closed and its WebSockets closed. */
+  readonly finished: Promise<void>;
+  #target: DrainTarget;
+  #grace: number;
+  #deadline: number;
+  #draining = false;
+  #sockets = new Set<ClosableWebSocket>();
+  #socketsClosed?: () => void;
+  #resolve!: () => void;
+  #reject!: (err: unknown) => void;
+
+  /** `target` acts on the server; `options` set the timing. */
+  constructor(target: DrainTarget, options: DrainOptions = {}) {
+    this.#target = target;
+    this.#grace = Math.max(options.drainGracePeriod ?? 1000, SETTLE_MS);
+    this.#deadline = options.drainDeadline ?? 30_000;
+    this.finished = new Promise((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+  }
+
+  /** Whether the drain has started. */
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  /** Starts the drain; later calls do nothing. */
+  start(): void {
+    if (this.#draining) return;
+    this.#draining = true;
+    this.#target.stopAccepting();
+    const deadline = setTimeout(() => this.#cut(), this.#deadline);
+    delay(this.#grace)
+      .then(() => Promise.all([this.#target.close(), this.#allSocketsClosed()]))
+      .then(() => this.#resolve(), this.#reject)
+      .finally(() => clearTimeout(deadline));
+  }
+
+  /** Resolves `finished` once the server stopped on its own (no drain needed). */
+  settle(closed: Promise<void>): void {
+    closed.then(() => {
+      if (!this.#draining) this.#resolve();
+    }, this.#reject);
+  }
+
+  /**
+   * `response`, with `Connection: close` while draining. Upgrade responses
+   * (101) pass unchanged.
+   */
+  mark(response: Response): Response {
+    if (!this.#draining || response.status === 101) return response;
+    try {
+      response.headers.set("connection", "close");
+      return response;
+    } catch {
+      // Immutable headers (e.g. a fetched or redirect response): copy them.
+      const headers = new Headers(response.headers);
+      headers.set("connection", "close");
+      return new Response(response.body, {
+        status: response.status,
+        statusText: response.statusText,
+        headers,
+      });
+    }
+  }
+
+  /** Tracks an open WebSocket; call the returned function when it closed. */
+  track(socket: ClosableWebSocket): () => void {
+    this.#sockets.add(socket);
+    return () => {
+      this.#sockets.delete(socket);
+      if (this.#sockets.size === 0) this.#socketsClosed?.();
+    };
+  }
+
+  #allSocketsClosed(): Promise<void> {
+    if (this.#sockets.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#socketsClosed = resolve);
+  }
+
+  #cut(): void {
+    for (const socket of this.#sockets) {
+      try {
+        socket.close(GOING_AWAY, "server restarting");
+      } catch {
+        // Already closing.
+      }
+    }
+    this.#target.forceClose();
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

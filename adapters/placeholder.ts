@@ -1,0 +1,47 @@
+/**
+ * The throw-away listener a native server is asked to create before the real
+ * socket is adopted in its place: same family, so the runtime's accept code
+ * decodes peer addresses the way the adopted socket returns them.
+ *
+ * @module
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { SocketAddress } from "../ffi/mod.ts";
+
+/** Where the runtime should listen: loopback port 0, or a Unix path. */
+export type PlaceholderAddress =
+  | { hostname: string; port: 0 }
+  | { path: string };
+
+/** A placeholder address and the cleanup of what it left on disk. */
+export interface Placeholder {
+  /** Pass this to the runtime's serve call. */
+  readonly address: PlaceholderAddress;
+  /** Removes the placeholder's Unix socket file, if any. */
+  dispose(): void;
+}
+
+/**
+ * A placeholder of the same family as `real`.
+ *
+ * @example
+ * ```ts ignore
+ * const placeholder = placeholderFor({ family: "inet", hostname: "0.0.0.0", port: 80 });
+ * placeholder.address; // { hostname: "127.0.0.1", port: 0 }
+ * ```
+ */
+export function placeholderFor(real: SocketAddress): Placeholder {
+  if (real.family === "inet") {
+    return { address: { hostname: "127.0.0.1", port: 0 }, dispose() {} };
+  }
+  if (real.family === "inet6") {
+    return { address: { hostname: "::1", port: 0 }, dispose() {} };
+  }
+  const dir = mkdtempSync(join(tmpdir(), "tableroll-placeholder-"));
+  return {
+    address: { path: join(dir, "listener.sock") },
+    dispose: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
