@@ -29,6 +29,7 @@ import {
   SyscallError,
 } from "../ffi/mod.ts";
 import type { EpollRegistration } from "../ffi/mod.ts";
+import { type PlaceholderAddress, placeholderFor } from "./placeholder.ts";
 
 /** `"Deno 2.9.6"` or `"Bun 1.4.5"`: the running runtime, for error messages. */
 export function runtimeVersion(): string {
@@ -271,4 +272,41 @@ function epollControl(
     view.setBigUint64(layout.epollEvent.data, registration.data, true);
   }
   libc.epoll_ctl(epollFd, op, fd, event);
+}
+
+/**
+ * Starts a native server on a placeholder of `source`'s family with `open`,
+ * then adopts `source` into it. If adoption fails the server is stopped with
+ * `stop` and the {@linkcode AdoptionError} is thrown.
+ *
+ * @example
+ * ```ts ignore
+ * const { server, listener } = serveAdopted(
+ *   upgrader.fds.listen("web", { hostname: "127.0.0.1", port: 8080 }),
+ *   (placeholder) => Deno.serve({ ...placeholder, handler }),
+ *   (server) => server.shutdown(),
+ * );
+ * ```
+ */
+export function serveAdopted<T>(
+  source: { fd: number; address: SocketAddress },
+  open: (placeholder: PlaceholderAddress) => T,
+  stop: (server: T) => unknown,
+): { server: T; listener: AdoptedListener } {
+  const placeholder = placeholderFor(source.address);
+  let opened: { value: T; fd: number };
+  try {
+    opened = listenerOpenedBy(() => open(placeholder.address));
+  } finally {
+    placeholder.dispose();
+  }
+  try {
+    return {
+      server: opened.value,
+      listener: adoptListener(opened.fd, source.fd),
+    };
+  } catch (err) {
+    stop(opened.value);
+    throw err;
+  }
 }

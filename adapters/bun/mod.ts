@@ -28,9 +28,8 @@
  * @module
  */
 import type { Server, ServerWebSocket, WebSocketHandler } from "bun";
-import { adoptListener, listenerOpenedBy } from "../adopt.ts";
+import { serveAdopted } from "../adopt.ts";
 import { Drain, type DrainOptions } from "../drain.ts";
-import { placeholderFor } from "../placeholder.ts";
 import { listenAddressOf, type ListenerSource } from "../upgrader.ts";
 
 export { AdoptionError } from "../adopt.ts";
@@ -90,45 +89,7 @@ export function serve<WebSocketData = undefined, R extends string = string>(
     name,
     listenAddressOf({ ...bunOptions, path: bunOptions.unix }, 3000),
   );
-  let drain: Drain | undefined;
-  const mark = (response: unknown) =>
-    response instanceof Response ? drain!.mark(response) : response;
-  const wrap = (handler: AnyHandler): AnyHandler => (request, server) => {
-    const response = handler(request, server);
-    return response instanceof Promise ? response.then(mark) : mark(response);
-  };
-
-  const placeholder = placeholderFor(listener.address);
-  const { value: server, fd } = (() => {
-    try {
-      return listenerOpenedBy(() =>
-        Bun.serve({
-          ...bunOptions,
-          hostname: undefined,
-          port: undefined,
-          unix: undefined,
-          ...("path" in placeholder.address
-            ? { unix: placeholder.address.path }
-            : placeholder.address),
-          fetch: bunOptions.fetch && wrap(bunOptions.fetch),
-          routes: bunOptions.routes && wrapRoutes(bunOptions.routes, wrap),
-          websocket: bunOptions.websocket &&
-            trackSockets(bunOptions.websocket, (ws) => drain!.track(ws)),
-        } as Bun.Serve.Options<WebSocketData, R>)
-      );
-    } finally {
-      placeholder.dispose();
-    }
-  })();
-  let adopted;
-  try {
-    adopted = adoptListener(fd, listener.fd);
-  } catch (err) {
-    server.stop(true);
-    throw err;
-  }
-
-  drain = new Drain({
+  const drain = new Drain({
     stopAccepting: () => adopted.stopAccepting(),
     async close() {
       const stopped = server.stop(false);
@@ -137,6 +98,28 @@ export function serve<WebSocketData = undefined, R extends string = string>(
     },
     forceClose: () => void server.stop(true),
   }, { drainGracePeriod, drainDeadline });
+  const mark = (response: unknown) =>
+    response instanceof Response ? drain.mark(response) : response;
+  const wrap = (handler: AnyHandler): AnyHandler => (request, server) => {
+    const response = handler(request, server);
+    return response instanceof Promise ? response.then(mark) : mark(response);
+  };
+  const { server, listener: adopted } = serveAdopted(
+    listener,
+    (placeholder) =>
+      Bun.serve({
+        ...bunOptions,
+        hostname: undefined,
+        port: undefined,
+        unix: undefined,
+        ...("path" in placeholder ? { unix: placeholder.path } : placeholder),
+        fetch: bunOptions.fetch && wrap(bunOptions.fetch),
+        routes: bunOptions.routes && wrapRoutes(bunOptions.routes, wrap),
+        websocket: bunOptions.websocket &&
+          trackSockets(bunOptions.websocket, (ws) => drain.track(ws)),
+      } as Bun.Serve.Options<WebSocketData, R>),
+    (server) => server.stop(true),
+  );
   upgrader.upgradeComplete.then(() => drain.start(), () => {});
 
   const address = adopted.address;

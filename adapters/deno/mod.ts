@@ -28,9 +28,8 @@
  * @module
  */
 import type { SocketAddress } from "../../ffi/mod.ts";
-import { adoptListener, listenerOpenedBy } from "../adopt.ts";
+import { serveAdopted } from "../adopt.ts";
 import { Drain, type DrainOptions } from "../drain.ts";
-import { placeholderFor } from "../placeholder.ts";
 import { listenAddressOf, type ListenerSource } from "../upgrader.ts";
 
 export { AdoptionError } from "../adopt.ts";
@@ -90,43 +89,29 @@ export function serve(options: ServeOptions): Deno.HttpServer {
     name,
     listenAddressOf(options as { port?: number; path?: string }, 8000),
   );
-  let drain: Drain | undefined;
-  const handle: Deno.ServeHandler = async (request, info) => {
-    drains.set(request, drain!);
-    return drain!.mark(await handler(request, info));
-  };
-
-  const placeholder = placeholderFor(listener.address);
-  const { value: server, fd } = (() => {
-    try {
-      return listenerOpenedBy(() =>
-        Deno.serve(
-          {
-            ...denoOptions,
-            ...placeholder.address,
-            handler: handle,
-            onListen: () => {},
-          } as Deno.ServeTcpOptions & Deno.ServeInit<Deno.NetAddr>,
-        )
-      );
-    } finally {
-      placeholder.dispose();
-    }
-  })();
-  let adopted;
-  try {
-    adopted = adoptListener(fd, listener.fd);
-  } catch (err) {
-    server.shutdown();
-    throw err;
-  }
-
-  drain = new Drain({
+  const drain = new Drain({
     stopAccepting: () => adopted.stopAccepting(),
     close: () => server.shutdown(),
     // Deno.serve cannot cut requests in flight; WebSockets are closed.
     forceClose: () => {},
   }, { drainGracePeriod, drainDeadline });
+  const handle: Deno.ServeHandler = async (request, info) => {
+    drains.set(request, drain);
+    return drain.mark(await handler(request, info));
+  };
+  const { server, listener: adopted } = serveAdopted(
+    listener,
+    (placeholder) =>
+      Deno.serve(
+        {
+          ...denoOptions,
+          ...placeholder,
+          handler: handle,
+          onListen: () => {},
+        } as Deno.ServeTcpOptions & Deno.ServeInit<Deno.NetAddr>,
+      ),
+    (server) => server.shutdown(),
+  );
   drain.settle(server.finished);
   upgrader.upgradeComplete.then(() => drain.start(), () => {});
 
