@@ -1,0 +1,98 @@
+/**
+ * Copies of the example service (`examples/hello.ts`) or of a reference
+ * implementation taking the same flags, started as independent processes
+ * that share only the coordination directory.
+ *
+ * @module
+ */
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import type { Child, Line, ProcessGroup } from "./processes.ts";
+
+/** What runs a copy: the example under Deno or Bun, or the reference binary. */
+export type Runtime = "deno" | "bun" | "reference";
+
+/** The environment variable naming a reference binary that takes hello.ts's flags. */
+export const REFERENCE_ENV = "TABLEROLL_REFERENCE_BIN";
+
+/** The repository root, for the pinned binaries and the example. */
+export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+/** Path of a pinned runtime binary installed by `npm ci`. */
+export function runtimeBinary(runtime: "deno" | "bun"): string {
+  return `${ROOT}node_modules/.bin/${runtime}`;
+}
+
+/**
+ * The command line that runs `script` (a path below the repository root)
+ * under `runtime`; for `"reference"` the script is ignored and the binary
+ * named by {@linkcode REFERENCE_ENV} runs instead.
+ */
+export function commandLine(
+  runtime: Runtime,
+  script: string,
+  args: string[],
+): [string, string[]] {
+  switch (runtime) {
+    case "deno":
+      return [runtimeBinary("deno"), ["run", "-A", ROOT + script, ...args]];
+    case "bun":
+      return [runtimeBinary("bun"), [ROOT + script, ...args]];
+    case "reference": {
+      const binary = process.env[REFERENCE_ENV];
+      if (!binary) throw new Error(`${REFERENCE_ENV} is not set`);
+      return [binary, args];
+    }
+  }
+}
+
+/** The flags every copy of one service shares. */
+export interface ServiceFlags {
+  /** Coordination directory (`--dir`). */
+  dir: string;
+  /** Service name (`--name`). */
+  name: string;
+  /** `HOST:PORT` to serve on (`--addr`). */
+  addr: string;
+  /** Response delay in milliseconds (`--delay`). */
+  delay: number;
+}
+
+/** A running copy of the service. */
+export interface Copy {
+  /** The process. */
+  child: Child;
+  /** What runs it. */
+  runtime: Runtime;
+  /** Resolves when it printed `READY <pid>`: it owns the sockets. */
+  ready(timeoutMs: number): Promise<Line>;
+  /** Resolves when it printed `DRAINED <pid>`: its in-flight requests are done. */
+  drained(timeoutMs: number): Promise<Line>;
+}
+
+/** Starts one copy of the example service (or the reference) in `group`. */
+export function startCopy(
+  group: ProcessGroup,
+  runtime: Runtime,
+  flags: ServiceFlags,
+): Copy {
+  const [command, args] = commandLine(runtime, "examples/hello.ts", [
+    "--dir",
+    flags.dir,
+    "--name",
+    flags.name,
+    "--addr",
+    flags.addr,
+    "--delay",
+    String(flags.delay),
+  ]);
+  const child = group.spawn(command, args);
+  return {
+    child,
+    runtime,
+    // The pid printed is the one that answers requests; a reference binary
+    // started through a wrapper may differ from the spawned pid.
+    ready: (ms) => child.waitForLine(/^READY \d+$/, ms),
+    drained: (ms) => child.waitForLine(/^DRAINED \d+$/, ms),
+  };
+}

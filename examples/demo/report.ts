@@ -1,0 +1,97 @@
+/**
+ * The summary printed when a rolling upgrade has ended: requests and
+ * failures, the time of each handover, and latency during handovers against
+ * latency outside them.
+ *
+ * @module
+ */
+import type { ClientKind } from "./load.ts";
+import type { RollingRun } from "./rolling.ts";
+import { type Latency, totals } from "./stats.ts";
+import { formatTable } from "./table.ts";
+
+/** Whether the run went through without a failed request or any other problem. */
+export function succeeded(run: RollingRun): boolean {
+  return run.problems.length === 0 && run.handovers.length === run.upgrades &&
+    run.samples.every((s) => s.error === undefined);
+}
+
+/** The summary of a finished run, as printable text. */
+export function summary(run: RollingRun): string {
+  const all = totals(run.samples, run.handovers);
+  const kinds: ClientKind[] = ["keep-alive", "new-connection"];
+  const byKind = kinds.map((kind) =>
+    [
+      kind,
+      totals(run.samples.filter((s) => s.kind === kind), run.handovers),
+    ] as const
+  );
+  const out = [
+    `requests ${count(all.requests)}, failed ${count(all.failed)} (${
+      byKind.map(([kind, t]) =>
+        `${kind}: ${count(t.requests)} sent, ${count(t.failed)} failed`
+      )
+        .join("; ")
+    })`,
+  ];
+  if (all.errors.length) {
+    out.push(
+      `failures: ${
+        all.errors.map(([reason, n]) => `${n}× ${reason}`).join(", ")
+      }`,
+    );
+  }
+  out.push(
+    "",
+    formatTable(
+      [
+        "upgrade",
+        "old → new process",
+        "start → READY",
+        "start → old DRAINED",
+        "old exit",
+      ],
+      run.handovers.map((h) => [
+        `#${h.index}`,
+        `${h.from.servingPid} ${h.from.runtime} → ${h.to.servingPid} ${h.to.runtime}`,
+        ms(h.to.readyAt! - h.to.startedAt),
+        ms(h.from.drainedAt! - h.to.startedAt),
+        String(h.from.exitCode),
+      ]),
+    ),
+    "",
+    formatTable(
+      ["latency of requests", "requests", "p50", "p99", "max"],
+      [["all", all] as const, ...byKind].flatMap(([label, t]) => [
+        latencyRow(`${label}, during handovers`, t.handover),
+        latencyRow(`${label}, outside handovers`, t.steady),
+      ]),
+    ),
+  );
+  if (run.problems.length) out.push("", "problems:", ...run.problems);
+  return out.join("\n");
+}
+
+/** A table row: label, count, p50, p99, max. */
+export function latencyRow(label: string, latency: Latency): string[] {
+  return [
+    label,
+    count(latency.count),
+    ms(latency.p50),
+    ms(latency.p99),
+    ms(latency.max),
+  ];
+}
+
+/** `12,345` */
+export function count(n: number): string {
+  return n.toLocaleString("en-US");
+}
+
+/** `1.23 ms`, or `–` when there is nothing to show. */
+export function ms(value: number): string {
+  if (!Number.isFinite(value)) return "–";
+  return `${
+    value < 10 ? value.toFixed(2) : value.toFixed(value < 100 ? 1 : 0)
+  } ms`;
+}
