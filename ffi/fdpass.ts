@@ -22,11 +22,16 @@ import {
 import { Errno } from "./errno.ts";
 import { TruncatedMessageError } from "./errors.ts";
 
+/** The most descriptors one message can carry (the kernel's `SCM_MAX_FD`). */
+export const MAX_FDS_PER_MESSAGE = 253;
+
 /**
  * Sends `data` with `fds` attached in one `sendmsg` (blocking unless the
  * socket is non-blocking). Returns the number of data bytes sent, or `null`
  * if a non-blocking socket would block. The descriptors travel with the first
- * byte, so a partial send has still delivered all of them.
+ * byte, so a partial send has still delivered all of them. More than
+ * {@linkcode MAX_FDS_PER_MESSAGE} descriptors throw a `RangeError`: split
+ * them over several messages.
  */
 export function sendWithFds(
   sock: number,
@@ -37,6 +42,12 @@ export function sendWithFds(
   if (data.length === 0) {
     throw new TypeError(
       "sendWithFds needs at least one data byte to carry the descriptors",
+    );
+  }
+  if (fds.length > MAX_FDS_PER_MESSAGE) {
+    // The kernel would fail with a bare EINVAL.
+    throw new RangeError(
+      `one message carries at most ${MAX_FDS_PER_MESSAGE} descriptors (SCM_MAX_FD), not ${fds.length}: send them in several messages`,
     );
   }
   const msg = new Uint8Array(MSGHDR.size);

@@ -1,0 +1,242 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { runtime, test } from "./support/harness.ts";
+import { assert, assertEquals, assertThrows } from "./support/assert.ts";
+import {
+  accept,
+  close,
+  connect,
+  fdTarget,
+  fileIdentity,
+  formatAddress,
+  listenOn,
+  listFds,
+  localAddress,
+  MAX_FDS_PER_MESSAGE,
+  memfd,
+  openSocket,
+  read,
+  receiveWithFds,
+  sendWithFds,
+  socketPair,
+  TruncatedMessageError,
+  waitReadable,
+  writeAll,
+} from "../ffi/mod.ts";
+import { Child, RUNTIMES } from "./fixtures/ffi_child.ts";
+import { CONTENTS, type SentDescriptor } from "./fixtures/ffi_sent.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Reads `sock` to end of stream, collecting data and descriptors. */
+async function receiveAll(
+  sock: number,
+): Promise<{ text: string; fds: number[] }> {
+  let text = "";
+  const fds: number[] = [];
+  for (;;) {
+    await waitReadable(sock);
+    const message = receiveWithFds(sock, 65536, 16)!;
+    if (message.data.length === 0) return { text, fds };
+    text += decoder.decode(message.data);
+    fds.push(...message.fds);
+  }
+}
+
+/** Connects a new client to the listener `fd`, accepts it and checks both ends talk. */
+function acceptOneConnection(listener: number): void {
+  const addr = localAddress(listener);
+  const client = openSocket(addr.family, "stream");
+  try {
+    connect(client, addr);
+    const server = accept(listener)!;
+    try {
+      writeAll(server, encoder.encode("hello"));
+      assertEquals(decoder.decode(read(client, 16)!), "hello");
+    } finally {
+      close(server);
+    }
+  } finally {
+    close(client);
+  }
+}
+
+async function receiveOneDatagram(udp: number): Promise<void> {
+  const client = openSocket("inet", "dgram");
+  try {
+    connect(client, localAddress(udp));
+    writeAll(client, encoder.encode("datagram"));
+    await waitReadable(udp);
+    assertEquals(decoder.decode(read(udp, 64)!), "datagram");
+  } finally {
+    close(client);
+  }
+}
+
+for (const sender of RUNTIMES) {
+  test(`ffi: a ${sender} process hands six kinds of descriptor to ${runtime}`, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tableroll-ffi-"));
+    const controlPath = join(dir, "control.sock");
+    const control = listenOn({ family: "unix", path: controlPath });
+    const child = new Child(sender, "ffi_sender.ts", [controlPath, dir]);
+    let received: number[] = [];
+    try {
+      const exited = child.exited.then(({ code }) => {
+        if (code !== 0) throw new Error(`sender exited with ${code}`);
+      });
+      await Promise.race([waitReadable(control), exited]);
+      const conn = accept(control)!;
+      const { text, fds } = await receiveAll(conn);
+      close(conn);
+      received = fds;
+      await exited;
+
+      const sent: SentDescriptor[] = JSON.parse(text);
+      assertEquals(sent.map((d) => d.name), [
+        "tcp",
+        "unix",
+        "udp",
+        "file",
+        "pipe",
+        "memfd",
+      ]);
+      assertEquals(fds.length, sent.length);
+      const byName = new Map(sent.map((d, i) => [d.name, fds[i]]));
+      for (const [i, description] of sent.entries()) {
+        const { dev, ino } = fileIdentity(fds[i]);
+        assertEquals(
+          [String(dev), String(ino)],
+          [description.dev, description.ino],
+          `${description.name} is the sender's object`,
+        );
+        if (description.address) {
+          assertEquals(
+            formatAddress(localAddress(fds[i])),
+            description.address,
+          );
+        }
+      }
+      acceptOneConnection(byName.get("tcp")!);
+      acceptOneConnection(byName.get("unix")!);
+      await receiveOneDatagram(byName.get("udp")!);
+      assertEquals(
+        decoder.decode(read(byName.get("file")!, 256)!),
+        CONTENTS.file,
+      );
+      assertEquals(
+        decoder.decode(read(byName.get("memfd")!, 256)!),
+        CONTENTS.memfd,
+      );
+      assertEquals(
+        decoder.decode(read(byName.get("pipe")!, 256)!),
+        CONTENTS.pipe,
+      );
+      assertEquals(read(byName.get("pipe")!, 256)!.length, 0, "pipe at EOF");
+    } finally {
+      child.kill("SIGKILL");
+      for (const fd of [control, ...received]) close(fd);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
+
+/** `count` memfds, each a distinct file named `<prefix>-<i>`. */
+function openMemfds(prefix: string, count: number): number[] {
+  return Array.from({ length: count }, (_, i) => memfd(`${prefix}-${i}`));
+}
+
+function inode(fd: number): bigint {
+  return fileIdentity(fd).ino;
+}
+
+test("ffi: more than 253 descriptors in one message is refused clearly", () => {
+  const [a, b] = socketPair();
+  const fds = openMemfds("limit", MAX_FDS_PER_MESSAGE + 1);
+  try {
+    const err = assertThrows(
+      () => sendWithFds(a, new Uint8Array([1]), fds),
+      RangeError,
+      "at most 253 descriptors",
+    );
+    assert(err.message.includes("254"), err.message);
+    // Nothing was sent.
+    assertEquals(receiveWithFds(b, 16, 16, { dontWait: true }), null);
+    // 253 is the kernel's limit and still goes through.
+    sendWithFds(a, new Uint8Array([1]), fds.slice(0, MAX_FDS_PER_MESSAGE));
+    const message = receiveWithFds(b, 16, MAX_FDS_PER_MESSAGE)!;
+    assertEquals(message.fds.length, MAX_FDS_PER_MESSAGE);
+    message.fds.forEach(close);
+  } finally {
+    [a, b, ...fds].forEach(close);
+  }
+});
+
+test("ffi: 600 descriptors in three messages arrive complete and in order", () => {
+  const [a, b] = socketPair();
+  const fds = openMemfds("six-hundred", 600);
+  const received: number[] = [];
+  try {
+    for (let i = 0; i < fds.length; i += MAX_FDS_PER_MESSAGE) {
+      const chunk = fds.slice(i, i + MAX_FDS_PER_MESSAGE);
+      sendWithFds(a, encoder.encode(String(chunk.length).padStart(4)), chunk);
+    }
+    while (received.length < fds.length) {
+      const message = receiveWithFds(b, 4, MAX_FDS_PER_MESSAGE)!;
+      assertEquals(Number(decoder.decode(message.data)), message.fds.length);
+      received.push(...message.fds);
+    }
+    assertEquals(received.length, 600);
+    assertEquals(received.map(inode), fds.map(inode));
+    assertEquals(new Set(received).size, 600, "600 distinct descriptors");
+  } finally {
+    [a, b, ...fds, ...received].forEach(close);
+  }
+});
+
+/** Descriptors of this process that refer to one of `targets` (`socket:[…]`, …). */
+function openRefsTo(targets: Set<string>): number[] {
+  return listFds().filter((fd) => {
+    try {
+      return targets.has(fdTarget(fd));
+    } catch {
+      return false; // closed meanwhile by a concurrent test
+    }
+  });
+}
+
+test("ffi: MSG_CTRUNC throws TruncatedMessageError and leaks no descriptor", () => {
+  const [a, b] = socketPair();
+  const fds = openMemfds("ctrunc", 5);
+  try {
+    const targets = new Set(fds.map(fdTarget));
+    const before = openRefsTo(targets);
+    assertEquals(before, fds);
+    sendWithFds(a, new Uint8Array([1]), fds);
+    assertThrows(
+      () => receiveWithFds(b, 16, 2),
+      TruncatedMessageError,
+      "room for 2",
+    );
+    // Ours are only compared by target: other test files run in parallel.
+    assertEquals(openRefsTo(targets), before);
+  } finally {
+    [a, b, ...fds].forEach(close);
+  }
+});
+
+test("ffi: 1,000 send/receive rounds leave the descriptor table as it was", async () => {
+  // A process of its own, so no other test opens descriptors meanwhile.
+  const child = new Child(runtime, "ffi_rounds.ts", ["1000"]);
+  try {
+    const report = JSON.parse(await child.nextLine());
+    assertEquals(report.rounds, 1000);
+    assertEquals(report.received, 1000 * 3);
+    assert(report.before.length > 0);
+    assertEquals(report.after, report.before);
+    assertEquals((await child.exited).code, 0);
+  } finally {
+    child.kill("SIGKILL");
+  }
+});
