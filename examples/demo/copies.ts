@@ -70,13 +70,17 @@ export interface Copy {
   drained(timeoutMs: number): Promise<Line>;
 }
 
-/** Starts one copy of the example service (or the reference) in `group`. */
+/**
+ * Starts one copy of the example service (or the reference) in `group`;
+ * `script` replaces the example by another program taking the same flags.
+ */
 export function startCopy(
   group: ProcessGroup,
   runtime: Runtime,
   flags: ServiceFlags,
+  script = "examples/hello.ts",
 ): Copy {
-  const [command, args] = commandLine(runtime, "examples/hello.ts", [
+  const [command, args] = commandLine(runtime, script, [
     "--dir",
     flags.dir,
     "--name",

@@ -8,7 +8,7 @@
  */
 import process from "node:process";
 import { now } from "./clock.ts";
-import { ms } from "./report.ts";
+import { ms } from "./table.ts";
 import type { CopyRecord, RollingRun } from "./rolling.ts";
 import { timeline } from "./stats.ts";
 

@@ -124,6 +124,7 @@ function request(
     const finish = (pid: number | null, error?: string) => {
       if (settled) return;
       settled = true;
+      clearTimeout(timer);
       resolve({ start, end: now(), pid, kind, ...(error ? { error } : {}) });
     };
     const req = http.get({
@@ -146,10 +147,11 @@ function request(
         } else finish(Number(match[1]));
       });
     });
-    req.setTimeout(options.requestTimeoutMs ?? 10_000, () => {
+    // A timer of its own: the socket's idle timeout does not cover every stall.
+    const timer = setTimeout(() => {
       finish(null, "timeout");
       req.destroy();
-    });
+    }, options.requestTimeoutMs ?? 10_000);
     req.on("error", (err: Error) => finish(null, describe(err)));
   });
 }

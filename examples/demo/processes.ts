@@ -66,6 +66,11 @@ export class Child {
     });
   }
 
+  /** Everything it wrote to stdout so far. */
+  get output(): string {
+    return this.#lines.map((line) => `${line.text}\n`).join("");
+  }
+
   /** The last lines it wrote to stderr. */
   get stderrTail(): string {
     return this.#stderr.join("\n");
@@ -130,7 +135,6 @@ export class Child {
 /** Spawns children and guarantees that none outlives {@linkcode ProcessGroup.close}. */
 export class ProcessGroup {
   readonly #children = new Set<Child>();
-  #removeSignalHandlers: (() => void) | undefined;
 
   /** Every child spawned so far, in order. */
   readonly all: Child[] = [];
@@ -158,24 +162,21 @@ export class ProcessGroup {
    * `beforeExit` (e.g. to restore the terminal) and exit with 130 or 143.
    */
   closeOnSignals(beforeExit: () => void = () => {}): void {
-    const handlers = (["SIGINT", "SIGTERM"] as const).map((signal) => {
-      const handler = async () => {
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+      process.on(signal, async () => {
         beforeExit();
         await this.close();
         process.exit(signal === "SIGINT" ? 130 : 143);
-      };
-      process.on(signal, handler);
-      return () => process.off(signal, handler);
-    });
-    this.#removeSignalHandlers = () => handlers.forEach((remove) => remove());
+      });
+    }
   }
 
   /**
    * Sends SIGTERM to every child still running, SIGKILL to those still there
-   * after `graceMs`, and resolves when all have ended.
+   * after `graceMs`, and resolves when all have ended. The group can spawn
+   * again afterwards.
    */
   async close(graceMs = 3000): Promise<void> {
-    this.#removeSignalHandlers?.();
     const running = [...this.#children];
     for (const child of running) child.kill("SIGTERM");
     const timer = setTimeout(() => {

@@ -8,7 +8,7 @@
 import type { ClientKind } from "./load.ts";
 import type { RollingRun } from "./rolling.ts";
 import { type Latency, totals } from "./stats.ts";
-import { formatTable } from "./table.ts";
+import { count, formatTable, ms } from "./table.ts";
 
 /** Whether the run went through without a failed request or any other problem. */
 export function succeeded(run: RollingRun): boolean {
@@ -81,17 +81,4 @@ export function latencyRow(label: string, latency: Latency): string[] {
     ms(latency.p99),
     ms(latency.max),
   ];
-}
-
-/** `12,345` */
-export function count(n: number): string {
-  return n.toLocaleString("en-US");
-}
-
-/** `1.23 ms`, or `–` when there is nothing to show. */
-export function ms(value: number): string {
-  if (!Number.isFinite(value)) return "–";
-  return `${
-    value < 10 ? value.toFixed(2) : value.toFixed(value < 100 ? 1 : 0)
-  } ms`;
 }

@@ -47,6 +47,11 @@ export function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1];
 }
 
+/** Median of `values` (any order); NaN when empty. */
+export function median(values: readonly number[]): number {
+  return percentile([...values].sort((a, b) => a - b), 50);
+}
+
 /** Percentiles of `latencies` (any order). */
 export function latency(latencies: readonly number[]): Latency {
   const sorted = [...latencies].sort((a, b) => a - b);

@@ -1,6 +1,6 @@
 /**
- * Plain-text tables in Markdown pipe syntax: readable in a terminal and
- * pasteable into the README as they are.
+ * Plain-text tables in Markdown pipe syntax, readable in a terminal and
+ * pasteable into the README as they are, and the numbers that go in them.
  *
  * @module
  */
@@ -30,4 +30,25 @@ export function formatTable(header: string[], rows: string[][]): string {
       .join("|")
   }|`;
   return [line(header), rule, ...rows.map(line)].join("\n");
+}
+
+/** `12,345` */
+export function count(n: number): string {
+  return n.toLocaleString("en-US");
+}
+
+/** `1.23 ms`, or `–` when there is nothing to show. */
+export function ms(value: number): string {
+  if (!Number.isFinite(value)) return "–";
+  return `${
+    value < 10 ? value.toFixed(2) : value.toFixed(value < 100 ? 1 : 0)
+  } ms`;
+}
+
+/** `1.25×`: `value` relative to `baseline`, or `–` when there is none. */
+export function ratio(value: number, baseline: number): string {
+  if (!Number.isFinite(value) || !Number.isFinite(baseline) || baseline <= 0) {
+    return "–";
+  }
+  return `${(value / baseline).toFixed(2)}×`;
 }

@@ -1,0 +1,126 @@
+/**
+ * Idle cost: CPU time an owner spends waiting for a successor, and resident
+ * memory of the example service against a plain server with the same
+ * handler and no upgrader, same runtime. All processes idle side by side in
+ * the same window, after the same warm-up traffic.
+ *
+ * @module
+ */
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { sleep } from "../examples/demo/clock.ts";
+import { type Runtime, startCopy } from "../examples/demo/copies.ts";
+import { startLoad } from "../examples/demo/load.ts";
+import type { ProcessGroup } from "../examples/demo/processes.ts";
+import { freePort } from "../examples/demo/rolling.ts";
+import { formatTable, ratio } from "../examples/demo/table.ts";
+
+/** Requests each process serves before the idle window opens. */
+export const WARM_UP_REQUESTS = 200;
+const TIMEOUT_MS = 60_000;
+const PLAIN_SERVER = "bench/fixtures/plain_server.ts";
+
+/** CPU time (user + system) of `pid` in milliseconds, from `/proc/<pid>/stat`. */
+export function cpuTimeMs(pid: number, ticksPerSecond: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after the parenthesised command name; utime and stime are 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond;
+}
+
+/** Resident set size of `pid` in KiB, from `/proc/<pid>/status`. */
+export function rssKiB(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  return Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1] ?? NaN);
+}
+
+interface Subject {
+  runtime: Runtime;
+  label: string;
+  /** The pid printed in `READY`: the process that serves. */
+  pid: number;
+}
+
+/**
+ * Starts the example (and the plain server, where the runtime has one) for
+ * each runtime, warms them up, lets them idle for `seconds` and returns the
+ * table.
+ */
+export async function idleCost(
+  group: ProcessGroup,
+  runtimes: Runtime[],
+  seconds: number,
+): Promise<string> {
+  const ticksPerSecond = Number(
+    execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim(),
+  );
+  const tmp = mkdtempSync(join(tmpdir(), "tableroll-bench-"));
+  try {
+    const subjects: Subject[] = [];
+    for (const runtime of runtimes) {
+      const variants: [string, string | undefined][] = runtime === "reference"
+        ? [["example", undefined]]
+        : [["example", undefined], ["plain server", PLAIN_SERVER]];
+      for (const [label, script] of variants) {
+        const port = await freePort();
+        const copy = startCopy(group, runtime, {
+          dir: join(tmp, `${subjects.length}`),
+          name: "web",
+          addr: `127.0.0.1:${port}`,
+          delay: 0,
+        }, script);
+        const ready = await copy.ready(TIMEOUT_MS);
+        await startLoad({
+          hostname: "127.0.0.1",
+          port,
+          keepAliveClients: 1,
+          newConnectionClients: 1,
+          rate: 0,
+          maxRequests: WARM_UP_REQUESTS,
+        }).done;
+        subjects.push({
+          runtime,
+          label,
+          pid: Number(ready.text.split(" ")[1]),
+        });
+      }
+    }
+    // Let the warm-up settle (timers, GC) before the window opens.
+    await sleep(1000);
+    const before = subjects.map((s) => cpuTimeMs(s.pid, ticksPerSecond));
+    await sleep(seconds * 1000);
+    const measured = subjects.map((s, i) => ({
+      ...s,
+      cpuMs: cpuTimeMs(s.pid, ticksPerSecond) - before[i],
+      rss: rssKiB(s.pid),
+    }));
+    return formatTable(
+      [
+        "runtime",
+        "process",
+        `CPU in ${seconds} s idle`,
+        "CPU share",
+        "RSS after warm-up",
+        "RSS vs plain",
+      ],
+      measured.map((m) => {
+        const plain = measured.find((p) =>
+          p.runtime === m.runtime && p.label === "plain server"
+        );
+        return [
+          m.runtime,
+          m.label,
+          `${Math.round(m.cpuMs)} ms`,
+          `${((100 * m.cpuMs) / (seconds * 1000)).toFixed(2)} %`,
+          `${(m.rss / 1024).toFixed(1)} MiB`,
+          plain ? ratio(m.rss, plain.rss) : "–",
+        ];
+      }),
+    );
+  } finally {
+    await group.close();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
