@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
@@ -99,7 +99,11 @@ const run = runRollingUpgrade({
   },
 });
 const view = new LiveView(run);
-group.closeOnSignals(() => view.stop());
+group.closeOnSignals(() => {
+  view.stop();
+  rmSync(run.tmp, { recursive: true, force: true });
+  console.log("interrupted: every process started is gone");
+});
 await run.done;
 view.stop();
 

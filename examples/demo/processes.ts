@@ -159,13 +159,14 @@ export class ProcessGroup {
 
   /**
    * Makes SIGINT and SIGTERM of this process stop every child, run
-   * `beforeExit` (e.g. to restore the terminal) and exit with 130 or 143.
+   * `cleanUp` once they are gone (e.g. restore the terminal, remove files)
+   * and exit with 130 or 143.
    */
-  closeOnSignals(beforeExit: () => void = () => {}): void {
+  closeOnSignals(cleanUp: () => void = () => {}): void {
     for (const signal of ["SIGINT", "SIGTERM"] as const) {
       process.on(signal, async () => {
-        beforeExit();
         await this.close();
+        cleanUp();
         process.exit(signal === "SIGINT" ? 130 : 143);
       });
     }

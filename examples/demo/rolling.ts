@@ -81,6 +81,8 @@ export interface RollingRun {
   samples: Sample[];
   /** Upgrades asked for. */
   upgrades: number;
+  /** Temporary directory holding the coordination directory; removed at the end. */
+  tmp: string;
   /** What went wrong besides failed requests (timeouts, bad exits). */
   problems: string[];
   /** Resolves when it has ended; never rejects (see `problems`). */
@@ -95,6 +97,7 @@ export function runRollingUpgrade(options: RollingOptions): RollingRun {
     handovers: [],
     samples: [],
     upgrades: options.upgrades,
+    tmp: mkdtempSync(join(tmpdir(), "tableroll-demo-")),
     problems: [],
     done: Promise.resolve(),
   };
@@ -104,11 +107,10 @@ export function runRollingUpgrade(options: RollingOptions): RollingRun {
 
 async function drive(options: RollingOptions, run: RollingRun): Promise<void> {
   const timeout = options.timeoutMs ?? 30_000;
-  const tmp = mkdtempSync(join(tmpdir(), "tableroll-demo-"));
   const port = options.port ?? await freePort();
   const flags = {
     // A directory that does not exist yet: the service creates it with 0700.
-    dir: join(tmp, "coordination"),
+    dir: join(run.tmp, "coordination"),
     name: "web",
     addr: `127.0.0.1:${port}`,
     delay: options.delay,
@@ -174,7 +176,7 @@ async function drive(options: RollingOptions, run: RollingRun): Promise<void> {
   } finally {
     await load?.stop();
     await options.group.close();
-    rmSync(tmp, { recursive: true, force: true });
+    rmSync(run.tmp, { recursive: true, force: true });
     run.endedAt = now();
   }
 }
