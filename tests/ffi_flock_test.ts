@@ -1,0 +1,47 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "./support/harness.ts";
+import { assertEquals } from "./support/assert.ts";
+import { close, flock, O_RDWR, openFile } from "../ffi/mod.ts";
+import { Child, RUNTIMES } from "./fixtures/ffi_child.ts";
+
+test("ffi: flock is exclusive across processes and freed when its holder is SIGKILLed", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tableroll-flock-"));
+  const path = join(dir, "lock");
+  // One runtime holds the lock while the other waits for it.
+  const holder = new Child(RUNTIMES[0], "ffi_lock.ts", [path]);
+  let waiter: Child | undefined;
+  let fd = -1;
+  try {
+    assertEquals(await holder.nextLine(), "waiting");
+    assertEquals(await holder.nextLine(), "locked");
+    fd = openFile(path, O_RDWR);
+    assertEquals(flock(fd, "exclusive", { nonblocking: true }), false);
+    assertEquals(flock(fd, "shared", { nonblocking: true }), false);
+
+    const second = waiter = new Child(RUNTIMES[1], "ffi_lock.ts", [path]);
+    assertEquals(await second.nextLine(), "waiting");
+    const acquired = second.nextLine();
+    // Still blocked after the holder had ample time to release by mistake.
+    const early = await Promise.race([
+      acquired,
+      new Promise((resolve) => setTimeout(resolve, 300, "still waiting")),
+    ]);
+    assertEquals(early, "still waiting");
+
+    holder.kill("SIGKILL");
+    assertEquals((await holder.exited).signal, "SIGKILL");
+    assertEquals(await acquired, "locked");
+    assertEquals(flock(fd, "exclusive", { nonblocking: true }), false);
+
+    second.kill("SIGKILL");
+    await second.exited;
+    assertEquals(flock(fd, "exclusive", { nonblocking: true }), true);
+  } finally {
+    holder.kill("SIGKILL");
+    waiter?.kill("SIGKILL");
+    if (fd >= 0) close(fd);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
