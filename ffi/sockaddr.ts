@@ -204,8 +204,17 @@ export function parseIPv6(text: string): Uint8Array {
   return bytes;
 }
 
-/** RFC 5952 text of 16 IPv6 bytes: lower case, the longest zero run as `::`. */
+/**
+ * RFC 5952 text of 16 IPv6 bytes: lower case, the longest zero run as `::`,
+ * IPv4-mapped addresses with a dotted tail (`::ffff:192.0.2.1`).
+ */
 export function formatIPv6(bytes: Uint8Array): string {
+  if (
+    bytes.subarray(0, 10).every((b) => b === 0) && bytes[10] === 0xff &&
+    bytes[11] === 0xff
+  ) {
+    return `::ffff:${Array.from(bytes.subarray(12, 16)).join(".")}`;
+  }
   const groups: number[] = [];
   for (let i = 0; i < 16; i += 2) groups.push((bytes[i] << 8) | bytes[i + 1]);
   let bestStart = -1, bestLen = 1;
