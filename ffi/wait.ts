@@ -53,7 +53,6 @@ class Waiter {
     this.#worker = new Worker(new URL("./wait_worker.ts", import.meta.url), {
       workerData: init,
     });
-    this.#worker.unref();
     this.#worker.on("message", ([slot, seq, revents]: number[]) => {
       const pending = this.#pending.get(slot);
       if (pending?.seq === seq) {
@@ -61,6 +60,8 @@ class Waiter {
         pending.resolve(revents);
       }
     });
+    // After adding the listener: in Bun, adding one refs the worker again.
+    this.#worker.unref();
   }
 
   wait(fd: number, events: number, options: WaitOptions): Promise<number> {
