@@ -6,10 +6,14 @@
  */
 import type { SocketAddress } from "../ffi/mod.ts";
 
-/** A TCP address (`hostname` defaults to every interface) or a Unix socket path. */
+/**
+ * A TCP address (`hostname` defaults to every interface), a Unix socket path
+ * or an abstract Unix socket name.
+ */
 export type ListenAddress =
-  | { hostname: string; port: number }
-  | { path: string };
+  | { hostname?: string; port: number }
+  | { path: string }
+  | { abstract: string };
 
 /** A listener the upgrader's descriptor store owns. */
 export interface StoreListener {

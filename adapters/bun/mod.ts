@@ -34,6 +34,12 @@ import { listenAddressOf, type ListenerSource } from "../upgrader.ts";
 
 export { AdoptionError } from "../adopt.ts";
 export type { DrainOptions } from "../drain.ts";
+export type {
+  ListenAddress,
+  ListenerSource,
+  StoreListener,
+} from "../upgrader.ts";
+export type { InetAddress, SocketAddress, UnixAddress } from "../../ffi/mod.ts";
 
 /** The tableroll part of {@linkcode ServeOptions}. */
 export interface HandoverOptions extends DrainOptions {

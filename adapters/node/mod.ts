@@ -36,6 +36,12 @@ import { Drain, type DrainOptions } from "../drain.ts";
 import type { ListenAddress, ListenerSource } from "../upgrader.ts";
 
 export type { DrainOptions } from "../drain.ts";
+export type {
+  ListenAddress,
+  ListenerSource,
+  StoreListener,
+} from "../upgrader.ts";
+export type { InetAddress, SocketAddress, UnixAddress } from "../../ffi/mod.ts";
 
 /** Options of {@linkcode serve}. */
 export interface ServeOptions extends DrainOptions {
