@@ -187,6 +187,9 @@ test("ffi: 600 descriptors in three messages arrive complete and in order", () =
       assertEquals(Number(decoder.decode(message.data)), message.fds.length);
       received.push(...message.fds);
     }
+    // A message without descriptors in between carries none.
+    sendWithFds(a, encoder.encode("none"), []);
+    assertEquals(receiveWithFds(b, 4, MAX_FDS_PER_MESSAGE)!.fds, []);
     assertEquals(received.length, 600);
     assertEquals(received.map(inode), fds.map(inode));
     assertEquals(new Set(received).size, 600, "600 distinct descriptors");
@@ -221,6 +224,11 @@ test("ffi: MSG_CTRUNC throws TruncatedMessageError and leaks no descriptor", () 
     );
     // Ours are only compared by target: other test files run in parallel.
     assertEquals(openRefsTo(targets), before);
+    // The next message arrives whole.
+    sendWithFds(a, new Uint8Array([2]), fds.slice(0, 2));
+    const next = receiveWithFds(b, 16, 2)!;
+    assertEquals([Array.from(next.data), next.fds.length], [[2], 2]);
+    next.fds.forEach(close);
   } finally {
     [a, b, ...fds].forEach(close);
   }

@@ -1,0 +1,251 @@
+/**
+ * Costs of the FFI layer, each next to a baseline measured in the same run:
+ *
+ * - one `sendWithFds` + `receiveWithFds` exchange of 1 and of 600
+ *   descriptors (600 take three messages) against a plain `write` + `read`
+ *   of the same bytes on the same socketpair;
+ * - the reaction time of `waitReadable` to a byte written by another process
+ *   (a ping-pong round trip) against a blocking `read` of the same reply;
+ * - the CPU a `waitReadable` uses while it waits 10 s, against the same
+ *   10 s with nothing pending but a timer.
+ *
+ * Usage: `deno run -A bench/ffi_bench.ts` or `bun bench/ffi_bench.ts`.
+ *
+ * @module
+ */
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import {
+  accept,
+  close,
+  connect,
+  listenOn,
+  MAX_FDS_PER_MESSAGE,
+  memfd,
+  openSocket,
+  read,
+  receiveWithFds,
+  sendWithFds,
+  socketPair,
+  waitReadable,
+  write,
+  writeAll,
+} from "../ffi/mod.ts";
+
+const IDLE_SECONDS = Number(process.env.FFI_BENCH_IDLE_SECONDS ?? 10);
+const ROUND_TRIPS = 2000;
+const BYTE = new Uint8Array([1]);
+
+if (process.argv.at(-2) === "echo") echo(process.argv.at(-1)!);
+else await main();
+
+/** The other process of the ping-pong: answers every byte with one byte. */
+function echo(path: string): void {
+  const sock = openSocket("unix", "stream");
+  connect(sock, { family: "unix", path });
+  for (;;) {
+    const got = read(sock, 1);
+    if (!got || got.length === 0) break;
+    writeAll(sock, BYTE);
+  }
+  close(sock);
+}
+
+async function main(): Promise<void> {
+  const runtime = process.versions.bun
+    ? `Bun ${process.versions.bun}`
+    : `Deno ${process.versions.deno}`;
+  console.log(`FFI layer on ${runtime} (${process.arch})\n`);
+
+  const rows: string[][] = [["measure", "FFI", "baseline", "ratio"]];
+  for (const count of [1, 600]) {
+    const iterations = count === 1 ? 20_000 : 300;
+    const passing = microsPerExchange(iterations, count);
+    const plain = microsPerPlainExchange(iterations, messagesFor(count));
+    rows.push([
+      `send+receive ${count} fd${count > 1 ? "s" : ""} (µs/exchange)`,
+      passing.toFixed(2),
+      plain.toFixed(2),
+      `${(passing / plain).toFixed(2)}×`,
+    ]);
+  }
+
+  const { waited, blocking } = await reactionTimes();
+  for (const p of [50, 99]) {
+    const [w, b] = [percentile(waited, p), percentile(blocking, p)];
+    rows.push([
+      `reaction p${p}, round trip to another process (µs)`,
+      w.toFixed(1),
+      b.toFixed(1),
+      `${signed(w - b, 1)} µs`,
+    ]);
+  }
+
+  const idle = await idleCpu(true);
+  const timerOnly = await idleCpu(false);
+  rows.push([
+    `CPU while waiting ${IDLE_SECONDS} s (% of one core)`,
+    idle.toFixed(3),
+    timerOnly.toFixed(3),
+    `${signed(idle - timerOnly, 3)} pts`,
+  ]);
+  printTable(rows);
+  console.log(
+    "\nbaselines: write+read of the same bytes on the same socketpair; a blocking read of the reply; a process with only a timer pending",
+  );
+}
+
+/** How many messages carry `count` descriptors. */
+function messagesFor(count: number): number {
+  return Math.ceil(count / MAX_FDS_PER_MESSAGE);
+}
+
+/** µs per exchange of `count` descriptors, the receiver closing what it got. */
+function microsPerExchange(iterations: number, count: number): number {
+  const [a, b] = socketPair();
+  const fds = Array.from({ length: count }, (_, i) => memfd(`bench-${i}`));
+  const run = (n: number) => {
+    for (let i = 0; i < n; i++) {
+      for (let off = 0; off < count; off += MAX_FDS_PER_MESSAGE) {
+        sendWithFds(a, BYTE, fds.slice(off, off + MAX_FDS_PER_MESSAGE));
+        const message = receiveWithFds(b, 1, MAX_FDS_PER_MESSAGE)!;
+        for (const fd of message.fds) close(fd);
+      }
+    }
+  };
+  try {
+    return timed(run, iterations);
+  } finally {
+    [a, b, ...fds].forEach(close);
+  }
+}
+
+/** µs per exchange of the same bytes as plain `write` + `read`. */
+function microsPerPlainExchange(iterations: number, messages: number): number {
+  const [a, b] = socketPair();
+  const run = (n: number) => {
+    for (let i = 0; i < n; i++) {
+      for (let m = 0; m < messages; m++) {
+        write(a, BYTE);
+        read(b, 1);
+      }
+    }
+  };
+  try {
+    return timed(run, iterations);
+  } finally {
+    [a, b].forEach(close);
+  }
+}
+
+/** µs per iteration of `run`, after a warm-up of a tenth as many. */
+function timed(run: (n: number) => void, iterations: number): number {
+  run(Math.ceil(iterations / 10));
+  const start = performance.now();
+  run(iterations);
+  return ((performance.now() - start) * 1000) / iterations;
+}
+
+/** Round trips to an echo process: the reply awaited with `waitReadable`, then read blocking. */
+async function reactionTimes(): Promise<
+  { waited: number[]; blocking: number[] }
+> {
+  const dir = mkdtempSync(join(tmpdir(), "tableroll-bench-"));
+  const path = join(dir, "echo.sock");
+  const listener = listenOn({ family: "unix", path });
+  const script = fileURLToPath(import.meta.url);
+  const child = spawn(
+    process.execPath,
+    process.versions.bun
+      ? [script, "echo", path]
+      : ["run", "-A", script, "echo", path],
+    { stdio: "inherit" },
+  );
+  let conn = -1;
+  try {
+    await waitReadable(listener);
+    conn = accept(listener)!;
+    const roundTrip = async (awaitReply: boolean) => {
+      const start = performance.now();
+      writeAll(conn, BYTE);
+      if (awaitReply) await waitReadable(conn);
+      read(conn, 1);
+      return (performance.now() - start) * 1000;
+    };
+    const waited: number[] = [];
+    const blocking: number[] = [];
+    // Interleaved, so that drift in the machine's load affects both alike.
+    for (let i = -ROUND_TRIPS / 10; i < ROUND_TRIPS; i++) {
+      const w = await roundTrip(true);
+      const b = await roundTrip(false);
+      if (i < 0) continue; // warm-up
+      waited.push(w);
+      blocking.push(b);
+    }
+    const ascending = (x: number, y: number) => x - y;
+    return {
+      waited: waited.sort(ascending),
+      blocking: blocking.sort(ascending),
+    };
+  } finally {
+    if (conn >= 0) close(conn);
+    close(listener);
+    child.kill();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Percent of one core this process uses over `IDLE_SECONDS`: with a
+ * `waitReadable` pending that data ends after that time, or with only the
+ * timer.
+ */
+async function idleCpu(withWait: boolean): Promise<number> {
+  // Let the collector finish with what the measurements before left behind.
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  const [a, b] = socketPair();
+  try {
+    const before = process.cpuUsage();
+    const start = performance.now();
+    const timer = new Promise<void>((resolve) =>
+      setTimeout(() => {
+        writeAll(a, BYTE);
+        resolve();
+      }, IDLE_SECONDS * 1000)
+    );
+    await (withWait ? waitReadable(b) : timer);
+    const used = process.cpuUsage(before);
+    const wallMicros = (performance.now() - start) * 1000;
+    return (100 * (used.user + used.system)) / wallMicros;
+  } finally {
+    [a, b].forEach(close);
+  }
+}
+
+function signed(value: number, digits: number): string {
+  return (value >= 0 ? "+" : "") + value.toFixed(digits);
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[
+    Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)
+  ];
+}
+
+function printTable(rows: string[][]): void {
+  const widths = rows[0].map((_, c) =>
+    Math.max(...rows.map((r) => r[c].length))
+  );
+  for (const [i, row] of rows.entries()) {
+    console.log(
+      row.map((cell, c) =>
+        c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c])
+      ).join("  "),
+    );
+    if (i === 0) console.log(widths.map((w) => "-".repeat(w)).join("  "));
+  }
+}
