@@ -48,19 +48,16 @@ const decoder = new TextDecoder();
 export function encodeSockaddr(addr: SocketAddress): Uint8Array {
   if (addr.family === "unix") return encodeUnix(addr);
   checkPort(addr.port);
-  if (addr.family === "inet") {
-    const buf = new Uint8Array(16);
-    const view = new DataView(buf.buffer);
-    view.setUint16(0, AF_INET, true);
-    view.setUint16(2, addr.port, false);
-    buf.set(parseIPv4(addr.hostname), 4);
-    return buf;
-  }
-  const buf = new Uint8Array(28);
+  // sockaddr_in: family, port, address; sockaddr_in6: family, port,
+  // flow info, address, scope id.
+  const [size, family, ip, ipAt] = addr.family === "inet"
+    ? [16, AF_INET, parseIPv4(addr.hostname), 4]
+    : [28, AF_INET6, parseIPv6(addr.hostname), 8];
+  const buf = new Uint8Array(size);
   const view = new DataView(buf.buffer);
-  view.setUint16(0, AF_INET6, true);
+  view.setUint16(0, family, true);
   view.setUint16(2, addr.port, false);
-  buf.set(parseIPv6(addr.hostname), 8);
+  buf.set(ip, ipAt);
   return buf;
 }
 
