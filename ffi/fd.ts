@@ -4,7 +4,14 @@
  *
  * @module
  */
-import { backend, cString, layout, libc, syscallError } from "./libc.ts";
+import {
+  backend,
+  cString,
+  layout,
+  libc,
+  syscallError,
+  unlessWouldBlock,
+} from "./libc.ts";
 import {
   EFD_CLOEXEC,
   F_DUPFD_CLOEXEC,
@@ -43,20 +50,13 @@ export function close(fd: number): void {
 /** One `read(2)` of up to `max` bytes; `null` if a non-blocking descriptor has nothing. */
 export function read(fd: number, max: number): Uint8Array | null {
   const buf = new Uint8Array(Math.max(1, max));
-  const r = backend.fn.read(fd, buf, max);
-  if (r >= 0) return buf.subarray(0, r);
-  const errno = backend.errno();
-  if (errno === Errno.EAGAIN) return null;
-  throw syscallError("read", errno);
+  const n = unlessWouldBlock("read", backend.fn.read(fd, buf, max));
+  return n === null ? null : buf.subarray(0, n);
 }
 
 /** One `write(2)`; returns the bytes written, or `null` if it would block. */
 export function write(fd: number, data: Uint8Array): number | null {
-  const r = backend.fn.write(fd, data, data.length);
-  if (r >= 0) return r;
-  const errno = backend.errno();
-  if (errno === Errno.EAGAIN) return null;
-  throw syscallError("write", errno);
+  return unlessWouldBlock("write", backend.fn.write(fd, data, data.length));
 }
 
 /** Writes all of `data` to a blocking descriptor. */

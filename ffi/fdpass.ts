@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { backend, libc, syscallError } from "./libc.ts";
+import { backend, libc, unlessWouldBlock } from "./libc.ts";
 import {
   CMSGHDR,
   cmsgLen,
@@ -19,7 +19,6 @@ import {
   SCM_RIGHTS,
   SOL_SOCKET,
 } from "./platform.ts";
-import { Errno } from "./errno.ts";
 import { TruncatedMessageError } from "./errors.ts";
 
 /** The most descriptors one message can carry (the kernel's `SCM_MAX_FD`). */
@@ -121,11 +120,10 @@ export function sendWithFds(
     }
   }
   const flags = MSG_NOSIGNAL | (options.dontWait ? MSG_DONTWAIT : 0);
-  const r = backend.fn.sendmsg(sock, scratch.structs, flags);
-  if (r >= 0) return r;
-  const errno = backend.errno();
-  if (errno === Errno.EAGAIN) return null;
-  throw syscallError("sendmsg", errno);
+  return unlessWouldBlock(
+    "sendmsg",
+    backend.fn.sendmsg(sock, scratch.structs, flags),
+  );
 }
 
 /** What one `recvmsg` delivered. */
@@ -156,12 +154,11 @@ export function receiveWithFds(
   const room = Math.min(Math.max(1, maxFds), MAX_FDS_PER_MESSAGE);
   scratch.prepare(maxData, cmsgSpace(room));
   const flags = MSG_CMSG_CLOEXEC | (options.dontWait ? MSG_DONTWAIT : 0);
-  const r = backend.fn.recvmsg(sock, scratch.structs, flags);
-  if (r < 0) {
-    const errno = backend.errno();
-    if (errno === Errno.EAGAIN) return null;
-    throw syscallError("recvmsg", errno);
-  }
+  const r = unlessWouldBlock(
+    "recvmsg",
+    backend.fn.recvmsg(sock, scratch.structs, flags),
+  );
+  if (r === null) return null;
   const view = scratch.view;
   const fds = parseRights(
     view,

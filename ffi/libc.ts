@@ -70,6 +70,19 @@ export function syscallError(
   return new SyscallError(name, errno, backend.strerror(errno), detail);
 }
 
+/**
+ * The result `r` of the call `name` if it succeeded, `null` if it failed with
+ * `EAGAIN` (a non-blocking descriptor that would block); otherwise throws.
+ * Call it right after the call, before any other, so errno is still the
+ * call's.
+ */
+export function unlessWouldBlock(name: string, r: number): number | null {
+  if (r >= 0) return r;
+  const errno = backend.errno();
+  if (errno === Errno.EAGAIN) return null;
+  throw syscallError(name, errno);
+}
+
 /** NUL-terminated UTF-8 bytes of `s`, for path arguments. */
 export function cString(s: string): Uint8Array {
   const bytes = new TextEncoder().encode(s);

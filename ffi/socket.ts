@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { backend, libc, syscallError } from "./libc.ts";
+import { backend, libc, syscallError, unlessWouldBlock } from "./libc.ts";
 import {
   AF_INET,
   AF_INET6,
@@ -26,7 +26,6 @@ import {
 } from "./platform.ts";
 import { decodeSockaddr, encodeSockaddr, formatAddress } from "./sockaddr.ts";
 import type { SocketAddress } from "./sockaddr.ts";
-import { Errno } from "./errno.ts";
 
 /** Socket type by name. */
 export type SocketType = "stream" | "dgram" | "seqpacket";
@@ -122,16 +121,8 @@ export function bindDatagram(addr: SocketAddress): number {
  * listener has nothing pending (`EAGAIN`).
  */
 export function accept(fd: number, options: SocketOptions = {}): number | null {
-  const r = backend.fn.accept4(
-    fd,
-    null,
-    null,
-    SOCK_CLOEXEC | (options.nonblocking ? SOCK_NONBLOCK : 0),
-  );
-  if (r >= 0) return r;
-  const errno = backend.errno();
-  if (errno === Errno.EAGAIN) return null;
-  throw syscallError("accept4", errno);
+  const flags = SOCK_CLOEXEC | (options.nonblocking ? SOCK_NONBLOCK : 0);
+  return unlessWouldBlock("accept4", backend.fn.accept4(fd, null, null, flags));
 }
 
 /** `shutdown(2)`; never use it on a listener shared with another process. */
