@@ -58,3 +58,6 @@ export class CoordinationDirError extends TablerollError {}
 
 /** A requested descriptor does not match what was inherited under that name. */
 export class DescriptorMismatchError extends TablerollError {}
+
+/** An id that cannot name a control socket, or that a live process already uses. */
+export class InvalidIdError extends TablerollError {}

@@ -1,0 +1,84 @@
+/**
+ * The usage example: an HTTP service that can be upgraded without refusing a
+ * connection. Start it, then start another copy with the same `--dir`: the
+ * new copy takes over the socket, prints `READY <pid>`, and the old copy
+ * finishes its in-flight requests, prints `DRAINED <pid>` and exits 0.
+ *
+ * ```sh
+ * deno run -A examples/hello.ts --dir /tmp/hello --addr 127.0.0.1:8080
+ * bun examples/hello.ts --dir /tmp/hello --addr 127.0.0.1:8080
+ * ```
+ *
+ * Flags: `--dir DIR` (created 0700 if missing), `--id ID` (default: pid),
+ * `--name NAME` (default `web`), `--addr HOST:PORT` (default
+ * `127.0.0.1:8080`), `--delay MS` (response delay, default 0).
+ *
+ * @module
+ */
+import { mkdirSync } from "node:fs";
+import { createServer as createHttpServer } from "node:http";
+import { createServer as createNetServer } from "node:net";
+import process from "node:process";
+import { parseArgs } from "node:util";
+import { Upgrader } from "../mod.ts";
+import { dup } from "../ffi/mod.ts";
+
+const { values: flags } = parseArgs({
+  options: {
+    dir: { type: "string" },
+    id: { type: "string" },
+    name: { type: "string", default: "web" },
+    addr: { type: "string", default: "127.0.0.1:8080" },
+    delay: { type: "string", default: "0" },
+  },
+});
+if (!flags.dir) {
+  console.error(
+    "usage: hello.ts --dir DIR [--id ID] [--name NAME] [--addr HOST:PORT] [--delay MS]",
+  );
+  process.exit(2);
+}
+const [, hostname, port] = flags.addr!.match(/^\[?(.*?)\]?:(\d+)$/) ?? [];
+const delay = Number(flags.delay);
+const pid = process.pid;
+
+mkdirSync(flags.dir, { recursive: true, mode: 0o700 });
+const upgrader = await Upgrader.create(flags.dir, {
+  id: flags.id,
+  logger: console,
+});
+const listener = upgrader.fds.listen(flags.name!, {
+  hostname,
+  port: Number(port),
+});
+
+let draining = false;
+const http = createHttpServer((_req, res) => {
+  setTimeout(() => {
+    if (draining) res.setHeader("Connection", "close");
+    res.end(`hello from ${pid}\n`);
+  }, delay);
+});
+// node:net accepts on an inherited descriptor in both runtimes (Bun's
+// node:http ignores `listen({ fd })`); the HTTP server takes each connection.
+const server = createNetServer((socket) => http.emit("connection", socket));
+server.listen({ fd: dup(listener.fd) });
+
+await upgrader.ready();
+console.log(`READY ${pid}`);
+
+const stopRequested = new Promise<void>((resolve) => {
+  process.once("SIGINT", () => resolve());
+  process.once("SIGTERM", () => resolve());
+});
+await Promise.race([upgrader.upgradeComplete, stopRequested]);
+
+draining = true;
+await new Promise<void>((resolve) => {
+  server.close();
+  http.close(() => resolve());
+  http.closeIdleConnections();
+});
+console.log(`DRAINED ${pid}`);
+await upgrader.stop();
+process.exit(0);

@@ -1,0 +1,139 @@
+/**
+ * One control connection between two tableroll processes: exact-size reads
+ * (never a byte past what the protocol asks for, so descriptors attached to
+ * the next message are not lost), writes, and descriptor messages. Every wait
+ * is cancellable through an `AbortSignal`.
+ *
+ * @module
+ */
+import {
+  close,
+  receiveWithFds,
+  sendWithFds,
+  setNonBlocking,
+  waitReadable,
+  waitWritable,
+  write,
+} from "../ffi/mod.ts";
+import { PeerClosedError, ProtocolError } from "./errors.ts";
+import { blobLength } from "./protocol.ts";
+
+/** A descriptor message as received: its data part and descriptors. */
+export interface FdMessage {
+  data: Uint8Array;
+  fds: number[];
+}
+
+/** A non-blocking Unix stream socket speaking the tableroll protocol. */
+export class ControlConn {
+  readonly #fd: number;
+  #closed = false;
+
+  /** Takes ownership of `fd` and makes it non-blocking. */
+  constructor(fd: number) {
+    this.#fd = fd;
+    setNonBlocking(fd, true);
+  }
+
+  /** Reads exactly `n` bytes. Descriptors arriving with them are closed and rejected. */
+  async readExact(n: number, signal?: AbortSignal): Promise<Uint8Array> {
+    const out = new Uint8Array(n);
+    for (let got = 0; got < n;) {
+      const message = await this.#receive(n - got, 1, signal);
+      if (message.fds.length > 0) {
+        message.fds.forEach(close);
+        throw new ProtocolError(
+          "the peer attached descriptors where plain bytes were expected",
+        );
+      }
+      out.set(message.data, got);
+      got += message.data.length;
+    }
+    return out;
+  }
+
+  /** Reads one length-prefixed blob and returns its body. */
+  async readBlob(signal?: AbortSignal): Promise<Uint8Array> {
+    const length = blobLength(await this.readExact(4, signal));
+    return await this.readExact(length, signal);
+  }
+
+  /** Reads one descriptor message: up to `maxData` bytes and `maxFds` descriptors. */
+  readFdMessage(
+    maxData: number,
+    maxFds: number,
+    signal?: AbortSignal,
+  ): Promise<FdMessage> {
+    return this.#receive(maxData, maxFds, signal);
+  }
+
+  async #receive(
+    maxData: number,
+    maxFds: number,
+    signal?: AbortSignal,
+  ): Promise<FdMessage> {
+    for (;;) {
+      const message = this.#guard(() =>
+        receiveWithFds(this.#fd, maxData, maxFds, { dontWait: true })
+      );
+      if (message === null) {
+        await waitReadable(this.#fd, { signal });
+        continue;
+      }
+      if (message.data.length === 0 && message.fds.length === 0) {
+        throw new PeerClosedError("the peer closed the control connection");
+      }
+      return message;
+    }
+  }
+
+  /** Writes all of `data`. */
+  async writeAll(data: Uint8Array, signal?: AbortSignal): Promise<void> {
+    for (let off = 0; off < data.length;) {
+      const n = this.#guard(() => write(this.#fd, data.subarray(off)));
+      if (n === null) await waitWritable(this.#fd, { signal });
+      else off += n;
+    }
+  }
+
+  /** Sends `data` with one descriptor attached, in one `sendmsg` (plus writes for a partial send). */
+  async sendFd(
+    data: Uint8Array,
+    fd: number,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    for (;;) {
+      const n = this.#guard(() =>
+        sendWithFds(this.#fd, data, [fd], { dontWait: true })
+      );
+      if (n === null) {
+        await waitWritable(this.#fd, { signal });
+        continue;
+      }
+      // The descriptor travelled with the first byte; finish the data part.
+      return this.writeAll(data.subarray(n), signal);
+    }
+  }
+
+  /** Turns an I/O error on a connection the peer closed into a {@linkcode PeerClosedError}. */
+  #guard<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === "EPIPE" || code === "ECONNRESET") {
+        throw new PeerClosedError("the peer closed the control connection", {
+          cause: err,
+        });
+      }
+      throw err;
+    }
+  }
+
+  /** Closes the connection (idempotent). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    close(this.#fd);
+  }
+}

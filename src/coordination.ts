@@ -1,0 +1,247 @@
+/**
+ * The coordination directory: its checks, the control-socket path of each
+ * process, the lock and the owner record (`<dir>/pid`), laid out exactly as
+ * Go tableroll lays them out.
+ *
+ * @module
+ */
+import {
+  close,
+  connect,
+  encodeSockaddr,
+  fileIdentity,
+  flock,
+  getuid,
+  InvalidAddressError,
+  listenOn,
+  O_CREAT,
+  O_RDONLY,
+  O_RDWR,
+  O_TRUNC,
+  O_WRONLY,
+  openFile,
+  openSocket,
+  read,
+  type SyscallError,
+  unlink,
+  writeAll,
+} from "../ffi/mod.ts";
+import {
+  CoordinationDirError,
+  InvalidIdError,
+  UpgradeTimeoutError,
+} from "./errors.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** The name of the lock file and owner record. */
+export const PID_FILE = "pid";
+
+/** `<dir>/<id>.sock`. */
+export function controlSocketPath(dir: string, id: string): string {
+  return `${dir}/${id}.sock`;
+}
+
+/**
+ * Rejects ids that would make a bad or over-long control-socket path: empty,
+ * containing `/` or NUL, `.`/`..`, or too long for `sun_path`.
+ */
+export function checkId(dir: string, id: string): void {
+  if (id === "" || id === "." || id === ".." || /[\/\0]/.test(id)) {
+    throw new InvalidIdError(
+      `id ${
+        JSON.stringify(id)
+      } cannot name a socket file: use a non-empty name without "/" or NUL`,
+    );
+  }
+  try {
+    encodeSockaddr({ family: "unix", path: controlSocketPath(dir, id) });
+  } catch (err) {
+    if (!(err instanceof InvalidAddressError)) throw err;
+    throw new InvalidIdError(`${err.message}: use a shorter directory or id`, {
+      cause: err,
+    });
+  }
+}
+
+/**
+ * Checks that `dir` exists, is a directory and belongs to this user: anyone
+ * who can write there can impersonate the owner and receive every listener.
+ */
+export function checkDirectory(dir: string): void {
+  let fd: number;
+  try {
+    fd = openFile(dir, O_RDONLY);
+  } catch (err) {
+    const code = (err as SyscallError).code;
+    throw new CoordinationDirError(
+      code === "ENOENT"
+        ? `coordination directory ${dir} does not exist: create it (mode 0700) before starting`
+        : `coordination directory ${dir} cannot be opened (${code}): check its permissions`,
+      { cause: err },
+    );
+  }
+  try {
+    const info = fileIdentity(fd);
+    if (info.kind !== "directory") {
+      throw new CoordinationDirError(`${dir} is not a directory`);
+    }
+    const uid = getuid();
+    if (info.uid !== uid) {
+      throw new CoordinationDirError(
+        `coordination directory ${dir} belongs to uid ${info.uid}, not to this process's uid ${uid}: ` +
+          "use a directory this user owns (mode 0700)",
+      );
+    }
+  } finally {
+    close(fd);
+  }
+}
+
+/**
+ * Binds and listens on this process's control socket. A socket file left by
+ * a process that died (nobody accepts on it) is replaced; one that a live
+ * process serves is an error, since two processes cannot share an id.
+ */
+export function listenControl(path: string): number {
+  try {
+    return listenOn({ family: "unix", path }, { nonblocking: true });
+  } catch (err) {
+    if ((err as SyscallError).code !== "EADDRINUSE") throw err;
+  }
+  if (isServed(path)) {
+    throw new InvalidIdError(
+      `${path} is served by a live process: another process uses this id; give each process its own`,
+    );
+  }
+  unlink(path);
+  return listenOn({ family: "unix", path }, { nonblocking: true });
+}
+
+function isServed(path: string): boolean {
+  const fd = openSocket("unix", "stream");
+  try {
+    connect(fd, { family: "unix", path });
+    return true;
+  } catch (err) {
+    if (["ECONNREFUSED", "ENOENT"].includes((err as SyscallError).code)) {
+      return false;
+    }
+    throw err;
+  } finally {
+    close(fd);
+  }
+}
+
+/**
+ * Connects to the owner's control socket. Returns `null` when nobody serves
+ * it any more (the owner died): the caller then has no predecessor.
+ */
+export function connectOwner(path: string): number | null {
+  const fd = openSocket("unix", "stream");
+  try {
+    connect(fd, { family: "unix", path });
+    return fd;
+  } catch (err) {
+    close(fd);
+    if (["ECONNREFUSED", "ENOENT"].includes((err as SyscallError).code)) {
+      return null;
+    }
+    throw err;
+  }
+}
+
+/** The held lock on `<dir>/pid`. */
+export class OwnerLock {
+  readonly #path: string;
+  #fd: number | undefined;
+
+  private constructor(path: string, fd: number) {
+    this.#path = path;
+    this.#fd = fd;
+  }
+
+  /**
+   * Takes the exclusive `flock` on `<dir>/pid`, retrying until `signal`
+   * aborts. The file is created if missing and never deleted: the lock lives
+   * on its inode.
+   */
+  static async acquire(dir: string, signal?: AbortSignal): Promise<OwnerLock> {
+    const path = `${dir}/${PID_FILE}`;
+    const fd = openFile(path, O_RDWR | O_CREAT, 0o644);
+    try {
+      for (let delay = 5; !flock(fd, "exclusive", { nonblocking: true });) {
+        await sleep(delay, signal, `waiting for the lock on ${path}`);
+        delay = Math.min(delay * 2, 100);
+      }
+      return new OwnerLock(path, fd);
+    } catch (err) {
+      close(fd);
+      throw err;
+    }
+  }
+
+  /** The owner id recorded in the file, or `""` if none. */
+  readOwner(): string {
+    const fd = openFile(this.#path, O_RDONLY);
+    try {
+      const chunks: number[] = [];
+      for (
+        let chunk = read(fd, 4096);
+        chunk && chunk.length > 0;
+        chunk = read(fd, 4096)
+      ) {
+        chunks.push(...chunk);
+      }
+      return decoder.decode(new Uint8Array(chunks));
+    } finally {
+      close(fd);
+    }
+  }
+
+  /** Records `id` as the owner: raw bytes, no newline, as Go writes it. */
+  writeOwner(id: string): void {
+    const fd = openFile(this.#path, O_WRONLY | O_CREAT | O_TRUNC, 0o644);
+    try {
+      writeAll(fd, encoder.encode(id));
+    } finally {
+      close(fd);
+    }
+  }
+
+  /** Releases the lock (idempotent). */
+  release(): void {
+    if (this.#fd === undefined) return;
+    close(this.#fd); // closing the last descriptor releases the flock
+    this.#fd = undefined;
+  }
+}
+
+function sleep(
+  ms: number,
+  signal: AbortSignal | undefined,
+  what: string,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(abortReason(signal, what));
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(abortReason(signal!, what));
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/** A timeout abort becomes an {@linkcode UpgradeTimeoutError} naming what was awaited. */
+export function abortReason(signal: AbortSignal, what: string): unknown {
+  const reason = signal.reason;
+  if (reason instanceof DOMException && reason.name === "TimeoutError") {
+    return new UpgradeTimeoutError(`timed out ${what}`, { cause: reason });
+  }
+  return reason;
+}

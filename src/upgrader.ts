@@ -1,0 +1,442 @@
+/**
+ * The upgrader: a process's side of tableroll's handover, as an explicit
+ * state machine.
+ *
+ * ```
+ * starting ──ready()──▶ owner ──successor connects──▶ handing-over ──ready──▶ upgraded
+ *    │                    ▲                               │
+ *    │                    └──── successor failed/died ────┘
+ *    └──────────────── stop() from any state ──────────────────────▶ stopped
+ * ```
+ *
+ * @module
+ */
+import {
+  accept,
+  close,
+  getpid,
+  getuid,
+  peerCredentials,
+  unlink,
+  waitReadable,
+} from "../ffi/mod.ts";
+import {
+  abortReason,
+  checkDirectory,
+  checkId,
+  connectOwner,
+  controlSocketPath,
+  listenControl,
+  OwnerLock,
+} from "./coordination.ts";
+import { ControlConn } from "./control_conn.ts";
+import {
+  PeerClosedError,
+  ProtocolError,
+  StoppedError,
+  UpgradeCompletedError,
+  UpgradeInProgressError,
+} from "./errors.ts";
+import { DescriptorStore, type Fds } from "./fds.ts";
+import { type Logger, silentLogger } from "./logger.ts";
+import {
+  checkSteppingDown,
+  decodeMetadata,
+  decodeReadyVersion,
+  describeDescriptor,
+  encodeMetadata,
+  encodeReady,
+  encodeSteppingDown,
+  LEGACY_READY_BYTE,
+  MAX_FD_MESSAGE_BYTES,
+  PROTOCOL_VERSION,
+  READY_BYTE,
+} from "./protocol.ts";
+
+/** Where an upgrader is in its life. */
+export type UpgraderState =
+  | "starting"
+  | "owner"
+  | "handing-over"
+  | "upgraded"
+  | "stopped";
+
+/** Options of {@linkcode Upgrader.create}. */
+export interface UpgraderOptions {
+  /** This process's id, unique among live processes; names `<dir>/<id>.sock`. Default: the pid. */
+  id?: string;
+  /** Bounds the wait for the lock and the transfer from the predecessor, like Go's context. */
+  signal?: AbortSignal;
+  /**
+   * Milliseconds a successor gets, from connecting to `ready()`, before this
+   * process gives up on it and stays owner; also bounds this process's own
+   * `ready()` exchange. Default 60 000.
+   */
+  upgradeTimeout?: number;
+  /** Where to report progress: `console`, an `@std/log` logger… Default: silent. */
+  logger?: Logger;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * Takes over the descriptors of the process that currently owns the
+ * coordination directory, if any, and later hands them to the next one.
+ *
+ * @example A service that can be upgraded by starting a new copy
+ * ```ts ignore
+ * import { Upgrader } from "@tableroll/tableroll";
+ *
+ * await using upgrader = await Upgrader.create("/run/my-service");
+ * const web = upgrader.fds.listen("web", { hostname: "127.0.0.1", port: 8080 });
+ * // ... serve on web.fd (see the adapters) ...
+ * await upgrader.ready();          // now the owner: the predecessor drains
+ * await upgrader.upgradeComplete;  // a successor took over: drain, then exit
+ * ```
+ */
+export class Upgrader implements AsyncDisposable {
+  /** This process's id. */
+  readonly id: string;
+  /** The coordination directory. */
+  readonly dir: string;
+  /** The descriptors this process holds and will hand over. */
+  readonly fds: Fds;
+  readonly #store: DescriptorStore;
+
+  #state: UpgraderState = "starting";
+  readonly #logger: Logger;
+  readonly #upgradeTimeout: number;
+  readonly #controlFd: number;
+  #lock: OwnerLock | undefined;
+  #predecessor: { conn: ControlConn; version: number } | undefined;
+  #ready: Promise<void> | undefined;
+  readonly #stopping = new AbortController();
+  readonly #upgraded = new AbortController();
+  readonly #upgradeComplete: Promise<void>;
+
+  private constructor(
+    dir: string,
+    id: string,
+    controlFd: number,
+    options: UpgraderOptions,
+  ) {
+    this.dir = dir;
+    this.id = id;
+    this.#controlFd = controlFd;
+    this.#logger = options.logger ?? silentLogger;
+    this.#upgradeTimeout = options.upgradeTimeout ?? 60_000;
+    this.#store = new DescriptorStore((action) => this.#checkMutable(action));
+    this.fds = this.#store;
+    this.#upgradeComplete = new Promise((resolve) =>
+      this.#upgraded.signal.addEventListener("abort", () => resolve(), {
+        once: true,
+      })
+    );
+  }
+
+  /**
+   * Joins the coordination directory `dir` (which must exist and belong to
+   * this user): binds `<dir>/<id>.sock`, takes the lock, and receives the
+   * current owner's descriptors if there is one. The lock is held until
+   * {@linkcode Upgrader.ready} or {@linkcode Upgrader.stop}.
+   */
+  static async create(
+    dir: string,
+    options: UpgraderOptions = {},
+  ): Promise<Upgrader> {
+    const id = options.id ?? String(getpid());
+    checkId(dir, id);
+    checkDirectory(dir);
+    const controlFd = listenControl(controlSocketPath(dir, id));
+    const upgrader = new Upgrader(dir, id, controlFd, options);
+    try {
+      await upgrader.#join(options.signal);
+    } catch (err) {
+      await upgrader.stop();
+      throw err;
+    }
+    return upgrader;
+  }
+
+  /** The current state. */
+  get state(): UpgraderState {
+    return this.#state;
+  }
+
+  /** Resolves when a successor has taken over: time to drain and exit. */
+  get upgradeComplete(): Promise<void> {
+    return this.#upgradeComplete;
+  }
+
+  /**
+   * Aborted when a successor has taken over, with an
+   * {@linkcode UpgradeCompletedError} as reason: pass it to a server's
+   * `signal` option to stop accepting.
+   */
+  get signal(): AbortSignal {
+    return this.#upgraded.signal;
+  }
+
+  /**
+   * Declares this process ready to serve: closes inherited descriptors that
+   * were not claimed, tells the predecessor to step down, records this
+   * process as the owner and releases the lock. If it fails, the lock is
+   * released at once and the upgrader stops; the process should exit.
+   */
+  ready(): Promise<void> {
+    this.#ready ??= this.#becomeOwner();
+    return this.#ready;
+  }
+
+  /**
+   * Stops: closes the control socket and every stored descriptor, releases
+   * the lock if held. A predecessor waiting for `ready()` stays the owner.
+   */
+  stop(): Promise<void> {
+    if (this.#state === "stopped") return Promise.resolve();
+    this.#state = "stopped";
+    this.#stopping.abort(new StoppedError("continue"));
+    this.#predecessor?.conn.close();
+    this.#predecessor = undefined;
+    this.#lock?.release();
+    close(this.#controlFd);
+    unlink(controlSocketPath(this.dir, this.id));
+    this.#store.closeAll();
+    return Promise.resolve();
+  }
+
+  /** Calls {@linkcode Upgrader.stop}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
+  }
+
+  async #join(signal?: AbortSignal): Promise<void> {
+    this.#lock = await OwnerLock.acquire(this.dir, signal);
+    const owner = this.#lock.readOwner();
+    if (owner === "" || owner === this.id) {
+      this.#logger.debug(`tableroll: no predecessor in ${this.dir}`);
+      return;
+    }
+    const fd = connectOwner(controlSocketPath(this.dir, owner));
+    if (fd === null) {
+      this.#logger.warn(
+        `tableroll: owner ${owner} is gone; starting without a predecessor`,
+      );
+      return;
+    }
+    const conn = new ControlConn(fd);
+    try {
+      const version = await this.#receive(conn, owner, signal);
+      this.#predecessor = { conn, version };
+    } catch (err) {
+      conn.close();
+      throw err;
+    }
+  }
+
+  async #receive(
+    conn: ControlConn,
+    owner: string,
+    signal?: AbortSignal,
+  ): Promise<number> {
+    const what = `receiving descriptors from ${owner}`;
+    try {
+      const { version, entries } = decodeMetadata(await conn.readBlob(signal));
+      if (version > PROTOCOL_VERSION) {
+        throw new ProtocolError(
+          `owner ${owner} speaks protocol version ${version}; this library speaks ${PROTOCOL_VERSION}`,
+        );
+      }
+      const fds: number[] = [];
+      try {
+        while (fds.length < entries.length) {
+          const message = await conn.readFdMessage(
+            MAX_FD_MESSAGE_BYTES,
+            entries.length - fds.length,
+            signal,
+          );
+          if (message.fds.length === 0) {
+            throw new ProtocolError(
+              `owner ${owner} sent a descriptor message without a descriptor`,
+            );
+          }
+          fds.push(...message.fds);
+        }
+        this.#store.inherit(entries, fds);
+      } catch (err) {
+        fds.forEach(close);
+        throw err;
+      }
+      this.#logger.info(
+        `tableroll: inherited ${entries.length} descriptors from ${owner}`,
+      );
+      return version;
+    } catch (err) {
+      if (err instanceof PeerClosedError) {
+        throw new PeerClosedError(
+          `owner ${owner} closed the connection while ${what}: it is handing over to another process or stopping; retry later`,
+          { cause: err },
+        );
+      }
+      throw signal?.aborted ? abortReason(signal, what) : err;
+    }
+  }
+
+  async #becomeOwner(): Promise<void> {
+    if (this.#state !== "starting") this.#checkMutable("become ready");
+    const unclaimed = this.#store.closeUnclaimed();
+    if (unclaimed.length > 0) {
+      this.#logger.debug(
+        `tableroll: closed unclaimed inherited descriptors ${
+          unclaimed.join(", ")
+        }`,
+      );
+    }
+    try {
+      if (this.#predecessor) await this.#askToStepDown(this.#predecessor);
+      this.#lock!.writeOwner(this.id);
+    } catch (err) {
+      await this.stop();
+      throw err;
+    } finally {
+      this.#predecessor?.conn.close();
+      this.#predecessor = undefined;
+      this.#lock?.release();
+      this.#lock = undefined;
+    }
+    this.#state = "owner";
+    this.#logger.info(`tableroll: ${this.id} owns ${this.dir}`);
+    this.#acceptSuccessors();
+  }
+
+  async #askToStepDown(
+    { conn, version }: { conn: ControlConn; version: number },
+  ): Promise<void> {
+    const signal = AbortSignal.any([
+      this.#stopping.signal,
+      AbortSignal.timeout(this.#upgradeTimeout),
+    ]);
+    try {
+      if (version === 0) {
+        // A version-0 owner expects the bare legacy byte and answers nothing.
+        await conn.writeAll(new Uint8Array([LEGACY_READY_BYTE]), signal);
+        return;
+      }
+      await conn.writeAll(encodeReady(), signal);
+      checkSteppingDown(await conn.readBlob(signal));
+    } catch (err) {
+      throw signal.aborted
+        ? abortReason(signal, "waiting for the owner to step down")
+        : err;
+    }
+  }
+
+  async #acceptSuccessors(): Promise<void> {
+    while (this.#state !== "stopped") {
+      try {
+        await waitReadable(this.#controlFd, {
+          ref: false,
+          signal: this.#stopping.signal,
+        });
+      } catch {
+        return; // stopped
+      }
+      try {
+        for (let fd = this.#acceptOne(); fd !== null; fd = this.#acceptOne()) {
+          this.#onSuccessor(fd);
+        }
+      } catch (err) {
+        // EMFILE and the like: keep serving, try again shortly.
+        this.#logger.error(
+          `tableroll: accepting on the control socket failed: ${
+            (err as Error).message
+          }`,
+        );
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+  }
+
+  #acceptOne(): number | null {
+    return accept(this.#controlFd, { nonblocking: true });
+  }
+
+  #onSuccessor(fd: number): void {
+    if (this.#state !== "owner") {
+      this.#logger.debug(
+        `tableroll: refused a connection in state ${this.#state}`,
+      );
+      close(fd);
+      return;
+    }
+    const { uid, pid } = peerCredentials(fd);
+    if (uid !== getuid()) {
+      this.#logger.warn(
+        `tableroll: refused pid ${pid} of uid ${uid}: only the same user may take over`,
+      );
+      close(fd);
+      return;
+    }
+    this.#state = "handing-over";
+    this.#logger.info(`tableroll: handing over to pid ${pid}`);
+    const conn = new ControlConn(fd);
+    this.#handOver(conn, pid).finally(() => conn.close());
+  }
+
+  async #handOver(conn: ControlConn, pid: number): Promise<void> {
+    const signal = AbortSignal.any([
+      this.#stopping.signal,
+      AbortSignal.timeout(this.#upgradeTimeout),
+    ]);
+    try {
+      const { meta, fds } = this.#store.snapshot();
+      await conn.writeAll(encodeMetadata(meta), signal);
+      for (let i = 0; i < fds.length; i++) {
+        await conn.sendFd(
+          encoder.encode(describeDescriptor(meta[i])),
+          fds[i],
+          signal,
+        );
+      }
+      const [first] = await conn.readExact(1, signal);
+      if (first === READY_BYTE) {
+        const version = decodeReadyVersion(await conn.readBlob(signal));
+        if (version !== PROTOCOL_VERSION) {
+          throw new ProtocolError(
+            `successor speaks protocol version ${version}, not ${PROTOCOL_VERSION}`,
+          );
+        }
+        await conn.writeAll(encodeSteppingDown(), signal);
+      } else if (first !== LEGACY_READY_BYTE) {
+        throw new ProtocolError(
+          `successor sent 0x${first.toString(16)} instead of the ready byte`,
+        );
+      }
+      this.#state = "upgraded";
+      this.#logger.info(`tableroll: pid ${pid} took over; draining`);
+      this.#upgraded.abort(new UpgradeCompletedError("serve new work"));
+    } catch (err) {
+      if (this.#state !== "handing-over") return; // stopped meanwhile
+      this.#state = "owner";
+      const reason = signal.aborted
+        ? abortReason(signal, `waiting for pid ${pid} to be ready`)
+        : err;
+      this.#logger.warn(
+        `tableroll: handover to pid ${pid} failed, still the owner: ${
+          (reason as Error).message ?? reason
+        }`,
+      );
+    }
+  }
+
+  #checkMutable(action: string): void {
+    switch (this.#state) {
+      case "handing-over":
+        throw new UpgradeInProgressError(action);
+      case "upgraded":
+        throw new UpgradeCompletedError(action);
+      case "stopped":
+        throw new StoppedError(action);
+    }
+  }
+}
