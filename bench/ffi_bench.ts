@@ -4,8 +4,9 @@
  * - one `sendWithFds` + `receiveWithFds` exchange of 1 and of 600
  *   descriptors (600 take three messages) against a plain `write` + `read`
  *   of the same bytes on the same socketpair;
- * - the reaction time of `waitReadable` to a byte written by another process
- *   (a ping-pong round trip) against a blocking `read` of the same reply;
+ * - the reaction time of `waitReadable`, from a write in another process to
+ *   the wait resolving (both read `CLOCK_MONOTONIC`), against a blocking
+ *   `read` of the same write;
  * - the CPU a `waitReadable` uses while it waits 10 s, against the same
  *   10 s with nothing pending but a timer.
  *
@@ -26,6 +27,7 @@ import {
   listenOn,
   MAX_FDS_PER_MESSAGE,
   memfd,
+  monotonicNanos,
   openSocket,
   read,
   receiveWithFds,
@@ -37,20 +39,22 @@ import {
 } from "../ffi/mod.ts";
 
 const IDLE_SECONDS = Number(process.env.FFI_BENCH_IDLE_SECONDS ?? 10);
-const ROUND_TRIPS = 2000;
+const SAMPLES = 2000;
 const BYTE = new Uint8Array([1]);
 
-if (process.argv.at(-2) === "echo") echo(process.argv.at(-1)!);
+if (process.argv.at(-2) === "writer") writer(process.argv.at(-1)!);
 else await main();
 
-/** The other process of the ping-pong: answers every byte with one byte. */
-function echo(path: string): void {
+/** The other process: answers each byte with the time it writes the answer. */
+function writer(path: string): void {
   const sock = openSocket("unix", "stream");
   connect(sock, { family: "unix", path });
+  const stamp = new DataView(new ArrayBuffer(8));
   for (;;) {
     const got = read(sock, 1);
     if (!got || got.length === 0) break;
-    writeAll(sock, BYTE);
+    stamp.setBigInt64(0, monotonicNanos(), true);
+    writeAll(sock, new Uint8Array(stamp.buffer));
   }
   close(sock);
 }
@@ -78,7 +82,7 @@ async function main(): Promise<void> {
   for (const p of [50, 99]) {
     const [w, b] = [percentile(waited, p), percentile(blocking, p)];
     rows.push([
-      `reaction p${p}, round trip to another process (µs)`,
+      `reaction p${p}, write in another process → here (µs)`,
       w.toFixed(1),
       b.toFixed(1),
       `${signed(w - b, 1)} µs`,
@@ -95,7 +99,7 @@ async function main(): Promise<void> {
   ]);
   printTable(rows);
   console.log(
-    "\nbaselines: write+read of the same bytes on the same socketpair; a blocking read of the reply; a process with only a timer pending",
+    "\nbaselines: write+read of the same bytes on the same socketpair; a blocking read of the same write; a process with only a timer pending",
   );
 }
 
@@ -150,38 +154,44 @@ function timed(run: (n: number) => void, iterations: number): number {
   return ((performance.now() - start) * 1000) / iterations;
 }
 
-/** Round trips to an echo process: the reply awaited with `waitReadable`, then read blocking. */
+/**
+ * Microseconds from the writer process's write to this process noticing it:
+ * `waitReadable` resolving, or a blocking `read` returning.
+ */
 async function reactionTimes(): Promise<
   { waited: number[]; blocking: number[] }
 > {
   const dir = mkdtempSync(join(tmpdir(), "tableroll-bench-"));
-  const path = join(dir, "echo.sock");
+  const path = join(dir, "writer.sock");
   const listener = listenOn({ family: "unix", path });
   const script = fileURLToPath(import.meta.url);
   const child = spawn(
     process.execPath,
     process.versions.bun
-      ? [script, "echo", path]
-      : ["run", "-A", script, "echo", path],
+      ? [script, "writer", path]
+      : ["run", "-A", script, "writer", path],
     { stdio: "inherit" },
   );
   let conn = -1;
   try {
     await waitReadable(listener);
     conn = accept(listener)!;
-    const roundTrip = async (awaitReply: boolean) => {
-      const start = performance.now();
+    const sample = async (wait: boolean) => {
       writeAll(conn, BYTE);
-      if (awaitReply) await waitReadable(conn);
-      read(conn, 1);
-      return (performance.now() - start) * 1000;
+      if (wait) await waitReadable(conn);
+      let noticed = monotonicNanos();
+      const reply = read(conn, 8)!;
+      if (!wait) noticed = monotonicNanos();
+      const written = new DataView(reply.buffer, reply.byteOffset, 8)
+        .getBigInt64(0, true);
+      return Number(noticed - written) / 1000;
     };
     const waited: number[] = [];
     const blocking: number[] = [];
     // Interleaved, so that drift in the machine's load affects both alike.
-    for (let i = -ROUND_TRIPS / 10; i < ROUND_TRIPS; i++) {
-      const w = await roundTrip(true);
-      const b = await roundTrip(false);
+    for (let i = -SAMPLES / 10; i < SAMPLES; i++) {
+      const w = await sample(true);
+      const b = await sample(false);
       if (i < 0) continue; // warm-up
       waited.push(w);
       blocking.push(b);

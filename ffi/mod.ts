@@ -95,6 +95,7 @@ export * from "./socket.ts";
 export * from "./fdpass.ts";
 export * from "./fd.ts";
 export * from "./proc.ts";
+export { monotonicNanos } from "./clock.ts";
 export {
   waitFor,
   type WaitOptions,

@@ -72,6 +72,8 @@ export const IOVEC = { size: 16, base: 0, len: 8 } as const;
 export const CMSGHDR = { size: 16, len: 0, level: 8, type: 12 } as const;
 /** `struct pollfd` (8 bytes). */
 export const POLLFD = { size: 8, fd: 0, events: 4, revents: 6 } as const;
+/** `struct timespec` (16 bytes). */
+export const TIMESPEC = { size: 16, sec: 0, nsec: 8 } as const;
 /** `struct ucred` (12 bytes). */
 export const UCRED = { size: 12, pid: 0, uid: 4, gid: 8 } as const;
 /** Size of `struct sockaddr_storage`, enough for any address. */
@@ -205,6 +207,8 @@ export const EPOLL_CTL_MOD = 3;
 /** `epoll_create1(2)`: close on exec. */
 export const EPOLL_CLOEXEC = 0o2000000;
 
+/** `clock_gettime(2)`: the system-wide monotonic clock. */
+export const CLOCK_MONOTONIC = 1;
 /** `memfd_create(2)`: close on exec. */
 export const MFD_CLOEXEC = 1;
 /** `eventfd(2)`: close on exec. */

@@ -54,6 +54,7 @@ export const SYMBOLS = {
   eventfd: { args: ["u32", "i32"], result: "i32" },
   memfd_create: { args: ["ptr", "u32"], result: "i32" },
   getpid: { args: [], result: "i32" },
+  clock_gettime: { args: ["i32", "ptr"], result: "i32" },
   getuid: { args: [], result: "u32" },
 } as const satisfies Record<string, CSignature>;
 
