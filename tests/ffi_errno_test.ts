@@ -17,8 +17,12 @@ import {
   O_RDWR,
   openFile,
   openSocket,
+  read,
   type SocketAddress,
+  socketPair,
   SyscallError,
+  waitReadable,
+  writeAll,
 } from "../ffi/mod.ts";
 
 /** A descriptor number far above any open one. */
@@ -92,8 +96,10 @@ test("ffi: provoked failures carry the right errno names", () => {
   assertEquals(failure(() => close(NEVER_OPEN)), ["close", "EBADF", 9]);
 });
 
-test("ffi: errno stays right over thousands of failures under GC pressure", () => {
+test("ffi: errno stays right over thousands of failures under GC pressure and a busy waiter thread", async () => {
   using p = new Provoked();
+  // The waiter thread makes its own libc calls meanwhile: errno is per thread.
+  const [a, b] = socketPair();
   const cases: [() => unknown, string][] = [
     [() => listenOn(p.usedPort), "EADDRINUSE"],
     [() => p.connectUnix(p.missingPath), "ENOENT"],
@@ -103,7 +109,15 @@ test("ffi: errno stays right over thousands of failures under GC pressure", () =
   ];
   let garbage: unknown[] = [];
   const wrong: string[] = [];
+  let readable = waitReadable(b);
+  writeAll(a, new Uint8Array([1]));
   for (let i = 0; i < 4000; i++) {
+    if (i % 100 === 99) {
+      await readable;
+      read(b, 1);
+      readable = waitReadable(b);
+      writeAll(a, new Uint8Array([1]));
+    }
     // Enough short-lived allocation to run the collector many times over.
     garbage.push(
       new Uint8Array(16384),
@@ -120,5 +134,7 @@ test("ffi: errno stays right over thousands of failures under GC pressure", () =
       if (code !== expected) wrong.push(`${i}: ${expected} expected, ${code}`);
     }
   }
+  await readable;
+  [a, b].forEach(close);
   assertEquals(wrong, []);
 });
