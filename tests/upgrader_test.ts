@@ -1,0 +1,479 @@
+/**
+ * The Upgrader against raw peers in the same process: the bytes it puts on
+ * the wire as an owner and as a successor, its state machine, and what it
+ * does with bad input. Process-level behaviour is in upgrader_process_test.ts.
+ */
+import { test } from "./support/harness.ts";
+import {
+  assert,
+  assertEquals,
+  assertRejects,
+  assertThrows,
+} from "./support/assert.ts";
+import {
+  chownSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import process from "node:process";
+import {
+  accept,
+  close,
+  connect,
+  fileIdentity,
+  flock,
+  type InetAddress,
+  listenOn,
+  listFds,
+  O_RDWR,
+  openFile,
+  openSocket,
+  sendWithFds,
+  unlink,
+  waitReadable,
+} from "../ffi/mod.ts";
+import {
+  CoordinationDirError,
+  DescriptorMismatchError,
+  InvalidIdError,
+  PeerClosedError,
+  ProtocolError,
+  StoppedError,
+  UpgradeCompletedError,
+  UpgradeInProgressError,
+  Upgrader,
+} from "../mod.ts";
+import { ControlConn } from "../src/control_conn.ts";
+import { encodeReady, encodeSteppingDown, frame } from "../src/protocol.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const bytes = (...parts: (string | number[] | Uint8Array)[]) =>
+  new Uint8Array(
+    parts.flatMap((p) =>
+      typeof p === "string" ? [...encoder.encode(p)] : [...p]
+    ),
+  );
+
+async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync("/tmp/tr-");
+  try {
+    await fn(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Connects to `<dir>/<id>.sock` the way a successor does. */
+function dialOwner(dir: string, id: string): ControlConn {
+  const fd = openSocket("unix", "stream");
+  connect(fd, { family: "unix", path: `${dir}/${id}.sock` });
+  return new ControlConn(fd);
+}
+
+/** Plays a Go owner: records `id` in the pid file and accepts one successor on `<dir>/<id>.sock`. */
+function goOwner(
+  dir: string,
+  id: string,
+): { successor: Promise<{ conn: ControlConn; fd: number }>; close(): void } {
+  writeFileSync(`${dir}/pid`, id);
+  const path = `${dir}/${id}.sock`;
+  const fd = listenOn({ family: "unix", path }, { nonblocking: true });
+  return {
+    successor: waitReadable(fd).then(() => {
+      const conn = accept(fd)!;
+      return { conn: new ControlConn(conn), fd: conn };
+    }),
+    close() {
+      close(fd);
+      unlink(path);
+    },
+  };
+}
+
+/** Whether the lock on `<dir>/pid` is free right now. */
+function lockIsFree(dir: string): boolean {
+  const fd = openFile(`${dir}/pid`, O_RDWR);
+  try {
+    return flock(fd, "exclusive", { nonblocking: true });
+  } finally {
+    close(fd);
+  }
+}
+
+const tcpListener = () =>
+  listenOn({ family: "inet", hostname: "127.0.0.1", port: 0 }, {
+    nonblocking: true,
+  });
+
+test("upgrader: as owner it sends the Go bytes, one descriptor per message, and steps down", async () => {
+  await withDir(async (dir) => {
+    const owner = await Upgrader.create(dir, { id: "old" });
+    const web = owner.fds.listen("web", { hostname: "127.0.0.1", port: 0 });
+    await owner.ready();
+    assertEquals([owner.state, readFileSync(`${dir}/pid`, "utf8")], [
+      "owner",
+      "old",
+    ]);
+
+    const peer = dialOwner(dir, "old");
+    const port = (web.address as InetAddress).port;
+    const json =
+      `[{"kind":"listener","id":"web","network":"tcp","addr":"127.0.0.1:${port}"}]\n`;
+    assertEquals(await peer.readBlob(), bytes([0x09, 0x20], json));
+    const message = await peer.readFdMessage(4096, 1);
+    assertEquals(
+      decoder.decode(message.data),
+      `listener(web): tcp:127.0.0.1:${port}`,
+    );
+    assertEquals(fileIdentity(message.fds[0]).ino, fileIdentity(web.fd).ino);
+
+    assertEquals(owner.state, "handing-over");
+    assertThrows(
+      () => owner.fds.listen("api", { port: 0 }),
+      UpgradeInProgressError,
+    );
+
+    await peer.writeAll(encodeReady());
+    assertEquals(await peer.readExact(28), encodeSteppingDown());
+    await owner.upgradeComplete;
+    assertEquals([owner.state, owner.signal.aborted], ["upgraded", true]);
+    assert(owner.signal.reason instanceof UpgradeCompletedError);
+    assertThrows(() => owner.fds.remove("web"), UpgradeCompletedError);
+
+    await owner.stop();
+    assertThrows(() => owner.fds.listen("web", { port: 0 }), StoppedError);
+    peer.close();
+    close(message.fds[0]);
+  });
+});
+
+test("upgrader: as successor it takes over from a Go v2.0.0 owner byte for byte", async () => {
+  await withDir(async (dir) => {
+    const go = goOwner(dir, "go");
+    const listener = tcpListener();
+    const journal = openFile(`${dir}/journal`, O_RDWR | 0o100);
+    const served = (async () => {
+      const { conn } = await go.successor;
+      const json =
+        '[{"kind":"listener","id":"web","network":"tcp","addr":"x"},' +
+        '{"kind":"file","id":"journal","network":"","addr":""}]\n';
+      await conn.writeAll(frame(bytes([0x09, 0x20], json)));
+      await conn.sendFd(encoder.encode("listener(web): tcp:x"), listener);
+      await conn.sendFd(encoder.encode("journal"), journal);
+      assertEquals(await conn.readExact(19), encodeReady());
+      await conn.writeAll(encodeSteppingDown());
+      conn.close();
+    })();
+    const upgrader = await Upgrader.create(dir, { id: "ts" });
+    const web = upgrader.fds.listen("web", { hostname: "127.0.0.1", port: 0 });
+    assertEquals([web.inherited, fileIdentity(web.fd).ino], [
+      true,
+      fileIdentity(listener).ino,
+    ]);
+    assertEquals(
+      fileIdentity(upgrader.fds.openFile("journal", "/nonexistent").fd).ino,
+      fileIdentity(journal).ino,
+    );
+    assertEquals(upgrader.state, "starting");
+    assert(!lockIsFree(dir), "the successor holds the lock until ready()");
+    await upgrader.ready();
+    await served;
+    assertEquals([
+      upgrader.state,
+      readFileSync(`${dir}/pid`, "utf8"),
+      lockIsFree(dir),
+    ], ["owner", "ts", true]);
+    await upgrader.stop();
+    go.close();
+    close(listener);
+    close(journal);
+  });
+});
+
+test("upgrader: several descriptors in one message, and a version-0 owner, are understood", async () => {
+  await withDir(async (dir) => {
+    const go = goOwner(dir, "v0");
+    const [a, b] = [tcpListener(), tcpListener()];
+    const served = (async () => {
+      const { conn, fd } = await go.successor;
+      await conn.writeAll(
+        frame(
+          bytes(
+            '[{"kind":"listener","id":"a"},{"kind":"listener","id":"b"}]\n',
+          ),
+        ),
+      );
+      sendWithFds(fd, encoder.encode("a and b"), [a, b]);
+      assertEquals(await conn.readExact(1), new Uint8Array([0x2a]));
+      conn.close();
+    })();
+    const upgrader = await Upgrader.create(dir, { id: "ts" });
+    assertEquals(
+      upgrader.fds.list().map((d) => fileIdentity(d.fd).ino),
+      [a, b].map((fd) => fileIdentity(fd).ino),
+    );
+    upgrader.fds.get("a");
+    upgrader.fds.get("b");
+    await upgrader.ready();
+    await served;
+    await upgrader.stop();
+    go.close();
+    [a, b].forEach(close);
+  });
+});
+
+test("upgrader: a successor whose ready() fails releases the lock at once and stops", async () => {
+  await withDir(async (dir) => {
+    const go = goOwner(dir, "go");
+    const served = (async () => {
+      const { conn } = await go.successor;
+      await conn.writeAll(frame(bytes([0x09, 0x20], "[]\n")));
+      await conn.readExact(19);
+      await conn.writeAll(frame(bytes('{"msg":"not today"}\n')));
+      conn.close();
+    })();
+    const upgrader = await Upgrader.create(dir, { id: "ts" });
+    await assertRejects(upgrader.ready(), ProtocolError, "stepping down");
+    await served;
+    assertEquals([
+      upgrader.state,
+      lockIsFree(dir),
+      readFileSync(`${dir}/pid`, "utf8"),
+    ], ["stopped", true, "go"]);
+    go.close();
+  });
+});
+
+test("upgrader: the owner's upgrade timeout interrupts a successor that never gets ready", async () => {
+  await withDir(async (dir) => {
+    const owner = await Upgrader.create(dir, {
+      id: "old",
+      upgradeTimeout: 300,
+    });
+    owner.fds.listen("web", { hostname: "127.0.0.1", port: 0 });
+    await owner.ready();
+    const peer = dialOwner(dir, "old");
+    await peer.readBlob();
+    const { fds } = await peer.readFdMessage(4096, 1);
+    const started = performance.now();
+    await assertRejects(peer.readExact(1), PeerClosedError);
+    assert(
+      performance.now() - started < 5000,
+      "the owner dropped the successor within its timeout",
+    );
+    assertEquals(owner.state, "owner");
+
+    const successor = await Upgrader.create(dir, { id: "new" });
+    successor.fds.get("web");
+    await successor.ready();
+    await owner.upgradeComplete;
+    assertEquals([owner.state, successor.state], ["upgraded", "owner"]);
+    await Promise.all([owner.stop(), successor.stop()]);
+    peer.close();
+    fds.forEach(close);
+  });
+});
+
+test("upgrader: garbage and a wrong version leave the owner serving, with no descriptor leaked", async () => {
+  await withDir(async (dir) => {
+    const owner = await Upgrader.create(dir, {
+      id: "old",
+      upgradeTimeout: 2000,
+    });
+    owner.fds.listen("web", { hostname: "127.0.0.1", port: 0 });
+    await owner.ready();
+    const before = listFds().length;
+    const replies = [
+      new Uint8Array([0x00]),
+      bytes([0x42], frame(bytes('{"version":2}\n'))),
+      bytes([0x42, 0x7f, 0xff, 0xff, 0xff]),
+      bytes([0x42], frame(bytes("not json"))),
+    ];
+    for (const reply of replies) {
+      const peer = dialOwner(dir, "old");
+      await peer.readBlob();
+      const { fds } = await peer.readFdMessage(4096, 1);
+      await peer.writeAll(reply);
+      await assertRejects(peer.readExact(1), PeerClosedError);
+      assertEquals(owner.state, "owner", `after ${reply.slice(0, 8)}`);
+      peer.close();
+      fds.forEach(close);
+    }
+    await waitFor(() => listFds().length === before);
+    assertEquals(listFds().length, before);
+    owner.fds.listen("api", { hostname: "127.0.0.1", port: 0 });
+    await owner.stop();
+  });
+});
+
+test("upgrader: a connection while a handover is under way is closed at once", async () => {
+  await withDir(async (dir) => {
+    const owner = await Upgrader.create(dir, { id: "old" });
+    await owner.ready();
+    const first = dialOwner(dir, "old");
+    await first.readBlob();
+    const second = dialOwner(dir, "old");
+    await assertRejects(second.readExact(1), PeerClosedError);
+    await owner.stop();
+    await assertRejects(first.readExact(1), PeerClosedError);
+    first.close();
+    second.close();
+  });
+});
+
+test("upgrader: inherited descriptors nobody claimed are closed at ready(), claimed ones never", async () => {
+  await withDir(async (dir) => {
+    const owner = await Upgrader.create(dir, { id: "old" });
+    const a = owner.fds.listen("a", { hostname: "127.0.0.1", port: 0 });
+    owner.fds.listen("b", { hostname: "127.0.0.1", port: 0 });
+    await owner.ready();
+    const successor = await Upgrader.create(dir, { id: "new" });
+    const claimed = successor.fds.listen("a", {
+      hostname: "127.0.0.1",
+      port: (a.address as InetAddress).port,
+    });
+    const unclaimedFd = successor.fds.list().find((d) => d.name === "b")!.fd;
+    assertEquals(fileIdentity(unclaimedFd).kind, "socket");
+    await successor.ready();
+    assertEquals(successor.fds.list().map((d) => d.name), ["a"]);
+    assertEquals(fileIdentity(claimed.fd).ino, fileIdentity(a.fd).ino);
+    assert(
+      !listFds().includes(unclaimedFd) ||
+        fileIdentity(unclaimedFd).ino !== fileIdentity(a.fd).ino,
+    );
+    await Promise.all([owner.stop(), successor.stop()]);
+  });
+});
+
+test("upgrader: asking an inherited name for another address is a DescriptorMismatchError", async () => {
+  await withDir(async (dir) => {
+    const owner = await Upgrader.create(dir, { id: "old" });
+    const web = owner.fds.listen("web", { hostname: "127.0.0.1", port: 0 });
+    owner.fds.openFile("journal", `${dir}/journal`);
+    await owner.ready();
+    const successor = await Upgrader.create(dir, { id: "new" });
+    const port = (web.address as InetAddress).port;
+    assertThrows(
+      () =>
+        successor.fds.listen("web", { hostname: "127.0.0.1", port: port + 1 }),
+      DescriptorMismatchError,
+    );
+    assertThrows(
+      () => successor.fds.listen("web", { hostname: "::1", port }),
+      DescriptorMismatchError,
+    );
+    assertThrows(
+      () => successor.fds.listen("web", { path: `${dir}/web.sock` }),
+      DescriptorMismatchError,
+    );
+    assertThrows(
+      () => successor.fds.listen("journal", { port: 0 }),
+      DescriptorMismatchError,
+      "file",
+    );
+    assertEquals(
+      successor.fds.listen("web", { hostname: "localhost", port }).inherited,
+      true,
+    );
+    await Promise.all([successor.stop(), owner.stop()]);
+  });
+});
+
+test("upgrader: bad ids, missing or foreign directories are refused with typed errors", async () => {
+  await withDir(async (dir) => {
+    for (const id of ["", ".", "..", "a/b", "nul\0"]) {
+      await assertRejects(Upgrader.create(dir, { id }), InvalidIdError);
+    }
+    await assertRejects(
+      Upgrader.create(dir, { id: "x".repeat(120) }),
+      InvalidIdError,
+      "shorter",
+    );
+    await assertRejects(
+      Upgrader.create(`${dir}/missing`),
+      CoordinationDirError,
+      "does not exist",
+    );
+    writeFileSync(`${dir}/file`, "");
+    await assertRejects(Upgrader.create(`${dir}/file`), CoordinationDirError);
+    rmSync(`${dir}/file`);
+    chownSync(dir, 65534, 65534);
+    await assertRejects(
+      Upgrader.create(dir),
+      CoordinationDirError,
+      "belongs to uid 65534",
+    );
+    chownSync(dir, process.getuid!(), process.getgid!());
+    assertEquals(
+      readDirNames(dir),
+      [],
+      "nothing is left behind by refused creates",
+    );
+  });
+});
+
+test("upgrader: a live id is refused, a stale socket of the same id is replaced", async () => {
+  await withDir(async (dir) => {
+    const first = await Upgrader.create(dir, { id: "svc" });
+    await assertRejects(
+      Upgrader.create(dir, { id: "svc" }),
+      InvalidIdError,
+      "live process",
+    );
+    await first.ready();
+    await first.stop();
+    // A killed process leaves its socket file behind, bound but served by nobody.
+    close(listenOn({ family: "unix", path: `${dir}/svc.sock` }));
+    const second = await Upgrader.create(dir, { id: "svc" });
+    await second.ready();
+    assertEquals(second.state, "owner");
+    await second.stop();
+  });
+});
+
+test("upgrader: cancelling the create signal after create() does not break ready()", async () => {
+  await withDir(async (dir) => {
+    const owner = await Upgrader.create(dir, { id: "old" });
+    owner.fds.listen("web", { hostname: "127.0.0.1", port: 0 });
+    await owner.ready();
+    const controller = new AbortController();
+    const successor = await Upgrader.create(dir, {
+      id: "new",
+      signal: controller.signal,
+    });
+    controller.abort();
+    successor.fds.get("web");
+    await successor.ready();
+    await owner.upgradeComplete;
+    await Promise.all([owner.stop(), successor.stop()]);
+  });
+});
+
+test("upgrader: the create signal bounds the wait for the lock; nothing is left behind", async () => {
+  await withDir(async (dir) => {
+    const holder = await Upgrader.create(dir, { id: "holder" });
+    const controller = new AbortController();
+    const waiting = Upgrader.create(dir, {
+      id: "waiter",
+      signal: controller.signal,
+    });
+    setTimeout(() => controller.abort(new Error("deploy cancelled")), 100);
+    await assertRejects(waiting, Error, "deploy cancelled");
+    assertEquals(readDirNames(dir), ["holder.sock", "pid"]);
+    await holder.stop();
+  });
+});
+
+function readDirNames(dir: string): string[] {
+  return readdirSync(dir).sort();
+}
+
+async function waitFor(condition: () => boolean, ms = 2000): Promise<void> {
+  for (const end = Date.now() + ms; !condition() && Date.now() < end;) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
