@@ -40,6 +40,8 @@ import {
 
 const IDLE_SECONDS = Number(process.env.FFI_BENCH_IDLE_SECONDS ?? 10);
 const SAMPLES = 2000;
+/** Rounds each exchange measurement is split into, alternating the two kinds. */
+const ROUNDS = 9;
 const BYTE = new Uint8Array([1]);
 
 if (process.argv.at(-2) === "writer") writer(process.argv.at(-1)!);
@@ -68,8 +70,7 @@ async function main(): Promise<void> {
   const rows: string[][] = [["measure", "FFI", "baseline", "ratio"]];
   for (const count of [1, 600]) {
     const iterations = count === 1 ? 20_000 : 300;
-    const passing = microsPerExchange(iterations, count);
-    const plain = microsPerPlainExchange(iterations, messagesFor(count));
+    const { passing, plain } = exchangeCosts(count, iterations);
     rows.push([
       `send+receive ${count} fd${count > 1 ? "s" : ""} (µs/exchange)`,
       passing.toFixed(2),
@@ -103,16 +104,20 @@ async function main(): Promise<void> {
   );
 }
 
-/** How many messages carry `count` descriptors. */
-function messagesFor(count: number): number {
-  return Math.ceil(count / MAX_FDS_PER_MESSAGE);
-}
-
-/** µs per exchange of `count` descriptors, the receiver closing what it got. */
-function microsPerExchange(iterations: number, count: number): number {
+/**
+ * Median µs per exchange of `count` descriptors (the receiver closing what
+ * it got), and of a plain `write` + `read` of the same bytes in as many
+ * messages, on the same socketpair. The two alternate over {@linkcode ROUNDS}
+ * rounds so that changes in the machine's load hit both alike.
+ */
+function exchangeCosts(
+  count: number,
+  iterations: number,
+): { passing: number; plain: number } {
   const [a, b] = socketPair();
   const fds = Array.from({ length: count }, (_, i) => memfd(`bench-${i}`));
-  const run = (n: number) => {
+  const messages = Math.ceil(count / MAX_FDS_PER_MESSAGE);
+  const passing = (n: number) => {
     for (let i = 0; i < n; i++) {
       for (let off = 0; off < count; off += MAX_FDS_PER_MESSAGE) {
         sendWithFds(a, BYTE, fds.slice(off, off + MAX_FDS_PER_MESSAGE));
@@ -121,17 +126,7 @@ function microsPerExchange(iterations: number, count: number): number {
       }
     }
   };
-  try {
-    return timed(run, iterations);
-  } finally {
-    [a, b, ...fds].forEach(close);
-  }
-}
-
-/** µs per exchange of the same bytes as plain `write` + `read`. */
-function microsPerPlainExchange(iterations: number, messages: number): number {
-  const [a, b] = socketPair();
-  const run = (n: number) => {
+  const plain = (n: number) => {
     for (let i = 0; i < n; i++) {
       for (let m = 0; m < messages; m++) {
         write(a, BYTE);
@@ -140,18 +135,29 @@ function microsPerPlainExchange(iterations: number, messages: number): number {
     }
   };
   try {
-    return timed(run, iterations);
+    const perRound = Math.ceil(iterations / ROUNDS);
+    passing(perRound); // warm-up
+    plain(perRound);
+    const times = { passing: [] as number[], plain: [] as number[] };
+    for (let round = 0; round < ROUNDS; round++) {
+      times.passing.push(timed(passing, perRound));
+      times.plain.push(timed(plain, perRound));
+    }
+    return { passing: median(times.passing), plain: median(times.plain) };
   } finally {
-    [a, b].forEach(close);
+    [a, b, ...fds].forEach(close);
   }
 }
 
-/** µs per iteration of `run`, after a warm-up of a tenth as many. */
+/** µs per iteration of `run`. */
 function timed(run: (n: number) => void, iterations: number): number {
-  run(Math.ceil(iterations / 10));
   const start = performance.now();
   run(iterations);
   return ((performance.now() - start) * 1000) / iterations;
+}
+
+function median(values: number[]): number {
+  return percentile([...values].sort((x, y) => x - y), 50);
 }
 
 /**
