@@ -79,7 +79,10 @@ test("ffi: an aborted wait rejects with the reason and frees its slot", async ()
   }
 });
 
-async function waitingChild(r: Runtime, mode: "ref" | "unref"): Promise<Child> {
+async function waitingChild(
+  r: Runtime,
+  mode: "ref" | "unref" | "exit",
+): Promise<Child> {
   const child = new Child(r, "ffi_wait.ts", [mode]);
   assertEquals(await child.nextLine(), "waiting");
   return child;
@@ -102,6 +105,16 @@ test(`ffi: a ref'd wait keeps a ${runtime} process alive until data comes`, asyn
     child.write("x");
     assertEquals(await child.nextLine(), "readable");
     assertEquals(await child.exited, { code: 0, signal: null });
+  } finally {
+    child.kill("SIGKILL");
+  }
+});
+
+test(`ffi: process.exit ends a ${runtime} process whose waiter thread is in poll`, async () => {
+  const child = await waitingChild(runtime, "exit");
+  try {
+    const exit = await settledWithin(child.exited, 10_000);
+    assertEquals(exit, { code: 7, signal: null });
   } finally {
     child.kill("SIGKILL");
   }
