@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { readdirSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import { EFD_NONBLOCK, POLLIN, POLLOUT } from "./platform.ts";
 import { eventfd, write } from "./fd.ts";
@@ -50,7 +51,7 @@ class Waiter {
       table: this.#table.buffer as SharedArrayBuffer,
       wakeFd: this.#wakeFd,
     };
-    this.#worker = new Worker(new URL("./wait_worker.ts", import.meta.url), {
+    this.#worker = new Worker(waiterModule(), {
       workerData: init,
     });
     this.#worker.on("message", ([slot, seq, revents]: number[]) => {
@@ -112,6 +113,27 @@ class Waiter {
   #wake(): void {
     write(this.#wakeFd, new Uint8Array([1, 0, 0, 0, 0, 0, 0, 0]));
   }
+}
+
+/**
+ * Where the waiter thread's module is. In a `bun build --compile`
+ * executable every module reports the executable's URL, and the worker sits
+ * wherever it was added as an extra entry point, compiled to `.js`.
+ */
+function waiterModule(): URL | string {
+  const url = new URL("./wait_worker.ts", import.meta.url);
+  if (!url.href.startsWith("file:///$bunfs/")) return url;
+  const root = "/$bunfs/root";
+  const found = readdirSync(root, { recursive: true })
+    .map(String)
+    .find((name) => name.endsWith("wait_worker.js"));
+  if (!found) {
+    throw new Error(
+      "this executable lacks tableroll's waiter thread: add ffi/wait_worker.ts as an entry point, " +
+        "e.g. bun build --compile app.ts node_modules/tableroll/ffi/wait_worker.ts",
+    );
+  }
+  return `${root}/${found}`;
 }
 
 let waiter: Waiter | undefined;
