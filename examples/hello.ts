@@ -42,11 +42,15 @@ const [, hostname, port] = flags.addr!.match(/^\[?(.*?)\]?:(\d+)$/) ?? [];
 const delay = Number(flags.delay);
 const pid = process.pid;
 
+// stdout carries only the READY/DRAINED lines; the upgrader reports on stderr.
+const logger = {
+  debug: () => {},
+  info: console.error,
+  warn: console.error,
+  error: console.error,
+};
 mkdirSync(flags.dir, { recursive: true, mode: 0o700 });
-const upgrader = await Upgrader.create(flags.dir, {
-  id: flags.id,
-  logger: console,
-});
+const upgrader = await Upgrader.create(flags.dir, { id: flags.id, logger });
 const listener = upgrader.fds.listen(flags.name!, {
   hostname,
   port: Number(port),
