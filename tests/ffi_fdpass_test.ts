@@ -25,7 +25,13 @@ import {
   writeAll,
 } from "../ffi/mod.ts";
 import { Child, RUNTIMES } from "./fixtures/ffi_child.ts";
-import { CONTENTS, type SentDescriptor } from "./fixtures/ffi_sent.ts";
+import {
+  CONTENTS,
+  describeSamples,
+  KINDS,
+  openSamples,
+  type SentDescriptor,
+} from "./fixtures/ffi_sent.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -75,70 +81,99 @@ async function receiveOneDatagram(udp: number): Promise<void> {
   }
 }
 
+/** Checks that `fds` are the objects `text` describes, and uses each one. */
+async function checkSamples(text: string, fds: number[]): Promise<void> {
+  const sent: SentDescriptor[] = JSON.parse(text);
+  assertEquals(sent.map((d) => d.name), [...KINDS]);
+  assertEquals(fds.length, sent.length);
+  for (const [i, description] of sent.entries()) {
+    const { dev, ino } = fileIdentity(fds[i]);
+    assertEquals(
+      [String(dev), String(ino)],
+      [description.dev, description.ino],
+      `${description.name} is the sender's object`,
+    );
+    if (description.address) {
+      assertEquals(formatAddress(localAddress(fds[i])), description.address);
+    }
+  }
+  const [tcp, unix, udp, file, pipeEnd, mem] = fds;
+  acceptOneConnection(tcp);
+  acceptOneConnection(unix);
+  await receiveOneDatagram(udp);
+  assertEquals(decoder.decode(read(file, 256)!), CONTENTS.file);
+  assertEquals(decoder.decode(read(mem, 256)!), CONTENTS.memfd);
+  assertEquals(decoder.decode(read(pipeEnd, 256)!), CONTENTS.pipe);
+  assertEquals(read(pipeEnd, 256)!.length, 0, "pipe at EOF");
+}
+
+/** Runs `fn` with a listening control socket in a new temporary directory. */
+async function withControl(
+  fn: (control: number, path: string, dir: string) => Promise<void>,
+): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "tableroll-ffi-"));
+  const path = join(dir, "control.sock");
+  const control = listenOn({ family: "unix", path });
+  try {
+    await fn(control, path, dir);
+  } finally {
+    close(control);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Accepts `child`'s connection to `control`; fails if the child fails first. */
+async function acceptChild(control: number, child: Child): Promise<number> {
+  const failed = child.exited.then(({ code }) => {
+    if (code !== 0) throw new Error(`the child exited with ${code}`);
+  });
+  await Promise.race([waitReadable(control), failed]);
+  return accept(control)!;
+}
+
 for (const sender of RUNTIMES) {
   test(`ffi: a ${sender} process hands six kinds of descriptor to ${runtime}`, async () => {
-    const dir = mkdtempSync(join(tmpdir(), "tableroll-ffi-"));
-    const controlPath = join(dir, "control.sock");
-    const control = listenOn({ family: "unix", path: controlPath });
-    const child = new Child(sender, "ffi_sender.ts", [controlPath, dir]);
-    let received: number[] = [];
-    try {
-      const exited = child.exited.then(({ code }) => {
-        if (code !== 0) throw new Error(`sender exited with ${code}`);
-      });
-      await Promise.race([waitReadable(control), exited]);
-      const conn = accept(control)!;
-      const { text, fds } = await receiveAll(conn);
-      close(conn);
-      received = fds;
-      await exited;
-
-      const sent: SentDescriptor[] = JSON.parse(text);
-      assertEquals(sent.map((d) => d.name), [
-        "tcp",
-        "unix",
-        "udp",
-        "file",
-        "pipe",
-        "memfd",
-      ]);
-      assertEquals(fds.length, sent.length);
-      const byName = new Map(sent.map((d, i) => [d.name, fds[i]]));
-      for (const [i, description] of sent.entries()) {
-        const { dev, ino } = fileIdentity(fds[i]);
-        assertEquals(
-          [String(dev), String(ino)],
-          [description.dev, description.ino],
-          `${description.name} is the sender's object`,
-        );
-        if (description.address) {
-          assertEquals(
-            formatAddress(localAddress(fds[i])),
-            description.address,
-          );
-        }
+    await withControl(async (control, path, dir) => {
+      const child = new Child(sender, "ffi_sender.ts", [path, dir]);
+      let received: number[] = [];
+      try {
+        const conn = await acceptChild(control, child);
+        const { text, fds } = await receiveAll(conn);
+        close(conn);
+        received = fds;
+        assertEquals((await child.exited).code, 0);
+        await checkSamples(text, fds);
+      } finally {
+        child.kill("SIGKILL");
+        received.forEach(close);
       }
-      acceptOneConnection(byName.get("tcp")!);
-      acceptOneConnection(byName.get("unix")!);
-      await receiveOneDatagram(byName.get("udp")!);
-      assertEquals(
-        decoder.decode(read(byName.get("file")!, 256)!),
-        CONTENTS.file,
-      );
-      assertEquals(
-        decoder.decode(read(byName.get("memfd")!, 256)!),
-        CONTENTS.memfd,
-      );
-      assertEquals(
-        decoder.decode(read(byName.get("pipe")!, 256)!),
-        CONTENTS.pipe,
-      );
-      assertEquals(read(byName.get("pipe")!, 256)!.length, 0, "pipe at EOF");
-    } finally {
-      child.kill("SIGKILL");
-      for (const fd of [control, ...received]) close(fd);
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
+  });
+}
+
+for (const relay of RUNTIMES) {
+  test(`ffi: six kinds of descriptor go from ${runtime} to a ${relay} process and back`, async () => {
+    await withControl(async (control, path, dir) => {
+      const child = new Child(relay, "ffi_relay.ts", [path]);
+      const samples = openSamples(dir);
+      let returned: number[] = [];
+      try {
+        const conn = await acceptChild(control, child);
+        const text = JSON.stringify(describeSamples(samples));
+        sendWithFds(conn, encoder.encode(text), samples);
+        // From here on only the copies that come back refer to them.
+        samples.splice(0).forEach(close);
+        const back = await receiveAll(conn);
+        close(conn);
+        returned = back.fds;
+        assertEquals(back.text, text);
+        assertEquals((await child.exited).code, 0);
+        await checkSamples(back.text, back.fds);
+      } finally {
+        child.kill("SIGKILL");
+        [...samples, ...returned].forEach(close);
+      }
+    });
   });
 }
 
