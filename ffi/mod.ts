@@ -5,6 +5,8 @@
  *
  * The backend is chosen at load time (`Deno.dlopen` or `bun:ffi`). Deno needs
  * `--allow-ffi`; code behind FFI is not bound by Deno's other permissions.
+ * A failing call throws {@linkcode SyscallError} with the errno's name in
+ * `code` (`"EADDRINUSE"`); Linux on x86_64 and aarch64 is supported.
  *
  * @example Pass a descriptor to another socket and get it back
  * ```ts
@@ -26,6 +28,20 @@
  * // A new number for the same pipe.
  * strictEqual(fileIdentity(message.fds[0]).ino, fileIdentity(readEnd).ino);
  * for (const fd of [a, b, readEnd, writeEnd, ...message.fds]) close(fd);
+ * ```
+ *
+ * @example Wait for data without blocking the event loop
+ * ```ts
+ * import { strictEqual } from "node:assert";
+ * import { close, read, socketPair, waitReadable, writeAll } from "./mod.ts";
+ *
+ * const [a, b] = socketPair();
+ * const ready = waitReadable(b);
+ * writeAll(a, new Uint8Array([7]));
+ * await ready;
+ * strictEqual(read(b, 1)![0], 7);
+ * close(a);
+ * close(b);
  * ```
  *
  * @module
