@@ -72,7 +72,7 @@ export class Drain {
   #deadline: number;
   #draining = false;
   #sockets = new Set<ClosableWebSocket>();
-  #socketsClosed?: () => void;
+  #noSockets?: PromiseWithResolvers<void>;
   #resolve!: () => void;
   #reject!: (err: unknown) => void;
 
@@ -99,7 +99,7 @@ export class Drain {
     this.#target.stopAccepting();
     const deadline = setTimeout(() => this.#cut(), this.#deadline);
     delay(this.#grace)
-      .then(() => Promise.all([this.#target.close(), this.#allSocketsClosed()]))
+      .then(() => Promise.all([this.#target.close(), this.socketsClosed()]))
       .then(() => this.#resolve(), this.#reject)
       .finally(() => clearTimeout(deadline));
   }
@@ -137,13 +137,17 @@ export class Drain {
     this.#sockets.add(socket);
     return () => {
       this.#sockets.delete(socket);
-      if (this.#sockets.size === 0) this.#socketsClosed?.();
+      if (this.#sockets.size > 0) return;
+      this.#noSockets?.resolve();
+      this.#noSockets = undefined;
     };
   }
 
-  #allSocketsClosed(): Promise<void> {
+  /** Resolves once no tracked WebSocket is open. */
+  socketsClosed(): Promise<void> {
     if (this.#sockets.size === 0) return Promise.resolve();
-    return new Promise((resolve) => this.#socketsClosed = resolve);
+    this.#noSockets ??= Promise.withResolvers();
+    return this.#noSockets.promise;
   }
 
   #cut(): void {

@@ -5,6 +5,7 @@
  * @module
  */
 import type { SocketAddress } from "../ffi/mod.ts";
+import type { DrainOptions } from "./drain.ts";
 
 /**
  * A TCP address (`hostname` defaults to every interface), a Unix socket path
@@ -61,4 +62,12 @@ export function listenAddressOf(
     hostname: options.hostname ?? "0.0.0.0",
     port: Number(options.port ?? defaultPort),
   };
+}
+
+/** What every adapter's `serve` takes besides the server's own options. */
+export interface HandoverOptions extends DrainOptions {
+  /** The upgrader whose descriptor store holds the listener. */
+  upgrader: ListenerSource;
+  /** The listener's name, the same in every version of the service. */
+  name: string;
 }

@@ -29,25 +29,11 @@
  */
 import type { Server, ServerWebSocket, WebSocketHandler } from "bun";
 import { serveAdopted } from "../adopt.ts";
-import { Drain, type DrainOptions } from "../drain.ts";
-import { listenAddressOf, type ListenerSource } from "../upgrader.ts";
+import { Drain } from "../drain.ts";
+import { type HandoverOptions, listenAddressOf } from "../upgrader.ts";
 
 export { AdoptionError } from "../adopt.ts";
-export type { DrainOptions } from "../drain.ts";
-export type {
-  ListenAddress,
-  ListenerSource,
-  StoreListener,
-} from "../upgrader.ts";
-export type { InetAddress, SocketAddress, UnixAddress } from "../../ffi/mod.ts";
-
-/** The tableroll part of {@linkcode ServeOptions}. */
-export interface HandoverOptions extends DrainOptions {
-  /** The upgrader whose descriptor store holds the listener. */
-  upgrader: ListenerSource;
-  /** The listener's name, the same in every version of the service. */
-  name: string;
-}
+export type * from "../types.ts";
 
 /** `Bun.serve`'s options with {@linkcode HandoverOptions}. */
 export type ServeOptions<WebSocketData = undefined, R extends string = string> =

@@ -29,25 +29,11 @@
  */
 import type { SocketAddress } from "../../ffi/mod.ts";
 import { serveAdopted } from "../adopt.ts";
-import { Drain, type DrainOptions } from "../drain.ts";
-import { listenAddressOf, type ListenerSource } from "../upgrader.ts";
+import { Drain } from "../drain.ts";
+import { type HandoverOptions, listenAddressOf } from "../upgrader.ts";
 
 export { AdoptionError } from "../adopt.ts";
-export type { DrainOptions } from "../drain.ts";
-export type {
-  ListenAddress,
-  ListenerSource,
-  StoreListener,
-} from "../upgrader.ts";
-export type { InetAddress, SocketAddress, UnixAddress } from "../../ffi/mod.ts";
-
-/** The tableroll part of {@linkcode ServeOptions}. */
-export interface HandoverOptions extends DrainOptions {
-  /** The upgrader whose descriptor store holds the listener. */
-  upgrader: ListenerSource;
-  /** The listener's name, the same in every version of the service. */
-  name: string;
-}
+export type * from "../types.ts";
 
 /**
  * `Deno.serve`'s options, TCP (optionally TLS with `cert`/`key`) or Unix
@@ -100,7 +86,9 @@ export function serve(options: ServeOptions): Deno.HttpServer {
   );
   const drain = new Drain({
     stopAccepting: () => adopted.stopAccepting(),
-    close: () => server.shutdown(),
+    // Deno's shutdown also closes upgraded connections: WebSockets first.
+    close: (): Promise<void> =>
+      drain.socketsClosed().then(() => server.shutdown()),
     // Deno.serve cannot cut requests in flight; WebSockets are closed.
     forceClose: () => {},
   }, { drainGracePeriod, drainDeadline });

@@ -8,6 +8,8 @@
  * the HTTP server. `http.Server.listen({ fd })` itself would be simpler but
  * Bun's `node:http` ignores `fd` and listens on a random port; `node:net`
  * honours it in Deno and Bun alike, and no runtime internals are involved.
+ * On Bun, `node:https` servers are refused: Bun's `node:https` does not
+ * encrypt connections handed to it (use `tableroll/bun` with `tls`).
  *
  * @example Serve and drain when the next version takes over
  * ```ts ignore
@@ -30,25 +32,17 @@
  * @module
  */
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import { Server as HttpsServer } from "node:https";
 import { createServer as createNetServer, type Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import { close, dup, type SocketAddress } from "../../ffi/mod.ts";
-import { Drain, type DrainOptions } from "../drain.ts";
-import type { ListenAddress, ListenerSource } from "../upgrader.ts";
+import { Drain } from "../drain.ts";
+import type { HandoverOptions, ListenAddress } from "../upgrader.ts";
 
-export type { DrainOptions } from "../drain.ts";
-export type {
-  ListenAddress,
-  ListenerSource,
-  StoreListener,
-} from "../upgrader.ts";
-export type { InetAddress, SocketAddress, UnixAddress } from "../../ffi/mod.ts";
+export type * from "../types.ts";
 
 /** Options of {@linkcode serve}. */
-export interface ServeOptions extends DrainOptions {
-  /** The upgrader whose descriptor store holds the listener. */
-  upgrader: ListenerSource;
-  /** The listener's name, the same in every version of the service. */
-  name: string;
+export interface ServeOptions extends HandoverOptions {
   /** Where to listen if no predecessor handed the listener over. */
   address: ListenAddress;
   /** The `node:http` or `node:https` server; it must not listen itself. */
@@ -78,6 +72,13 @@ export interface ServedListener {
  */
 export async function serve(options: ServeOptions): Promise<ServedListener> {
   const { upgrader, name, server } = options;
+  if ("Bun" in globalThis && server instanceof HttpsServer) {
+    // Bun's node:https does not encrypt connections it did not accept.
+    throw new TypeError(
+      "tableroll/node cannot serve a node:https server on Bun: " +
+        "use tableroll/bun with its tls option",
+    );
+  }
   const listener = upgrader.fds.listen(name, options.address);
   const connections = new ConnectionTracker(server);
   const acceptor = createNetServer((socket) => {
@@ -120,21 +121,33 @@ export async function serve(options: ServeOptions): Promise<ServedListener> {
   };
 }
 
-/** The HTTP server's connections and how many requests each has in flight. */
+/**
+ * The server's connections: every accepted one until it closes, and the
+ * requests in flight on each connection HTTP reads from (for an HTTPS server
+ * that is the TLS socket wrapping the accepted one).
+ */
 class ConnectionTracker {
-  #inFlight = new Map<Socket, number>();
+  #accepted = new Set<Socket>();
+  #inFlight = new Map<Duplex, number>();
   #closing = false;
-  #allClosed?: () => void;
+  #allClosed?: PromiseWithResolvers<void>;
 
   constructor(server: Server) {
+    const httpLevel = server instanceof HttpsServer
+      ? "secureConnection"
+      : "connection";
+    server.on(httpLevel, (socket: Duplex) => {
+      this.#inFlight.set(socket, 0);
+      socket.once("close", () => this.#inFlight.delete(socket));
+    });
     server.on("request", (req: IncomingMessage, res: ServerResponse) => {
       const socket = req.socket;
       this.#inFlight.set(socket, (this.#inFlight.get(socket) ?? 0) + 1);
       res.once("close", () => {
-        const left = (this.#inFlight.get(socket) ?? 1) - 1;
-        if (!this.#inFlight.has(socket)) return;
-        this.#inFlight.set(socket, left);
-        if (left === 0 && this.#closing) socket.end();
+        const left = this.#inFlight.get(socket);
+        if (left === undefined) return;
+        this.#inFlight.set(socket, left - 1);
+        if (left === 1 && this.#closing) socket.end();
       });
     });
     // An upgraded connection (WebSocket) stays until the drain deadline.
@@ -144,25 +157,25 @@ class ConnectionTracker {
   }
 
   add(socket: Socket): void {
-    this.#inFlight.set(socket, 0);
+    this.#accepted.add(socket);
     socket.once("close", () => {
-      this.#inFlight.delete(socket);
-      if (this.#inFlight.size === 0) this.#allClosed?.();
+      this.#accepted.delete(socket);
+      if (this.#accepted.size === 0) this.#allClosed?.resolve();
     });
   }
 
   /** Ends idle connections now and busy ones after their response. */
   closeWhenIdle(): Promise<void> {
     this.#closing = true;
-    const closed = new Promise<void>((resolve) => this.#allClosed = resolve);
     for (const [socket, inFlight] of this.#inFlight) {
       if (inFlight === 0) socket.end();
     }
-    if (this.#inFlight.size === 0) this.#allClosed!();
-    return closed;
+    if (this.#accepted.size === 0) return Promise.resolve();
+    this.#allClosed ??= Promise.withResolvers();
+    return this.#allClosed.promise;
   }
 
   destroyAll(): void {
-    for (const socket of this.#inFlight.keys()) socket.destroy();
+    for (const socket of this.#accepted) socket.destroy();
   }
 }
