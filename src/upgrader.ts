@@ -70,7 +70,7 @@ export interface UpgraderOptions {
   /**
    * Milliseconds a successor gets, from connecting to `ready()`, before this
    * process gives up on it and stays owner; also bounds this process's own
-   * `ready()` exchange. Default 60 000.
+   * `ready()` exchange and the transfer from the predecessor. Default 60 000.
    */
   upgradeTimeout?: number;
   /** Where to report progress: `console`, an `@std/log` logger… Default: silent. */
@@ -225,8 +225,13 @@ export class Upgrader implements AsyncDisposable {
       return;
     }
     const conn = new ControlConn(fd);
+    // An owner that stalls mid-transfer must not hold this process forever.
+    const transfer = AbortSignal.any([
+      AbortSignal.timeout(this.#upgradeTimeout),
+      ...(signal ? [signal] : []),
+    ]);
     try {
-      const version = await this.#receive(conn, owner, signal);
+      const version = await this.#receive(conn, owner, transfer);
       this.#predecessor = { conn, version };
     } catch (err) {
       conn.close();

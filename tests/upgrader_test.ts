@@ -45,6 +45,7 @@ import {
   UpgradeCompletedError,
   UpgradeInProgressError,
   Upgrader,
+  UpgradeTimeoutError,
 } from "../mod.ts";
 import { ControlConn } from "../src/control_conn.ts";
 import { encodeReady, encodeSteppingDown, frame } from "../src/protocol.ts";
@@ -477,3 +478,23 @@ async function waitFor(condition: () => boolean, ms = 2000): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
+
+test("upgrader: an owner that stalls mid-transfer fails create() after the upgrade timeout", async () => {
+  await withDir(async (dir) => {
+    const go = goOwner(dir, "go");
+    const stalled = go.successor.then(async ({ conn }) => {
+      await conn.writeAll(
+        frame(bytes([0x09, 0x20], '[{"kind":"file","id":"never"}]\n')),
+      );
+      return conn;
+    });
+    await assertRejects(
+      Upgrader.create(dir, { id: "ts", upgradeTimeout: 300 }),
+      UpgradeTimeoutError,
+      "receiving",
+    );
+    assertEquals(lockIsFree(dir), true);
+    (await stalled).close();
+    go.close();
+  });
+});
