@@ -1,16 +1,19 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { test } from "./support/harness.ts";
+import { runtime, test } from "./support/harness.ts";
 import { assertEquals } from "./support/assert.ts";
 import { close, flock, O_RDWR, openFile } from "../ffi/mod.ts";
 import { Child, RUNTIMES } from "./fixtures/ffi_child.ts";
 
-test("ffi: flock is exclusive across processes and freed when its holder is SIGKILLed", async () => {
+/** The runtime that is not running the tests. */
+const other = RUNTIMES.find((r) => r !== runtime)!;
+
+test(`ffi: flock held by ${runtime} is exclusive, and freed for ${other} when its holder is SIGKILLed`, async () => {
   const dir = mkdtempSync(join(tmpdir(), "tableroll-flock-"));
   const path = join(dir, "lock");
   // One runtime holds the lock while the other waits for it.
-  const holder = new Child(RUNTIMES[0], "ffi_lock.ts", [path]);
+  const holder = new Child(runtime, "ffi_lock.ts", [path]);
   let waiter: Child | undefined;
   let fd = -1;
   try {
@@ -20,7 +23,7 @@ test("ffi: flock is exclusive across processes and freed when its holder is SIGK
     assertEquals(flock(fd, "exclusive", { nonblocking: true }), false);
     assertEquals(flock(fd, "shared", { nonblocking: true }), false);
 
-    const second = waiter = new Child(RUNTIMES[1], "ffi_lock.ts", [path]);
+    const second = waiter = new Child(other, "ffi_lock.ts", [path]);
     assertEquals(await second.nextLine(), "waiting");
     const acquired = second.nextLine();
     // Still blocked after the holder had ample time to release by mistake.
