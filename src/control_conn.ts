@@ -39,7 +39,7 @@ export class ControlConn {
   async readExact(n: number, signal?: AbortSignal): Promise<Uint8Array> {
     const out = new Uint8Array(n);
     for (let got = 0; got < n;) {
-      const message = await this.#receive(n - got, 1, signal);
+      const message = await this.readFdMessage(n - got, 1, signal);
       if (message.fds.length > 0) {
         message.fds.forEach(close);
         throw new ProtocolError(
@@ -59,40 +59,30 @@ export class ControlConn {
   }
 
   /** Reads one descriptor message: up to `maxData` bytes and `maxFds` descriptors. */
-  readFdMessage(
+  async readFdMessage(
     maxData: number,
     maxFds: number,
     signal?: AbortSignal,
   ): Promise<FdMessage> {
-    return this.#receive(maxData, maxFds, signal);
-  }
-
-  async #receive(
-    maxData: number,
-    maxFds: number,
-    signal?: AbortSignal,
-  ): Promise<FdMessage> {
-    for (;;) {
-      const message = this.#guard(() =>
-        receiveWithFds(this.#fd, maxData, maxFds, { dontWait: true })
-      );
-      if (message === null) {
-        await waitReadable(this.#fd, { signal });
-        continue;
-      }
-      if (message.data.length === 0 && message.fds.length === 0) {
-        throw new PeerClosedError("the peer closed the control connection");
-      }
-      return message;
+    const message = await this.#whenReady(
+      () => receiveWithFds(this.#fd, maxData, maxFds, { dontWait: true }),
+      waitReadable,
+      signal,
+    );
+    if (message.data.length === 0 && message.fds.length === 0) {
+      throw new PeerClosedError("the peer closed the control connection");
     }
+    return message;
   }
 
   /** Writes all of `data`. */
   async writeAll(data: Uint8Array, signal?: AbortSignal): Promise<void> {
     for (let off = 0; off < data.length;) {
-      const n = this.#guard(() => write(this.#fd, data.subarray(off)));
-      if (n === null) await waitWritable(this.#fd, { signal });
-      else off += n;
+      off += await this.#whenReady(
+        () => write(this.#fd, data.subarray(off)),
+        waitWritable,
+        signal,
+      );
     }
   }
 
@@ -102,16 +92,25 @@ export class ControlConn {
     fd: number,
     signal?: AbortSignal,
   ): Promise<void> {
+    const sent = await this.#whenReady(
+      () => sendWithFds(this.#fd, data, [fd], { dontWait: true }),
+      waitWritable,
+      signal,
+    );
+    // The descriptor travelled with the first byte; finish the data part.
+    await this.writeAll(data.subarray(sent), signal);
+  }
+
+  /** Runs the non-blocking `attempt` until it does not return `null` (would block), waiting in between. */
+  async #whenReady<T>(
+    attempt: () => T | null,
+    wait: typeof waitReadable,
+    signal?: AbortSignal,
+  ): Promise<T> {
     for (;;) {
-      const n = this.#guard(() =>
-        sendWithFds(this.#fd, data, [fd], { dontWait: true })
-      );
-      if (n === null) {
-        await waitWritable(this.#fd, { signal });
-        continue;
-      }
-      // The descriptor travelled with the first byte; finish the data part.
-      return this.writeAll(data.subarray(n), signal);
+      const result = this.#guard(attempt);
+      if (result !== null) return result;
+      await wait(this.#fd, { signal });
     }
   }
 
