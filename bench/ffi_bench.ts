@@ -10,7 +10,8 @@
  * - the CPU a `waitReadable` uses while it waits 10 s, against the same
  *   10 s with nothing pending but a timer.
  *
- * Usage: `deno run -A bench/ffi_bench.ts` or `bun bench/ffi_bench.ts`.
+ * Usage: `deno run -A bench/ffi_bench.ts` or `bun bench/ffi_bench.ts`;
+ * `FFI_BENCH_IDLE_SECONDS` shortens the idle measurement for a quick run.
  *
  * @module
  */
