@@ -2,11 +2,15 @@ import { test } from "./support/harness.ts";
 import { assert, assertEquals, assertRejects } from "./support/assert.ts";
 import {
   close,
+  POLLHUP,
   POLLIN,
+  POLLOUT,
   read,
+  setNonBlocking,
   socketPair,
   waitReadable,
   waitWritable,
+  write,
   writeAll,
 } from "../ffi/mod.ts";
 import { SLOTS } from "../ffi/wait_table.ts";
@@ -75,6 +79,39 @@ test("ffi: an aborted wait rejects with the reason and frees its slot", async ()
     assert((await wait) & POLLIN);
   } finally {
     close(a);
+    close(b);
+  }
+});
+
+test("ffi: waitWritable resolves once a full socket buffer drains", async () => {
+  const [a, b] = socketPair();
+  try {
+    setNonBlocking(a, true);
+    const chunk = new Uint8Array(65536);
+    while (write(a, chunk) !== null) {
+      // Fill the buffer until the kernel refuses more.
+    }
+    const writable = waitWritable(a);
+    assertEquals(await settledWithin(writable, 100), "pending");
+    setNonBlocking(b, true);
+    while (read(b, 65536) !== null) {
+      // Drain what was written.
+    }
+    assert((await writable) & POLLOUT, "POLLOUT reported");
+  } finally {
+    close(a);
+    close(b);
+  }
+});
+
+test("ffi: a hang-up resolves a pending wait", async () => {
+  const [a, b] = socketPair();
+  try {
+    const wait = waitReadable(b);
+    close(a);
+    assert((await wait) & (POLLIN | POLLHUP), "POLLIN or POLLHUP reported");
+    assertEquals(read(b, 8)!.length, 0, "end of stream");
+  } finally {
     close(b);
   }
 });
