@@ -1,0 +1,329 @@
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+} from "node:fs";
+import { join } from "node:path";
+import { runtime, test } from "./support/harness.ts";
+import { assert, assertEquals } from "./support/assert.ts";
+import { ProcessGroup } from "../examples/demo/processes.ts";
+import { type Copy, startCopy } from "../examples/demo/copies.ts";
+import { freePort } from "../examples/demo/rolling.ts";
+import { type Sample, startLoad } from "../examples/demo/load.ts";
+import { ask, Peer, TIMEOUT_MS } from "./fixtures/upgrader_peers.ts";
+
+/** A coordination directory `dir` and room for sockets and files in `tmp`. */
+interface Place {
+  group: ProcessGroup;
+  tmp: string;
+  dir: string;
+}
+
+/** Runs `body` with a process group and a temp dir; kills and removes both. */
+async function withPlace(body: (place: Place) => Promise<void>): Promise<void> {
+  const group = new ProcessGroup();
+  // Short: Unix socket paths must fit in 108 bytes.
+  const tmp = mkdtempSync("/tmp/tr-");
+  const dir = join(tmp, "c");
+  mkdirSync(dir, { mode: 0o700 });
+  try {
+    await body({ group, tmp, dir });
+  } finally {
+    await group.close();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+/** Starts a peer under this suite's runtime in `place`'s directory. */
+function peer({ group, dir }: Place, ...args: string[]): Peer {
+  return new Peer(group, runtime, ["--dir", dir, ...args]);
+}
+
+/** The owner recorded in `<dir>/pid`. */
+function owner({ dir }: Place): string {
+  return readFileSync(join(dir, "pid"), "utf8");
+}
+
+/** The port of the descriptor `name` a peer reported at creation. */
+async function portOf(p: Peer, name: string): Promise<number> {
+  const { descriptors } = await p.event("created");
+  const fd = descriptors.find((d) => d.name === name);
+  assert(fd, `${p.pid} has no ${name}`);
+  return Number(fd.addr.split(":").pop());
+}
+
+/** One GET on a new connection to 127.0.0.1:`port`. */
+async function getOnce(port: number): Promise<Sample> {
+  const load = startLoad({
+    hostname: "127.0.0.1",
+    port,
+    keepAliveClients: 0,
+    newConnectionClients: 1,
+    rate: 0,
+    maxRequests: 1,
+  });
+  await load.done;
+  return load.samples[0];
+}
+
+/** Resolves once `copy` printed DRAINED and exited 0. */
+async function drained(copy: Copy): Promise<void> {
+  await copy.drained(TIMEOUT_MS);
+  const { code } = await copy.child.exited;
+  assertEquals(code, 0, `exit status of ${copy.child.pid}`);
+}
+
+const WEB = "web=tcp:127.0.0.1:0";
+
+test(`upgrader process (${runtime}): an in-flight request completes after takeover`, () =>
+  withPlace(async (place) => {
+    const flags = {
+      dir: place.dir,
+      name: "web",
+      addr: `127.0.0.1:${await freePort()}`,
+      delay: 1000,
+    };
+    const port = Number(flags.addr.split(":")[1]);
+    const old = startCopy(place.group, runtime, flags);
+    await old.ready(TIMEOUT_MS);
+    const slow = getOnce(port);
+    // Let the owner accept it before a successor exists.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const next = startCopy(place.group, runtime, flags);
+    await next.ready(TIMEOUT_MS);
+    await drained(old);
+    const answer = await slow;
+    assertEquals(answer.error, undefined);
+    assertEquals(answer.pid, old.child.pid);
+    assert(answer.end - answer.start >= 1000, "the delay was served");
+    assertEquals((await getOnce(port)).pid, next.child.pid);
+  }));
+
+test(`upgrader process (${runtime}): a successor that never calls ready() is dropped after the upgrade timeout`, () =>
+  withPlace(async (place) => {
+    const first = peer(
+      place,
+      "--fd",
+      WEB,
+      "--serve",
+      "--upgrade-timeout",
+      "500",
+    );
+    const port = await portOf(first, "web");
+    await first.event("ready");
+    const stuck = peer(place, "--fd", WEB, "--ready", "never");
+    const { descriptors } = await stuck.event("created");
+    assertEquals(descriptors, [{
+      name: "web",
+      kind: "listener",
+      addr: `127.0.0.1:${port}`,
+      inherited: true,
+    }]);
+    const started = Date.now();
+    await first.log(
+      "warn",
+      new RegExp(`handover to pid ${stuck.pid} failed.*timed out`),
+    );
+    assert(Date.now() - started < 5000, "dropped within the timeout");
+    assertEquals((await first.fds()).state, "owner");
+    assertEquals(owner(place), String(first.pid));
+    assertEquals(await ask({ host: "127.0.0.1", port }), first.pid);
+    // It still holds the lock: a third process can only go ahead once it stops.
+    stuck.child.kill("SIGTERM");
+    await stuck.gone();
+    const third = peer(place, "--fd", WEB, "--serve");
+    await third.event("ready");
+    await first.gone();
+    assertEquals(owner(place), String(third.pid));
+    assertEquals(await ask({ host: "127.0.0.1", port }), third.pid);
+  }));
+
+test(`upgrader process (${runtime}): a successor killed before ready() leaves the owner serving, with no descriptor leaked`, () =>
+  withPlace(async (place) => {
+    const first = peer(place, "--fd", WEB, "--serve");
+    const port = await portOf(first, "web");
+    await first.event("ready");
+    const before = await first.fds();
+    const doomed = peer(place, "--fd", WEB, "--ready", "never");
+    await doomed.event("created");
+    doomed.child.kill("SIGKILL");
+    await first.log("warn", new RegExp(`handover to pid ${doomed.pid} failed`));
+    assertEquals(await first.fds(), before);
+    assertEquals(owner(place), String(first.pid));
+    assertEquals(await ask({ host: "127.0.0.1", port }), first.pid);
+    const next = peer(place, "--fd", WEB, "--serve");
+    await next.event("ready");
+    await first.gone();
+    assertEquals(await ask({ host: "127.0.0.1", port }), next.pid);
+  }));
+
+test(`upgrader process (${runtime}): aborting the create signal after create() does not break ready()`, () =>
+  withPlace(async (place) => {
+    const first = peer(place, "--fd", WEB, "--serve");
+    const port = await portOf(first, "web");
+    await first.event("ready");
+    const next = peer(
+      place,
+      "--fd",
+      WEB,
+      "--serve",
+      "--abort-after-create",
+      "--ready",
+      "100",
+    );
+    assertEquals((await next.event("ready")).state, "owner");
+    await first.gone();
+    assertEquals(owner(place), String(next.pid));
+    assertEquals(await ask({ host: "127.0.0.1", port }), next.pid);
+  }));
+
+test(`upgrader process (${runtime}): an id is reused after stop() and after a SIGKILL`, () =>
+  withPlace(async (place) => {
+    const sock = join(place.dir, "svc.sock");
+    const first = peer(place, "--id", "svc", "--fd", WEB);
+    await first.event("ready");
+    first.child.kill("SIGTERM");
+    await first.gone();
+    assert(!existsSync(sock), "stop() removed svc.sock");
+
+    const second = peer(place, "--id", "svc", "--fd", WEB);
+    await second.event("ready");
+    second.child.kill("SIGKILL");
+    await second.child.exited;
+    assert(existsSync(sock), "a killed process leaves svc.sock behind");
+
+    const third = peer(place, "--id", "svc", "--fd", WEB, "--serve");
+    const port = await portOf(third, "web");
+    await third.event("ready");
+    assertEquals(owner(place), "svc");
+    // Its control socket works: a successor takes over from it.
+    const fourth = peer(place, "--fd", WEB, "--serve");
+    const [web] = (await fourth.event("created")).descriptors;
+    assertEquals(web.inherited, true);
+    assertEquals(web.addr, `127.0.0.1:${port}`);
+    await fourth.event("ready");
+    await third.gone();
+    assertEquals(await ask({ host: "127.0.0.1", port }), fourth.pid);
+  }));
+
+test(
+  `upgrader process (${runtime}): a Unix listener goes down a chain of 11 processes`,
+  () =>
+    withPlace(async (place) => {
+      const path = join(place.tmp, "web.sock");
+      const unix = ["--fd", `web=unix:${path}`, "--serve"];
+      let current = peer(place, ...unix);
+      await current.event("ready");
+      for (let i = 1; i <= 10; i++) {
+        assertEquals(await ask({ path }), current.pid, `before handover ${i}`);
+        const next = peer(place, ...unix);
+        await next.event("ready");
+        await current.gone();
+        current = next;
+      }
+      assertEquals(await ask({ path }), current.pid);
+    }),
+  { timeout: 60_000 },
+);
+
+test(`upgrader process (${runtime}): 600 listeners in one handover, no extra descriptor`, () =>
+  withPlace(async (place) => {
+    const first = peer(place, "--tcp-listeners", "600");
+    const listed = (await first.event("created")).descriptors;
+    const fresh = await first.event("ready");
+    const next = peer(place, "--tcp-listeners", "600");
+    const inherited = (await next.event("created")).descriptors;
+    assertEquals(inherited, listed.map((d) => ({ ...d, inherited: true })));
+    assertEquals(new Set(listed.map((d) => d.addr)).size, 600);
+    assertEquals((await next.event("ready")).fds, fresh.fds);
+    await first.gone();
+  }));
+
+test(`upgrader process (${runtime}): the new owner holds as many descriptors as a fresh process`, () =>
+  withPlace(async (place) => {
+    const fds = (tag: string) =>
+      [
+        ["--fd", WEB],
+        ["--fd", `sock=unix:${join(place.tmp, `${tag}.sock`)}`],
+        ["--fd", "dgram=udp:127.0.0.1:0"],
+        ["--fd", `log=file:${join(place.tmp, `${tag}.log`)}`],
+      ].flat();
+    const first = peer(place, ...fds("a"), "--fd", "old=tcp:127.0.0.1:0");
+    const oldPort = await portOf(first, "old");
+    await first.event("ready");
+    // The successor does not claim "old": ready() must close it.
+    const next = peer(place, ...fds("a"));
+    const ready = await next.event("ready");
+    await first.gone();
+    await assertRefused(oldPort);
+
+    const elsewhere = join(place.tmp, "fresh");
+    mkdirSync(elsewhere, { mode: 0o700 });
+    const fresh = new Peer(place.group, runtime, [
+      "--dir",
+      elsewhere,
+      ...fds("b"),
+    ]);
+    assertEquals(ready.fds, (await fresh.event("ready")).fds);
+  }));
+
+async function assertRefused(port: number): Promise<void> {
+  const error = await ask({ host: "127.0.0.1", port }).then(
+    () => "answered",
+    (err) => err.code,
+  );
+  assertEquals(error, "ECONNREFUSED", `port ${port}`);
+}
+
+test(
+  `upgrader process (${runtime}): Deno, Bun, Deno hand over under load without a failed connection`,
+  () =>
+    withPlace(async (place) => {
+      const port = await freePort();
+      const flags = {
+        dir: place.dir,
+        name: "web",
+        addr: `127.0.0.1:${port}`,
+        delay: 0,
+      };
+      let current = startCopy(place.group, "deno", flags);
+      await current.ready(TIMEOUT_MS);
+      const load = startLoad({
+        hostname: "127.0.0.1",
+        port,
+        keepAliveClients: 0,
+        newConnectionClients: 2,
+        rate: 100,
+        maxRequests: 600,
+      });
+      const served = (pid: number) =>
+        load.samples.filter((s) => s.pid === pid).length;
+      try {
+        for (const next of ["bun", "deno"] as const) {
+          await until(() => served(current.child.pid) >= 20);
+          const successor = startCopy(place.group, next, flags);
+          await successor.ready(TIMEOUT_MS);
+          await drained(current);
+          current = successor;
+        }
+        await until(() => served(current.child.pid) >= 20);
+      } finally {
+        await load.stop();
+      }
+      const failed = load.samples.filter((s) => s.error);
+      assertEquals(failed.slice(0, 3), [], `${failed.length} failed requests`);
+      assert(load.samples.length >= 60, "enough traffic");
+    }),
+  { timeout: 60_000 },
+);
+
+/** Polls `condition` until it holds; fails after {@linkcode TIMEOUT_MS}. */
+async function until(condition: () => boolean): Promise<void> {
+  const deadline = Date.now() + TIMEOUT_MS;
+  while (!condition()) {
+    assert(Date.now() < deadline, `not reached within ${TIMEOUT_MS} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
