@@ -16,12 +16,9 @@
  * @module
  */
 import { mkdirSync } from "node:fs";
-import { createServer as createHttpServer } from "node:http";
-import { createServer as createNetServer } from "node:net";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { Upgrader } from "../mod.ts";
-import { dup } from "../ffi/mod.ts";
 
 const { values: flags } = parseArgs({
   options: {
@@ -51,22 +48,24 @@ const logger = {
 };
 mkdirSync(flags.dir, { recursive: true, mode: 0o700 });
 const upgrader = await Upgrader.create(flags.dir, { id: flags.id, logger });
-const listener = upgrader.fds.listen(flags.name!, {
+// The running runtime's native server (Deno.serve or Bun.serve) on the
+// handed-over socket. The specifier is computed because the Bun adapter names
+// the Bun global, which Deno's type checker must not see.
+const adapter = "Bun" in globalThis ? "bun" : "deno";
+const { serve } = await import(`../adapters/${adapter}/mod.ts`);
+const handler = async () => {
+  await new Promise((resolve) => setTimeout(resolve, delay));
+  return new Response(`hello from ${pid}\n`);
+};
+const server = serve({
+  upgrader,
+  name: flags.name,
   hostname,
   port: Number(port),
+  handler,
+  fetch: handler,
+  onListen() {},
 });
-
-let draining = false;
-const http = createHttpServer((_req, res) => {
-  setTimeout(() => {
-    if (draining) res.setHeader("Connection", "close");
-    res.end(`hello from ${pid}\n`);
-  }, delay);
-});
-// node:net accepts on an inherited descriptor in both runtimes (Bun's
-// node:http ignores `listen({ fd })`); the HTTP server takes each connection.
-const server = createNetServer((socket) => http.emit("connection", socket));
-server.listen({ fd: dup(listener.fd) });
 
 await upgrader.ready();
 console.log(`READY ${pid}`);
@@ -77,12 +76,9 @@ const stopRequested = new Promise<void>((resolve) => {
 });
 await Promise.race([upgrader.upgradeComplete, stopRequested]);
 
-draining = true;
-await new Promise<void>((resolve) => {
-  server.close();
-  http.close(() => resolve());
-  http.closeIdleConnections();
-});
+// After a takeover the adapter drains by itself; on a signal, stop serving.
+if (!upgrader.signal.aborted) await (server.shutdown?.() ?? server.stop());
+await server.finished;
 console.log(`DRAINED ${pid}`);
 await upgrader.stop();
 process.exit(0);

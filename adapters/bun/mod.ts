@@ -21,7 +21,7 @@
  *   fetch: () => new Response("hello"),
  * });
  * await upgrader.ready();
- * await server.drained; // after a successor took over
+ * await server.finished; // drained after a successor took over
  * await upgrader.stop();
  * ```
  *
@@ -46,7 +46,7 @@ export interface HandedOverServer<WebSocketData> extends Server<WebSocketData> {
    * Resolves when the server stopped: after `stop()`, or after the drain
    * that follows a successor's takeover (requests done, WebSockets closed).
    */
-  readonly drained: Promise<void>;
+  readonly finished: Promise<void>;
 }
 
 type AnyHandler = (request: Request, server: unknown) => unknown;
@@ -129,7 +129,7 @@ export function serve<WebSocketData = undefined, R extends string = string>(
     hostname,
     port,
     url,
-    drained: drain.finished,
+    finished: drain.finished,
     stop(closeActiveConnections?: boolean) {
       adopted.stopAccepting();
       const stopped = server.stop(closeActiveConnections);
