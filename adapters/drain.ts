@@ -24,7 +24,8 @@ export interface DrainOptions {
   drainGracePeriod?: number;
   /**
    * Milliseconds after the handover when WebSockets are closed (1001) and
-   * remaining connections are cut. Default 30 000.
+   * remaining connections are cut (Bun and `node:http`; `Deno.serve` cannot
+   * cut a request in flight, so there the drain waits for it). Default 30 000.
    */
   drainDeadline?: number;
 }

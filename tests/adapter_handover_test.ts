@@ -141,6 +141,10 @@ test(`adapter: ${runtime} native server reports the real address`, () =>
         ? { transport: "tcp", hostname: "127.0.0.1", port }
         : { hostname: "127.0.0.1", port, url: `http://127.0.0.1:${port}/` };
       assertEquals(reported, expected);
+      if (runtime === "bun") {
+        const seen = await fetch(`http://127.0.0.1:${port}/port`);
+        assertEquals(await seen.text(), String(port), "the handler's server");
+      }
     },
   ));
 

@@ -49,7 +49,11 @@ export interface HandedOverServer<WebSocketData> extends Server<WebSocketData> {
   readonly finished: Promise<void>;
 }
 
-type AnyHandler = (request: Request, server: unknown) => unknown;
+type AnyHandler = (
+  this: unknown,
+  request: Request,
+  server: unknown,
+) => unknown;
 
 /**
  * Serves with `Bun.serve` on the upgrader's listener `options.name`. The
@@ -92,8 +96,9 @@ export function serve<WebSocketData = undefined, R extends string = string>(
   }, { drainGracePeriod, drainDeadline });
   const mark = (response: unknown) =>
     response instanceof Response ? drain.mark(response) : response;
-  const wrap = (handler: AnyHandler): AnyHandler => (request, server) => {
-    const response = handler(request, server);
+  // Handlers see the server with the real address, as `this` and argument.
+  const wrap = (handler: AnyHandler): AnyHandler => (request) => {
+    const response = handler.call(handedOver, request, handedOver);
     return response instanceof Promise ? response.then(mark) : mark(response);
   };
   const { server, listener: adopted } = serveAdopted(
@@ -137,13 +142,14 @@ export function serve<WebSocketData = undefined, R extends string = string>(
       return stopped;
     },
   };
-  return new Proxy(server, {
+  const handedOver = new Proxy(server, {
     get(target, property) {
       if (property in overrides) return overrides[property];
       const value = Reflect.get(target, property, target);
       return typeof value === "function" ? value.bind(target) : value;
     },
   }) as HandedOverServer<WebSocketData>;
+  return handedOver;
 }
 
 function wrapRoutes(
