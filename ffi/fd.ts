@@ -172,7 +172,7 @@ export interface FileIdentity {
   permissions: number;
 }
 
-/** `fstat(2)`: device, inode and kind. Two descriptors with equal `dev`/`ino` are the same file. */
+/** `fstat(2)`: device, inode, kind, owner and permissions. Two descriptors with equal `dev`/`ino` are the same file. */
 export function fileIdentity(fd: number): FileIdentity {
   const buf = new Uint8Array(layout.stat.size);
   libc.fstat(fd, buf);
