@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sleep } from "../examples/demo/clock.ts";
-import { type Runtime, startCopy } from "../examples/demo/copies.ts";
+import { type Copy, type Runtime, startCopy } from "../examples/demo/copies.ts";
 import { startLoad } from "../examples/demo/load.ts";
 import type { ProcessGroup } from "../examples/demo/processes.ts";
 import { freePort } from "../examples/demo/rolling.ts";
@@ -20,20 +20,32 @@ import { formatTable, ratio } from "../examples/demo/table.ts";
 /** Requests each process serves before the idle window opens. */
 export const WARM_UP_REQUESTS = 200;
 const TIMEOUT_MS = 60_000;
+const WARM_UP_LIMIT_MS = 5_000;
 const PLAIN_SERVER = "bench/fixtures/plain_server.ts";
 
-/** CPU time (user + system) of `pid` in milliseconds, from `/proc/<pid>/stat`. */
+/**
+ * CPU time (user + system) of `pid` in milliseconds, from `/proc/<pid>/stat`;
+ * NaN once the process is gone.
+ */
 export function cpuTimeMs(pid: number, ticksPerSecond: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const stat = readProc(pid, "stat");
   // Fields after the parenthesised command name; utime and stime are 14 and 15.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond;
 }
 
-/** Resident set size of `pid` in KiB, from `/proc/<pid>/status`. */
+/** Resident set size of `pid` in KiB, from `/proc/<pid>/status`; NaN once it is gone. */
 export function rssKiB(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const status = readProc(pid, "status");
   return Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1] ?? NaN);
+}
+
+function readProc(pid: number, file: string): string {
+  try {
+    return readFileSync(`/proc/${pid}/${file}`, "utf8");
+  } catch {
+    return "";
+  }
 }
 
 interface Subject {
@@ -41,6 +53,8 @@ interface Subject {
   label: string;
   /** The pid printed in `READY`: the process that serves. */
   pid: number;
+  copy: Copy;
+  warmUpFailures: number;
 }
 
 /**
@@ -72,18 +86,24 @@ export async function idleCost(
           delay: 0,
         }, script);
         const ready = await copy.ready(TIMEOUT_MS);
-        await startLoad({
+        const warmUp = startLoad({
           hostname: "127.0.0.1",
           port,
           keepAliveClients: 1,
           newConnectionClients: 1,
           rate: 0,
           maxRequests: WARM_UP_REQUESTS,
-        }).done;
+        });
+        // A server that does not answer must not hold the bench up.
+        const deadline = setTimeout(() => warmUp.stop(), WARM_UP_LIMIT_MS);
+        await warmUp.done;
+        clearTimeout(deadline);
         subjects.push({
           runtime,
           label,
           pid: Number(ready.text.split(" ")[1]),
+          copy,
+          warmUpFailures: warmUp.samples.filter((s) => s.error).length,
         });
       }
     }
@@ -104,18 +124,28 @@ export async function idleCost(
         "CPU share",
         "RSS after warm-up",
         "RSS vs plain",
+        "note",
       ],
       measured.map((m) => {
         const plain = measured.find((p) =>
           p.runtime === m.runtime && p.label === "plain server"
         );
+        const exit = m.copy.child.exit;
         return [
           m.runtime,
           m.label,
-          `${Math.round(m.cpuMs)} ms`,
-          `${((100 * m.cpuMs) / (seconds * 1000)).toFixed(2)} %`,
-          `${(m.rss / 1024).toFixed(1)} MiB`,
+          Number.isNaN(m.cpuMs) ? "–" : `${Math.round(m.cpuMs)} ms`,
+          Number.isNaN(m.cpuMs)
+            ? "–"
+            : `${((100 * m.cpuMs) / (seconds * 1000)).toFixed(2)} %`,
+          Number.isNaN(m.rss) ? "–" : `${(m.rss / 1024).toFixed(1)} MiB`,
           plain ? ratio(m.rss, plain.rss) : "–",
+          [
+            exit ? `exited (${exit.signal ?? `status ${exit.code}`})` : "",
+            m.warmUpFailures
+              ? `${m.warmUpFailures} of ${WARM_UP_REQUESTS} warm-up requests failed`
+              : "",
+          ].filter(Boolean).join("; "),
         ];
       }),
     );

@@ -20,9 +20,7 @@ export function describeMachine(): string[] {
   const reference = process.env[REFERENCE_ENV];
   return [
     `date: ${new Date().toISOString().replace(/\.\d+Z$/, "Z")}`,
-    `runtimes: ${version("deno")}; bun ${
-      version("bun")
-    }; node ${process.versions.node} (driver: ${driver()})`,
+    `runtimes: ${version("deno")}; bun ${version("bun")}; driver: ${driver()}`,
     `machine: ${os.cpus().length} CPUs (nproc), ${cpu}, ${os.type()} ${os.release()} ${os.arch()}`,
     ...(reference ? [`reference implementation: ${reference}`] : []),
   ];
@@ -32,5 +30,5 @@ function driver(): string {
   const deno = (globalThis as { Deno?: { version: { deno: string } } }).Deno;
   return deno
     ? `deno ${deno.version.deno}`
-    : `node-compatible ${process.version}`;
+    : `${process.release.name} ${process.version}`;
 }

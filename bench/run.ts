@@ -100,7 +100,7 @@ if (only.has("idle")) {
   emit(
     `An owner waiting ${seconds} s for a successor (the example after READY and ` +
       `${WARM_UP_REQUESTS} warm-up requests) against a plain server with the same handler ` +
-      "and no upgrader. CPU time from /proc/<pid>/stat, RSS from /proc/<pid>/status.\n",
+      "and no upgrader. CPU time from /proc/<pid>/stat (10 ms ticks), RSS from /proc/<pid>/status.\n",
   );
   emit(await idleCost(group, withReference, seconds) + "\n");
 }

@@ -51,6 +51,8 @@ export interface Handover extends Interval {
 export interface RollingOptions {
   /** Where the processes run; the caller closes it. */
   group: ProcessGroup;
+  /** The service, a path below the repository root (default `examples/hello.ts`). */
+  script?: string;
   /** What runs copy number `i` (0 is the first). */
   runtimeOf: (i: number) => Runtime;
   /** How many times the serving copy is replaced. */
@@ -116,7 +118,12 @@ async function drive(options: RollingOptions, run: RollingRun): Promise<void> {
     delay: options.delay,
   };
   const start = (i: number) => {
-    const copy = startCopy(options.group, options.runtimeOf(i), flags);
+    const copy = startCopy(
+      options.group,
+      options.runtimeOf(i),
+      flags,
+      options.script,
+    );
     const record: CopyRecord = {
       pid: copy.child.pid,
       runtime: copy.runtime,
