@@ -232,12 +232,14 @@ test(`upgrader process (${runtime}): 600 listeners in one handover, no extra des
   withPlace(async (place) => {
     const first = peer(place, "--tcp-listeners", "600");
     const listed = (await first.event("created")).descriptors;
-    const fresh = await first.event("ready");
+    await first.event("ready");
+    const fresh = await first.fds();
     const next = peer(place, "--tcp-listeners", "600");
     const inherited = (await next.event("created")).descriptors;
     assertEquals(inherited, listed.map((d) => ({ ...d, inherited: true })));
     assertEquals(new Set(listed.map((d) => d.addr)).size, 600);
-    assertEquals((await next.event("ready")).fds, fresh.fds);
+    await next.event("ready");
+    assertEquals((await next.fds()).fds, fresh.fds);
     await first.gone();
   }));
 
@@ -255,7 +257,8 @@ test(`upgrader process (${runtime}): the new owner holds as many descriptors as 
     await first.event("ready");
     // The successor does not claim "old": ready() must close it.
     const next = peer(place, ...fds("a"));
-    const ready = await next.event("ready");
+    await next.event("ready");
+    const { fds: held } = await next.fds();
     await first.gone();
     await assertRefused(oldPort);
 
@@ -266,7 +269,8 @@ test(`upgrader process (${runtime}): the new owner holds as many descriptors as 
       elsewhere,
       ...fds("b"),
     ]);
-    assertEquals(ready.fds, (await fresh.event("ready")).fds);
+    await fresh.event("ready");
+    assertEquals(held, (await fresh.fds()).fds);
   }));
 
 async function assertRefused(port: number): Promise<void> {
