@@ -159,6 +159,48 @@ test(`upgrader process (${runtime}): a successor killed before ready() leaves th
     assertEquals(await ask({ host: "127.0.0.1", port }), next.pid);
   }));
 
+test(`upgrader process (${runtime}): a successor ready after the owner gave up fails ready(); the owner stays`, () =>
+  withPlace(async (place) => {
+    const first = peer(
+      place,
+      "--fd",
+      WEB,
+      "--serve",
+      "--upgrade-timeout",
+      "300",
+    );
+    const port = await portOf(first, "web");
+    await first.event("ready");
+    const late = peer(place, "--fd", WEB, "--serve", "--ready", "1500");
+    await first.log("warn", new RegExp(`handover to pid ${late.pid} failed`));
+    const failed = await late.event("failed");
+    assertEquals(failed.state, "stopped");
+    assert(failed.error.startsWith("PeerClosedError"), failed.error);
+    assertEquals((await late.child.exited).code, 1);
+    assertEquals((await first.fds()).state, "owner");
+    assertEquals(owner(place), String(first.pid));
+    assertEquals(await ask({ host: "127.0.0.1", port }), first.pid);
+  }));
+
+test(`upgrader process (${runtime}): after the owner was killed, the next process starts afresh`, () =>
+  withPlace(async (place) => {
+    const web = `web=tcp:127.0.0.1:${await freePort()}`;
+    const first = peer(place, "--fd", web, "--serve");
+    const port = await portOf(first, "web");
+    await first.event("ready");
+    assertEquals(await ask({ host: "127.0.0.1", port }), first.pid);
+    first.child.kill("SIGKILL");
+    await first.child.exited;
+    const next = peer(place, "--fd", web, "--serve");
+    await next.log("warn", new RegExp(`owner ${first.pid} is gone`));
+    const [listener] = (await next.event("created")).descriptors;
+    assertEquals(listener.inherited, false);
+    assertEquals(listener.addr, `127.0.0.1:${port}`);
+    await next.event("ready");
+    assertEquals(owner(place), String(next.pid));
+    assertEquals(await ask({ host: "127.0.0.1", port }), next.pid);
+  }));
+
 test(`upgrader process (${runtime}): aborting the create signal after create() does not break ready()`, () =>
   withPlace(async (place) => {
     const first = peer(place, "--fd", WEB, "--serve");
