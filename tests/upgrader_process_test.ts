@@ -77,6 +77,38 @@ async function drained(copy: Copy): Promise<void> {
 
 const WEB = "web=tcp:127.0.0.1:0";
 
+/** Starts a peer serving `web` and waits until it owns `place`; returns it and its port. */
+async function owning(
+  place: Place,
+  args: string[] = [],
+  web = WEB,
+): Promise<[Peer, number]> {
+  const p = peer(place, "--fd", web, "--serve", ...args);
+  const port = await portOf(p, "web");
+  await p.event("ready");
+  return [p, port];
+}
+
+/** Fails unless `p` is the recorded owner, in state owner, answering on `port`. */
+async function assertOwner(place: Place, p: Peer, port: number): Promise<void> {
+  assertEquals((await p.fds()).state, "owner");
+  assertEquals(owner(place), String(p.pid));
+  assertEquals(await ask({ host: "127.0.0.1", port }), p.pid);
+}
+
+/** A successor started with `args` takes over from `old`, which exits 0. */
+async function takeOver(
+  place: Place,
+  old: Peer,
+  port: number,
+  args: string[] = [],
+): Promise<Peer> {
+  const [next] = await owning(place, args);
+  await old.gone();
+  await assertOwner(place, next, port);
+  return next;
+}
+
 test(`upgrader process (${runtime}): an in-flight request completes after takeover`, () =>
   withPlace(async (place) => {
     const flags = {
@@ -103,16 +135,7 @@ test(`upgrader process (${runtime}): an in-flight request completes after takeov
 
 test(`upgrader process (${runtime}): a successor that never calls ready() is dropped after the upgrade timeout`, () =>
   withPlace(async (place) => {
-    const first = peer(
-      place,
-      "--fd",
-      WEB,
-      "--serve",
-      "--upgrade-timeout",
-      "500",
-    );
-    const port = await portOf(first, "web");
-    await first.event("ready");
+    const [first, port] = await owning(place, ["--upgrade-timeout", "500"]);
     const stuck = peer(place, "--fd", WEB, "--ready", "never");
     const { descriptors } = await stuck.event("created");
     assertEquals(descriptors, [{
@@ -127,127 +150,82 @@ test(`upgrader process (${runtime}): a successor that never calls ready() is dro
       new RegExp(`handover to pid ${stuck.pid} failed.*timed out`),
     );
     assert(Date.now() - started < 5000, "dropped within the timeout");
-    assertEquals((await first.fds()).state, "owner");
-    assertEquals(owner(place), String(first.pid));
-    assertEquals(await ask({ host: "127.0.0.1", port }), first.pid);
+    await assertOwner(place, first, port);
     // It still holds the lock: a third process can only go ahead once it stops.
     stuck.child.kill("SIGTERM");
     await stuck.gone();
-    const third = peer(place, "--fd", WEB, "--serve");
-    await third.event("ready");
-    await first.gone();
-    assertEquals(owner(place), String(third.pid));
-    assertEquals(await ask({ host: "127.0.0.1", port }), third.pid);
+    await takeOver(place, first, port);
   }));
 
 test(`upgrader process (${runtime}): a successor killed before ready() leaves the owner serving, with no descriptor leaked`, () =>
   withPlace(async (place) => {
-    const first = peer(place, "--fd", WEB, "--serve");
-    const port = await portOf(first, "web");
-    await first.event("ready");
+    const [first, port] = await owning(place);
     const before = await first.fds();
     const doomed = peer(place, "--fd", WEB, "--ready", "never");
     await doomed.event("created");
     doomed.child.kill("SIGKILL");
     await first.log("warn", new RegExp(`handover to pid ${doomed.pid} failed`));
     assertEquals(await first.fds(), before);
-    assertEquals(owner(place), String(first.pid));
-    assertEquals(await ask({ host: "127.0.0.1", port }), first.pid);
-    const next = peer(place, "--fd", WEB, "--serve");
-    await next.event("ready");
-    await first.gone();
-    assertEquals(await ask({ host: "127.0.0.1", port }), next.pid);
+    await assertOwner(place, first, port);
+    await takeOver(place, first, port);
   }));
 
 test(`upgrader process (${runtime}): a successor ready after the owner gave up fails ready(); the owner stays`, () =>
   withPlace(async (place) => {
-    const first = peer(
-      place,
-      "--fd",
-      WEB,
-      "--serve",
-      "--upgrade-timeout",
-      "300",
-    );
-    const port = await portOf(first, "web");
-    await first.event("ready");
+    const [first, port] = await owning(place, ["--upgrade-timeout", "300"]);
     const late = peer(place, "--fd", WEB, "--serve", "--ready", "1500");
     await first.log("warn", new RegExp(`handover to pid ${late.pid} failed`));
     const failed = await late.event("failed");
     assertEquals(failed.state, "stopped");
     assert(failed.error.startsWith("PeerClosedError"), failed.error);
     assertEquals((await late.child.exited).code, 1);
-    assertEquals((await first.fds()).state, "owner");
-    assertEquals(owner(place), String(first.pid));
-    assertEquals(await ask({ host: "127.0.0.1", port }), first.pid);
+    await assertOwner(place, first, port);
   }));
 
 test(`upgrader process (${runtime}): after the owner was killed, the next process starts afresh`, () =>
   withPlace(async (place) => {
     const web = `web=tcp:127.0.0.1:${await freePort()}`;
-    const first = peer(place, "--fd", web, "--serve");
-    const port = await portOf(first, "web");
-    await first.event("ready");
+    const [first, port] = await owning(place, [], web);
     assertEquals(await ask({ host: "127.0.0.1", port }), first.pid);
     first.child.kill("SIGKILL");
     await first.child.exited;
-    const next = peer(place, "--fd", web, "--serve");
+    const [next] = await owning(place, [], web);
     await next.log("warn", new RegExp(`owner ${first.pid} is gone`));
     const [listener] = (await next.event("created")).descriptors;
     assertEquals(listener.inherited, false);
-    assertEquals(listener.addr, `127.0.0.1:${port}`);
-    await next.event("ready");
-    assertEquals(owner(place), String(next.pid));
-    assertEquals(await ask({ host: "127.0.0.1", port }), next.pid);
+    await assertOwner(place, next, port);
   }));
 
 test(`upgrader process (${runtime}): aborting the create signal after create() does not break ready()`, () =>
   withPlace(async (place) => {
-    const first = peer(place, "--fd", WEB, "--serve");
-    const port = await portOf(first, "web");
-    await first.event("ready");
-    const next = peer(
-      place,
-      "--fd",
-      WEB,
-      "--serve",
+    const [first, port] = await owning(place);
+    await takeOver(place, first, port, [
       "--abort-after-create",
       "--ready",
       "100",
-    );
-    assertEquals((await next.event("ready")).state, "owner");
-    await first.gone();
-    assertEquals(owner(place), String(next.pid));
-    assertEquals(await ask({ host: "127.0.0.1", port }), next.pid);
+    ]);
   }));
 
 test(`upgrader process (${runtime}): an id is reused after stop() and after a SIGKILL`, () =>
   withPlace(async (place) => {
     const sock = join(place.dir, "svc.sock");
-    const first = peer(place, "--id", "svc", "--fd", WEB);
-    await first.event("ready");
+    const svc = ["--id", "svc"];
+    const [first] = await owning(place, svc);
     first.child.kill("SIGTERM");
     await first.gone();
     assert(!existsSync(sock), "stop() removed svc.sock");
 
-    const second = peer(place, "--id", "svc", "--fd", WEB);
-    await second.event("ready");
+    const [second] = await owning(place, svc);
     second.child.kill("SIGKILL");
     await second.child.exited;
     assert(existsSync(sock), "a killed process leaves svc.sock behind");
 
-    const third = peer(place, "--id", "svc", "--fd", WEB, "--serve");
-    const port = await portOf(third, "web");
-    await third.event("ready");
+    const [third, port] = await owning(place, svc);
     assertEquals(owner(place), "svc");
     // Its control socket works: a successor takes over from it.
-    const fourth = peer(place, "--fd", WEB, "--serve");
+    const fourth = await takeOver(place, third, port);
     const [web] = (await fourth.event("created")).descriptors;
     assertEquals(web.inherited, true);
-    assertEquals(web.addr, `127.0.0.1:${port}`);
-    await fourth.event("ready");
-    await third.gone();
-    assertEquals(await ask({ host: "127.0.0.1", port }), fourth.pid);
   }));
 
 test(
