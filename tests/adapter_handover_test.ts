@@ -1,5 +1,6 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { connect } from "node:net";
 import { join } from "node:path";
 import { runtime, test } from "./support/harness.ts";
 import { assert, assertEquals } from "./support/assert.ts";
@@ -229,3 +230,82 @@ test(`adapter: a WebSocket on ${runtime} stays open until the drain deadline`, (
       `closed ${at - handedOverAt} ms after the handover`,
     );
   }));
+
+/** A raw keep-alive HTTP/1.1 connection: send a request, read one response. */
+async function keepAliveConnection(port: number) {
+  const socket = connect(port, "127.0.0.1");
+  await new Promise((resolve) => socket.once("connect", resolve));
+  let buffered = "";
+  let waiting: (() => void) | undefined;
+  socket.setEncoding("utf8");
+  socket.on("data", (chunk: string) => {
+    buffered += chunk;
+    waiting?.();
+  });
+  const closed = new Promise<number>((resolve) =>
+    socket.once("close", () => resolve(Date.now()))
+  );
+  return {
+    closed,
+    /** Sends GET / and resolves with the response head and pid (any framing). */
+    async get(): Promise<{ head: string; pid: number }> {
+      buffered = "";
+      socket.write("GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+      for (;;) {
+        const match = /^([\s\S]*?)\r\n\r\n[\s\S]*?hello from (\d+)\n/.exec(
+          buffered,
+        );
+        if (match) {
+          return { head: match[1].toLowerCase(), pid: Number(match[2]) };
+        }
+        await Promise.race([
+          new Promise<void>((resolve) => waiting = resolve),
+          closed.then(() => {
+            throw new Error(
+              `connection closed; got ${JSON.stringify(buffered)}`,
+            );
+          }),
+        ]);
+      }
+    },
+    destroy: () => socket.destroy(),
+  };
+}
+
+for (const adapter of [runtime, "node"] as const) {
+  test(`adapter: ${adapter} on ${runtime} keeps idle keep-alive connections for the grace period`, () =>
+    withService(async (group, tmp) => {
+      const port = await freePort();
+      const grace = 1500;
+      const spec = { dir: join(tmp, "dir"), addr: `127.0.0.1:${port}`, grace };
+      const first = startServer(group, { adapter, runtime }, spec);
+      await first.ready();
+      const busy = await keepAliveConnection(port);
+      const idle = await keepAliveConnection(port);
+      try {
+        for (const conn of [busy, idle]) {
+          const { head, pid } = await conn.get();
+          assertEquals(pid, first.child.pid);
+          assert(!head.includes("connection: close"), head);
+        }
+        const second = startServer(group, { adapter, runtime }, spec);
+        await second.ready();
+        const handedOverAt = Date.now();
+        await new Promise((resolve) => setTimeout(resolve, grace / 3));
+        // Still served by the old process, which asks the client to move on.
+        const during = await busy.get();
+        assertEquals(during.pid, first.child.pid);
+        assert(during.head.includes("connection: close"), during.head);
+        const idleClosedAfter = (await idle.closed) - handedOverAt;
+        assert(
+          idleClosedAfter > grace - 200,
+          `idle connection closed ${idleClosedAfter} ms after the handover`,
+        );
+        await first.gone();
+        assertEquals(await get({ port }), second.child.pid);
+      } finally {
+        busy.destroy();
+        idle.destroy();
+      }
+    }));
+}

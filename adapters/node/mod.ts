@@ -3,13 +3,14 @@
  * tableroll: the fallback when a runtime's native server cannot adopt a
  * socket, and the adapter for code written against Node's API.
  *
- * The listener is served by a `node:net` server listening on a duplicate of
- * the store's descriptor (`listen({ fd })`), which hands each connection to
- * the HTTP server. `http.Server.listen({ fd })` itself would be simpler but
- * Bun's `node:http` ignores `fd` and listens on a random port; `node:net`
- * honours it in Deno and Bun alike, and no runtime internals are involved.
- * On Bun, `node:https` servers are refused: Bun's `node:https` does not
- * encrypt connections handed to it (use `tableroll/bun` with `tls`).
+ * The server listens on a duplicate of the store's descriptor with
+ * `listen({ fd })`; no runtime internals are involved. Bun's `node:http`
+ * ignores `fd` (it listens on a random port), so there a `node:net` server
+ * listens on it and hands each connection to the HTTP server. (Deno's
+ * `node:http` closes keep-alive connections handed to it that way, hence not
+ * the same path for both.) On Bun, `node:https` servers are refused: Bun's
+ * `node:https` does not encrypt connections handed to it (use `tableroll/bun`
+ * with `tls`).
  *
  * @example Serve and drain when the next version takes over
  * ```ts ignore
@@ -33,7 +34,11 @@
  */
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { Server as HttpsServer } from "node:https";
-import { createServer as createNetServer, type Socket } from "node:net";
+import {
+  createServer as createNetServer,
+  Server as NetServer,
+  type Socket,
+} from "node:net";
 import type { Duplex } from "node:stream";
 import { close, dup, type SocketAddress } from "../../ffi/mod.ts";
 import { Drain } from "../drain.ts";
@@ -81,10 +86,15 @@ export async function serve(options: ServeOptions): Promise<ServedListener> {
   }
   const listener = upgrader.fds.listen(name, options.address);
   const connections = new ConnectionTracker(server);
-  const acceptor = createNetServer((socket) => {
-    connections.add(socket);
-    server.emit("connection", socket);
-  });
+  // The server owns and closes its descriptor: give it a copy.
+  const fd = dup(listener.fd);
+  let acceptor: { close(): unknown };
+  try {
+    acceptor = await listenOnDescriptor(server, fd);
+  } catch (err) {
+    close(fd);
+    throw err;
+  }
   const drain = new Drain({
     stopAccepting: () => acceptor.close(),
     close: () => connections.closeWhenIdle(),
@@ -93,21 +103,6 @@ export async function serve(options: ServeOptions): Promise<ServedListener> {
   server.prependListener("request", (_req, res: ServerResponse) => {
     if (drain.draining) res.setHeader("connection", "close");
   });
-
-  // The net server owns and closes its descriptor: give it a copy.
-  const fd = dup(listener.fd);
-  try {
-    await new Promise<void>((resolve, reject) => {
-      acceptor.once("error", reject);
-      acceptor.listen({ fd }, () => {
-        acceptor.off("error", reject);
-        resolve();
-      });
-    });
-  } catch (err) {
-    close(fd);
-    throw err;
-  }
   upgrader.upgradeComplete.then(() => drain.start(), () => {});
   return {
     address: listener.address,
@@ -119,6 +114,26 @@ export async function serve(options: ServeOptions): Promise<ServedListener> {
       return closed;
     },
   };
+}
+
+/** Makes `server` accept on `fd`; returns what stops accepting. */
+async function listenOnDescriptor(
+  server: Server,
+  fd: number,
+): Promise<{ close(): unknown }> {
+  const acceptor = "Bun" in globalThis
+    ? createNetServer((socket) => server.emit("connection", socket))
+    : server;
+  await new Promise<void>((resolve, reject) => {
+    acceptor.once("error", reject);
+    acceptor.listen({ fd }, () => {
+      acceptor.off("error", reject);
+      resolve();
+    });
+  });
+  // net.Server's close stops listening; http.Server's would also close the
+  // idle keep-alive connections, before the grace period.
+  return { close: () => NetServer.prototype.close.call(acceptor) };
 }
 
 /**
@@ -133,6 +148,7 @@ class ConnectionTracker {
   #allClosed?: PromiseWithResolvers<void>;
 
   constructor(server: Server) {
+    server.on("connection", (socket: Socket) => this.#add(socket));
     const httpLevel = server instanceof HttpsServer
       ? "secureConnection"
       : "connection";
@@ -156,7 +172,7 @@ class ConnectionTracker {
     });
   }
 
-  add(socket: Socket): void {
+  #add(socket: Socket): void {
     this.#accepted.add(socket);
     socket.once("close", () => {
       this.#accepted.delete(socket);
