@@ -67,22 +67,20 @@ export function renderTimeline(
   const xAt = (ms: number) => x((ms - data.start) / data.bucketMs);
   const y = (rate: number) => PAD.top + plotH - (rate / yMax) * plotH;
 
-  // Bands go under the areas, the lines that start them over the areas.
   const parts: string[] = [];
-  const markLines: string[] = [];
+  // Handover bands and marks go over the areas so that they stay visible.
+  const overlay: string[] = [];
   for (const mark of marks) {
     const x0 = xAt(mark.start), x1 = Math.max(xAt(mark.end), x0 + 1);
-    parts.push(
+    overlay.push(
       `<rect x="${f(x0)}" y="${PAD.top}" width="${
         f(x1 - x0)
-      }" height="${plotH}" fill="#000" fill-opacity="0.07"/>`,
-    );
-    markLines.push(
+      }" height="${plotH}" fill="#000" fill-opacity="0.12"/>`,
       `<line x1="${f(x0)}" x2="${f(x0)}" y1="${PAD.top}" y2="${
         PAD.top + plotH
       }" stroke="#333" stroke-dasharray="4 3"/>`,
       `<text x="${f(x0 + 3)}" y="${
-        PAD.top - 6
+        PAD.top + 12
       }" font-size="11">#${mark.index}</text>`,
     );
   }
@@ -105,7 +103,7 @@ export function renderTimeline(
       );
     }
   }
-  parts.push(...markLines, ...axes(data, yMax, x, y));
+  parts.push(...overlay, ...axes(data, yMax, x, y));
   layers.forEach((layer, i) => {
     const ly = PAD.top + 10 + i * 18;
     parts.push(
