@@ -136,6 +136,7 @@ test(`upgrader process (${runtime}): an in-flight request completes after takeov
 test(`upgrader process (${runtime}): a successor that never calls ready() is dropped after the upgrade timeout`, () =>
   withPlace(async (place) => {
     const [first, port] = await owning(place, ["--upgrade-timeout", "500"]);
+    const before = await first.fds();
     const stuck = peer(place, "--fd", WEB, "--ready", "never");
     const { descriptors } = await stuck.event("created");
     assertEquals(descriptors, [{
@@ -150,6 +151,7 @@ test(`upgrader process (${runtime}): a successor that never calls ready() is dro
       new RegExp(`handover to pid ${stuck.pid} failed.*timed out`),
     );
     assert(Date.now() - started < 5000, "dropped within the timeout");
+    assertEquals(await first.fds(), before);
     await assertOwner(place, first, port);
     // It still holds the lock: a third process can only go ahead once it stops.
     stuck.child.kill("SIGTERM");
@@ -170,16 +172,41 @@ test(`upgrader process (${runtime}): a successor killed before ready() leaves th
     await takeOver(place, first, port);
   }));
 
-test(`upgrader process (${runtime}): a successor ready after the owner gave up fails ready(); the owner stays`, () =>
+test(`upgrader process (${runtime}): a successor ready after the owner gave up fails ready() and frees the lock at once`, () =>
   withPlace(async (place) => {
     const [first, port] = await owning(place, ["--upgrade-timeout", "300"]);
-    const late = peer(place, "--fd", WEB, "--serve", "--ready", "1500");
+    const late = peer(place, "--fd", WEB, "--ready", "1500");
     await first.log("warn", new RegExp(`handover to pid ${late.pid} failed`));
     const failed = await late.event("failed");
     assertEquals(failed.state, "stopped");
     assert(failed.error.startsWith("PeerClosedError"), failed.error);
-    assertEquals((await late.child.exited).code, 1);
     await assertOwner(place, first, port);
+    // The failed process released the lock although it still runs.
+    await takeOver(place, first, port);
+    assertEquals(late.child.exit, undefined);
+    late.child.kill("SIGTERM");
+    await late.gone();
+  }));
+
+test(`upgrader process (${runtime}): two successors started together take over one after the other`, () =>
+  withPlace(async (place) => {
+    const [first, port] = await owning(place);
+    const racers = [1, 2].map(() => peer(place, "--fd", WEB, "--serve"));
+    await Promise.all(racers.map((p) => p.event("ready")));
+    await first.gone();
+    const last = racers.find((p) => owner(place) === String(p.pid));
+    assert(last, `the owner is ${owner(place)}, not one of them`);
+    const middle = racers.find((p) => p !== last)!;
+    await middle.log(
+      "info",
+      new RegExp(`inherited 1 descriptors from ${first.pid}"`),
+    );
+    await last.log(
+      "info",
+      new RegExp(`inherited 1 descriptors from ${middle.pid}"`),
+    );
+    await middle.gone();
+    await assertOwner(place, last, port);
   }));
 
 test(`upgrader process (${runtime}): after the owner was killed, the next process starts afresh`, () =>
