@@ -78,6 +78,9 @@ const n = Object.fromEntries(
 const invalid = numbers.filter((k) => !Number.isInteger(n[k]) || n[k] < 0);
 if (!runtimeOf) usageError(`unknown --runtime ${values.runtime}`);
 if (invalid.length) usageError(`invalid --${invalid.join(", --")}`);
+if (values.runtime === "reference" && !process.env[REFERENCE_ENV]) {
+  usageError(`--runtime reference needs ${REFERENCE_ENV}`);
+}
 
 function usageError(message: string): never {
   console.error(`${message}\n\n${USAGE}`);
