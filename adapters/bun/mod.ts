@@ -5,7 +5,10 @@
  * `websocket`, `error`, `tls`, `hostname`/`port` or `unix`…) plus the upgrader
  * and the listener's name. The listener is inherited from the previous
  * process (or opened), adopted into Bun's own server, and drained without
- * dropping a request once a successor takes over.
+ * dropping a request once a successor takes over. `reload()` keeps that
+ * behaviour for the new handlers. Static responses in `routes` are served by
+ * Bun without JavaScript, so during a drain they do not carry the
+ * `Connection: close` that handler responses get.
  *
  * @example Serve HTTP and drain when the next version takes over
  * ```ts ignore
@@ -49,6 +52,13 @@ export interface HandedOverServer<WebSocketData> extends Server<WebSocketData> {
   readonly finished: Promise<void>;
 }
 
+/** The options whose handlers the adapter wraps. */
+interface HandlerOptions<WebSocketData> {
+  fetch?: AnyHandler;
+  routes?: Record<string, unknown>;
+  websocket?: WebSocketHandler<WebSocketData>;
+}
+
 type AnyHandler = (
   this: unknown,
   request: Request,
@@ -73,14 +83,14 @@ export function serve<WebSocketData = undefined, R extends string = string>(
   options: ServeOptions<WebSocketData, R>,
 ): HandedOverServer<WebSocketData> {
   const { upgrader, name, drainGracePeriod, drainDeadline, ...bunOptions } =
-    options as ServeOptions<WebSocketData, R> & {
-      unix?: string;
-      hostname?: string;
-      port?: number | string;
-      fetch?: AnyHandler;
-      routes?: Record<string, unknown>;
-      websocket?: WebSocketHandler<WebSocketData>;
-    };
+    options as
+      & ServeOptions<WebSocketData, R>
+      & HandlerOptions<WebSocketData>
+      & {
+        unix?: string;
+        hostname?: string;
+        port?: number | string;
+      };
   const listener = upgrader.fds.listen(
     name,
     listenAddressOf({ ...bunOptions, path: bunOptions.unix }, 3000),
@@ -101,6 +111,12 @@ export function serve<WebSocketData = undefined, R extends string = string>(
     const response = handler.call(handedOver, request, handedOver);
     return response instanceof Promise ? response.then(mark) : mark(response);
   };
+  const handlers = (options: HandlerOptions<WebSocketData>) => ({
+    fetch: options.fetch && wrap(options.fetch),
+    routes: options.routes && wrapRoutes(options.routes, wrap),
+    websocket: options.websocket &&
+      trackSockets(options.websocket, (ws) => drain.track(ws)),
+  });
   const { server, listener: adopted } = serveAdopted(
     listener,
     (placeholder) =>
@@ -110,10 +126,7 @@ export function serve<WebSocketData = undefined, R extends string = string>(
         port: undefined,
         unix: undefined,
         ...("path" in placeholder ? { unix: placeholder.path } : placeholder),
-        fetch: bunOptions.fetch && wrap(bunOptions.fetch),
-        routes: bunOptions.routes && wrapRoutes(bunOptions.routes, wrap),
-        websocket: bunOptions.websocket &&
-          trackSockets(bunOptions.websocket, (ws) => drain.track(ws)),
+        ...handlers(bunOptions),
       } as Bun.Serve.Options<WebSocketData, R>),
     (server) => server.stop(true),
   );
@@ -135,6 +148,11 @@ export function serve<WebSocketData = undefined, R extends string = string>(
     port,
     url,
     finished: drain.finished,
+    reload(options: Bun.Serve.Options<WebSocketData, R>) {
+      const next = options as typeof options & HandlerOptions<WebSocketData>;
+      server.reload({ ...next, ...handlers(next) } as typeof options);
+      return handedOver;
+    },
     stop(closeActiveConnections?: boolean) {
       adopted.stopAccepting();
       const stopped = server.stop(closeActiveConnections);
