@@ -5,7 +5,10 @@
  * listener's name. The listener is inherited from the previous process (or
  * opened), adopted into Deno's own server, and drained without dropping a
  * request once a successor takes over. Needs `--allow-ffi` and `--allow-net`
- * (plus read/write for a Unix socket path).
+ * (plus read/write for a Unix socket path). Deno's shutdown also closes
+ * WebSockets, so while any is open (tracked with {@linkcode upgradeWebSocket})
+ * the drain waits for it, until the deadline, before closing idle
+ * connections.
  *
  * @example Serve HTTP and drain when the next version takes over
  * ```ts ignore
