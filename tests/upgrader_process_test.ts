@@ -37,8 +37,27 @@ async function withPlace(body: (place: Place) => Promise<void>): Promise<void> {
 }
 
 /** Starts a peer under this suite's runtime in `place`'s directory. */
-function peer({ group, dir }: Place, ...args: string[]): Peer {
-  return new Peer(group, runtime, ["--dir", dir, ...args]);
+function peer(place: Place, ...args: string[]): Peer {
+  return peerUnder(runtime, place, ...args);
+}
+
+/** Starts a peer under `r` in `place`'s directory. */
+function peerUnder(
+  r: "deno" | "bun",
+  { group, dir }: Place,
+  ...args: string[]
+): Peer {
+  return new Peer(group, r, ["--dir", dir, ...args]);
+}
+
+/** Flags for a descriptor of every kind; `tag` names the socket path and file. */
+function everyKind({ tmp }: Place, tag: string): string[] {
+  return [
+    ["--fd", WEB],
+    ["--fd", `sock=unix:${join(tmp, `${tag}.sock`)}`],
+    ["--fd", "dgram=udp:127.0.0.1:0"],
+    ["--fd", `log=file:${join(tmp, `${tag}.log`)}`],
+  ].flat();
 }
 
 /** The owner recorded in `<dir>/pid`. */
@@ -76,6 +95,7 @@ async function drained(copy: Copy): Promise<void> {
 }
 
 const WEB = "web=tcp:127.0.0.1:0";
+const other = runtime === "deno" ? "bun" : "deno";
 
 /** Starts a peer serving `web` and waits until it owns `place`; returns it and its port. */
 async function owning(
@@ -275,6 +295,24 @@ test(
   { timeout: 60_000 },
 );
 
+test(`upgrader process (${runtime}): descriptors of every kind go from ${other} to ${runtime} and back`, () =>
+  withPlace(async (place) => {
+    const args = everyKind(place, "a");
+    let previous = peerUnder(other, place, ...args);
+    const listed = (await previous.event("created")).descriptors;
+    await previous.event("ready");
+    for (const r of [runtime, other] as const) {
+      const next = peerUnder(r, place, ...args);
+      assertEquals(
+        (await next.event("created")).descriptors,
+        listed.map((d) => ({ ...d, inherited: true })),
+      );
+      await next.event("ready");
+      await previous.gone();
+      previous = next;
+    }
+  }));
+
 test(`upgrader process (${runtime}): 600 listeners in one handover, no extra descriptor`, () =>
   withPlace(async (place) => {
     const first = peer(place, "--tcp-listeners", "600");
@@ -292,18 +330,16 @@ test(`upgrader process (${runtime}): 600 listeners in one handover, no extra des
 
 test(`upgrader process (${runtime}): the new owner holds as many descriptors as a fresh process`, () =>
   withPlace(async (place) => {
-    const fds = (tag: string) =>
-      [
-        ["--fd", WEB],
-        ["--fd", `sock=unix:${join(place.tmp, `${tag}.sock`)}`],
-        ["--fd", "dgram=udp:127.0.0.1:0"],
-        ["--fd", `log=file:${join(place.tmp, `${tag}.log`)}`],
-      ].flat();
-    const first = peer(place, ...fds("a"), "--fd", "old=tcp:127.0.0.1:0");
+    const first = peer(
+      place,
+      ...everyKind(place, "a"),
+      "--fd",
+      "old=tcp:127.0.0.1:0",
+    );
     const oldPort = await portOf(first, "old");
     await first.event("ready");
     // The successor does not claim "old": ready() must close it.
-    const next = peer(place, ...fds("a"));
+    const next = peer(place, ...everyKind(place, "a"));
     await next.event("ready");
     const { fds: held } = await next.fds();
     await first.gone();
@@ -311,11 +347,7 @@ test(`upgrader process (${runtime}): the new owner holds as many descriptors as 
 
     const elsewhere = join(place.tmp, "fresh");
     mkdirSync(elsewhere, { mode: 0o700 });
-    const fresh = new Peer(place.group, runtime, [
-      "--dir",
-      elsewhere,
-      ...fds("b"),
-    ]);
+    const fresh = peer({ ...place, dir: elsewhere }, ...everyKind(place, "b"));
     await fresh.event("ready");
     assertEquals(held, (await fresh.fds()).fds);
   }));
