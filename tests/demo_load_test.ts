@@ -2,8 +2,20 @@ import { createServer } from "node:http";
 import process from "node:process";
 import { assert, assertEquals } from "./support/assert.ts";
 import { test } from "./support/harness.ts";
-import { startLoad } from "../examples/demo/load.ts";
+import { type Load, startLoad } from "../examples/demo/load.ts";
 import { freePort } from "../examples/demo/rolling.ts";
+
+/** Back-to-back load from two clients of each kind. */
+function loadOf(port: number, maxRequests: number): Load {
+  return startLoad({
+    hostname: "127.0.0.1",
+    port,
+    keepAliveClients: 2,
+    newConnectionClients: 2,
+    rate: 0,
+    maxRequests,
+  });
+}
 
 test("the load sends exactly maxRequests and reads the serving pid", async () => {
   const server = createServer((_req, res) =>
@@ -12,14 +24,7 @@ test("the load sends exactly maxRequests and reads the serving pid", async () =>
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as { port: number };
   try {
-    const load = startLoad({
-      hostname: "127.0.0.1",
-      port,
-      keepAliveClients: 2,
-      newConnectionClients: 2,
-      rate: 0,
-      maxRequests: 40,
-    });
+    const load = loadOf(port, 40);
     await load.done;
     assertEquals(load.samples.length, 40);
     assert(load.samples.every((s) => s.pid === process.pid && !s.error));
@@ -32,14 +37,7 @@ test("the load sends exactly maxRequests and reads the serving pid", async () =>
 });
 
 test("a refused connection is a failed sample, not a retry", async () => {
-  const load = startLoad({
-    hostname: "127.0.0.1",
-    port: await freePort(),
-    keepAliveClients: 1,
-    newConnectionClients: 1,
-    rate: 0,
-    maxRequests: 4,
-  });
+  const load = loadOf(await freePort(), 4);
   await load.done;
   assertEquals(load.samples.length, 4);
   assert(
