@@ -87,6 +87,36 @@ test(`adopt: ${runtime}'s native server serves on an adopted socket`, async () =
   }
 });
 
+test(`adopt: a failed adoption stops ${runtime}'s native server`, async () => {
+  const source = listenOn({ family: "inet6", hostname: "::1", port: 0 });
+  let stopped: NativeServer | undefined;
+  try {
+    assertThrows(
+      () =>
+        serveAdopted(
+          // Claims IPv4, so the placeholder's family differs from the socket's.
+          { fd: source, address: loopback },
+          (placeholder) => nativeServe(placeholder as typeof loopback),
+          (server) => {
+            stopped = server;
+            return server.stop();
+          },
+        ),
+      AdoptionError,
+      "the socket to adopt is inet6",
+    );
+    assert(stopped, "the server was stopped");
+    await stopped.stop();
+    const refused = await fetch(`http://127.0.0.1:${stopped.port}/`).then(
+      () => false,
+      () => true,
+    );
+    assert(refused, "nothing listens on the placeholder any more");
+  } finally {
+    close(source);
+  }
+});
+
 test("adopt: a listener that no epoll watches is refused", () => {
   const placeholder = listenOn(loopback);
   const source = listenOn(loopback);
