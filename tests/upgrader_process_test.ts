@@ -2,6 +2,7 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
 } from "node:fs";
@@ -140,9 +141,11 @@ test(`upgrader process (${runtime}): an in-flight request completes after takeov
     const port = Number(flags.addr.split(":")[1]);
     const old = startCopy(place.group, runtime, flags);
     await old.ready(TIMEOUT_MS);
+    // Start the successor only once the owner accepted the connection.
+    const openFds = () => readdirSync(`/proc/${old.child.pid}/fd`).length;
+    const idle = openFds();
     const slow = getOnce(port);
-    // Let the owner accept it before a successor exists.
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await until(() => openFds() > idle);
     const next = startCopy(place.group, runtime, flags);
     await next.ready(TIMEOUT_MS);
     await drained(old);
