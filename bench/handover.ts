@@ -40,22 +40,21 @@ export async function handoverCost(
   const rows: string[][] = [];
   for (const runtime of options.runtimes) {
     for (const count of options.counts) {
-      const fresh: number[] = [];
-      const takeover: number[] = [];
-      const takeoverWall: number[] = [];
-      for (let round = 0; round < options.rounds; round++) {
-        const result = await fixtureRound(group, runtime, count);
-        fresh.push(result.fresh);
-        takeover.push(result.takeover);
-        takeoverWall.push(result.takeoverWall);
+      const rounds: Round[] = [];
+      for (let i = 0; i < options.rounds; i++) {
+        rounds.push(await fixtureRound(group, runtime, count));
       }
+      const fresh = median(rounds.map((r) => r.fresh.total));
+      const takeover = median(rounds.map((r) => r.takeover.total));
       rows.push([
         runtime,
         count.toLocaleString("en-US"),
-        ms(median(fresh)),
-        ms(median(takeover)),
-        ratio(median(takeover), median(fresh)),
-        ms(median(takeoverWall)),
+        ms(fresh),
+        ms(takeover),
+        ratio(takeover, fresh),
+        ms(median(rounds.map((r) => r.takeover.create))),
+        ms(median(rounds.map((r) => r.takeover.ready))),
+        ms(median(rounds.map((r) => r.takeover.wall))),
       ]);
     }
   }
@@ -65,8 +64,24 @@ export async function handoverCost(
     "fresh: create → ready",
     "takeover: create → ready",
     "takeover / fresh",
+    "of which create (receive)",
+    "of which ready() (step-down)",
     "takeover: spawn → ready",
   ], rows);
+}
+
+/** What the fixture reports, plus spawn → report as the driver saw it. */
+interface Timings {
+  create: number;
+  listen: number;
+  ready: number;
+  total: number;
+  wall: number;
+}
+
+interface Round {
+  fresh: Timings;
+  takeover: Timings;
 }
 
 /** One fresh process, then one that takes its listeners over. */
@@ -74,7 +89,7 @@ async function fixtureRound(
   group: ProcessGroup,
   runtime: "deno" | "bun",
   count: number,
-): Promise<{ fresh: number; takeover: number; takeoverWall: number }> {
+): Promise<Round> {
   const dir = mkdtempSync(join(tmpdir(), "tableroll-bench-"));
   const spawnFixture = () =>
     group.spawn(
@@ -85,24 +100,21 @@ async function fixtureRound(
         String(count),
       ]),
     );
-  const timings = async (child: ReturnType<typeof spawnFixture>) => {
+  const timings = async (
+    child: ReturnType<typeof spawnFixture>,
+  ): Promise<Timings> => {
     const line = await child.waitForLine(/^TIMINGS /, TIMEOUT_MS);
     return {
-      total: JSON.parse(line.text.slice("TIMINGS ".length)).total as number,
+      ...JSON.parse(line.text.slice("TIMINGS ".length)),
       wall: line.at - child.startedAt,
     };
   };
   try {
     const first = spawnFixture();
     const fresh = await timings(first);
-    const second = spawnFixture();
-    const takeover = await timings(second);
+    const takeover = await timings(spawnFixture());
     await first.exited;
-    return {
-      fresh: fresh.total,
-      takeover: takeover.total,
-      takeoverWall: takeover.wall,
-    };
+    return { fresh, takeover };
   } finally {
     await group.close();
     rmSync(dir, { recursive: true, force: true });
