@@ -2,7 +2,8 @@
  * The benchmark suite: handover cost, adapter throughput, upgrades under
  * load and idle cost, each as a table with its baseline from the same run.
  * Prints the machine and runtime versions first and writes everything to
- * `.tmp/bench-results.md` too. Exits 1 if a request failed under load.
+ * `.tmp/bench-results.md` too. Exits 1 if a request failed under load or a
+ * part could not run.
  *
  * Run with `npm run bench` or `deno run -A bench/run.ts [--quick]
  * [--only handover,adapters,load,idle]`. Set `TABLEROLL_REFERENCE_BIN` to a
@@ -55,54 +56,74 @@ const emit = (text: string) => {
 emit(`# tableroll benchmarks${quick ? " (--quick)" : ""}\n`);
 emit(describeMachine().map((line) => `- ${line}`).join("\n") + "\n");
 
-let ok = true;
-if (only.has("handover")) {
-  emit("## Handover cost: Upgrader.create() → ready()\n");
-  emit(
-    "Fresh: no predecessor, the listeners are created (the baseline). " +
+/** A part of the suite: a heading, what it measures, and its table. */
+interface Part {
+  title: string;
+  intro?: string;
+  run(): Promise<string | { table: string; ok: boolean }>;
+}
+
+const rounds = quick ? 3 : 5;
+const upgrades = quick ? 3 : 5;
+const idleSeconds = quick ? 10 : 60;
+const parts: Record<typeof PARTS[number], Part> = {
+  handover: {
+    title: "Handover cost: Upgrader.create() → ready()",
+    intro: "Fresh: no predecessor, the listeners are created (the baseline). " +
       "Takeover: the same process inheriting them from a running predecessor. " +
-      `Medians of ${quick ? 3 : 5} rounds.\n`,
-  );
-  emit(
-    await handoverCost(group, {
-      runtimes: ["deno", "bun"],
-      counts: [1, 100, 1000],
-      rounds: quick ? 3 : 5,
-    }) + "\n",
-  );
-  emit(await exampleStartup(group, withReference, quick ? 3 : 5) + "\n");
-}
-if (only.has("adapters")) {
-  emit("## Throughput: adapters against the plain native server\n");
-  emit(await adapterThroughput(group, quick) + "\n");
-}
-if (only.has("load")) {
-  const upgrades = quick ? 3 : 5;
-  emit("## Upgrades under load\n");
-  emit(
-    `${upgrades} upgrades per row, 4 clients, 400 requests/s in total, 1.5 s ` +
-      "steady between upgrades. Handover = from the new process's start to the " +
-      "old one's exit; the baseline is the steady state of the same run.\n",
-  );
-  const result = await upgradesUnderLoad(group, {
-    runtimes: withReference,
-    upgrades,
-    intervalMs: 1500,
-    rate: 400,
-    clients: 4,
-  });
-  ok &&= result.ok;
-  emit(result.table + "\n");
-}
-if (only.has("idle")) {
-  const seconds = quick ? 10 : 60;
-  emit("## Idle cost\n");
-  emit(
-    `An owner waiting ${seconds} s for a successor (the example after READY and ` +
-      `${WARM_UP_REQUESTS} warm-up requests) against a plain server with the same handler ` +
-      "and no upgrader. CPU time from /proc/<pid>/stat (10 ms ticks), RSS from /proc/<pid>/status.\n",
-  );
-  emit(await idleCost(group, withReference, seconds) + "\n");
+      `Medians of ${rounds} rounds.`,
+    run: async () =>
+      await handoverCost(group, {
+        runtimes: ["deno", "bun"],
+        counts: [1, 100, 1000],
+        rounds,
+      }) + "\n\n" + await exampleStartup(group, withReference, rounds),
+  },
+  adapters: {
+    title: "Throughput: adapters against the plain native server",
+    run: () => adapterThroughput(group, quick),
+  },
+  load: {
+    title: "Upgrades under load",
+    intro:
+      `${upgrades} upgrades per row, 4 clients, 400 requests/s in total, ` +
+      "1.5 s steady between upgrades. Handover = from the new process's start " +
+      "to the old one's exit; the baseline is the steady state of the same run.",
+    run: () =>
+      upgradesUnderLoad(group, {
+        runtimes: withReference,
+        upgrades,
+        intervalMs: 1500,
+        rate: 400,
+        clients: 4,
+      }),
+  },
+  idle: {
+    title: "Idle cost",
+    intro: `An owner waiting ${idleSeconds} s for a successor (the example ` +
+      `after READY and ${WARM_UP_REQUESTS} warm-up requests) against a plain ` +
+      "server with the same handler and no upgrader. CPU time from " +
+      "/proc/<pid>/stat (10 ms ticks), RSS from /proc/<pid>/status.",
+    run: () => idleCost(group, withReference, idleSeconds),
+  },
+};
+
+let ok = true;
+for (const name of PARTS) {
+  if (!only.has(name)) continue;
+  const part = parts[name];
+  emit(`## ${part.title}\n`);
+  if (part.intro) emit(`${part.intro}\n`);
+  try {
+    const result = await part.run();
+    if (typeof result !== "string") ok &&= result.ok;
+    emit(`${typeof result === "string" ? result : result.table}\n`);
+  } catch (err) {
+    // One broken part must not hide the others' results.
+    ok = false;
+    emit(`failed: ${err instanceof Error ? err.message : String(err)}\n`);
+    await group.close();
+  }
 }
 
 await group.close();

@@ -46,8 +46,7 @@ export class Child {
 
   /** Wraps a freshly spawned `ChildProcess` (use {@linkcode ProcessGroup.spawn}). */
   constructor(child: ChildProcess) {
-    if (child.pid === undefined) throw new Error("spawn failed: no pid");
-    this.pid = child.pid;
+    this.pid = child.pid!;
     this.startedAt = now();
     splitLines(child.stdout!, (text) => {
       const line = { text, at: now() };
@@ -139,18 +138,24 @@ export class ProcessGroup {
   /** Every child spawned so far, in order. */
   readonly all: Child[] = [];
 
-  /** Spawns `command args` with stdout and stderr piped, stdin closed. */
+  /**
+   * Spawns `command args` with stdout and stderr piped, stdin closed; throws
+   * if the program cannot be started.
+   */
   spawn(
     command: string,
     args: string[],
     env: Record<string, string> = {},
   ): Child {
-    const child = new Child(
-      spawn(command, args, {
-        stdio: ["ignore", "pipe", "pipe"],
-        env: { ...process.env, NO_COLOR: "1", ...env },
-      }),
-    );
+    const spawned = spawn(command, args, {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, NO_COLOR: "1", ...env },
+    });
+    // A failed start shows as a missing pid (thrown below); without a
+    // listener the same failure would also be thrown asynchronously.
+    spawned.on("error", () => {});
+    if (spawned.pid === undefined) throw new Error(`cannot start ${command}`);
+    const child = new Child(spawned);
     this.#children.add(child);
     this.all.push(child);
     child.exited.then(() => this.#children.delete(child));
