@@ -32,7 +32,7 @@ import type { EpollRegistration } from "../ffi/mod.ts";
 import { type PlaceholderAddress, placeholderFor } from "./placeholder.ts";
 
 /** `"Deno 2.9.6"` or `"Bun 1.4.5"`: the running runtime, for error messages. */
-export function runtimeVersion(): string {
+function runtimeVersion(): string {
   const g = globalThis as {
     Deno?: { version: { deno: string } };
     Bun?: { version: string };

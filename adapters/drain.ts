@@ -47,7 +47,7 @@ export interface ClosableWebSocket {
 }
 
 /** `1001`: the endpoint is going away. */
-export const GOING_AWAY = 1001;
+const GOING_AWAY = 1001;
 
 // Connections accepted just before the listener left epoll may not have been
 // read yet; closing the server before they are would drop them.
@@ -74,18 +74,14 @@ export class Drain {
   #draining = false;
   #sockets = new Set<ClosableWebSocket>();
   #noSockets?: PromiseWithResolvers<void>;
-  #resolve!: () => void;
-  #reject!: (err: unknown) => void;
+  #done = Promise.withResolvers<void>();
 
   /** `target` acts on the server; `options` set the timing. */
   constructor(target: DrainTarget, options: DrainOptions = {}) {
     this.#target = target;
     this.#grace = Math.max(options.drainGracePeriod ?? 1000, SETTLE_MS);
     this.#deadline = options.drainDeadline ?? 30_000;
-    this.finished = new Promise((resolve, reject) => {
-      this.#resolve = resolve;
-      this.#reject = reject;
-    });
+    this.finished = this.#done.promise;
   }
 
   /** Whether the drain has started. */
@@ -101,15 +97,15 @@ export class Drain {
     const deadline = setTimeout(() => this.#cut(), this.#deadline);
     delay(this.#grace)
       .then(() => Promise.all([this.#target.close(), this.socketsClosed()]))
-      .then(() => this.#resolve(), this.#reject)
+      .then(() => this.#done.resolve(), this.#done.reject)
       .finally(() => clearTimeout(deadline));
   }
 
   /** Resolves `finished` once the server stopped on its own (no drain needed). */
   settle(closed: Promise<void>): void {
     closed.then(() => {
-      if (!this.#draining) this.#resolve();
-    }, this.#reject);
+      if (!this.#draining) this.#done.resolve();
+    }, this.#done.reject);
   }
 
   /**
