@@ -298,7 +298,7 @@ for (const adapter of [runtime, "node"] as const) {
         assert(during.head.includes("connection: close"), during.head);
         const idleClosedAfter = (await idle.closed) - handedOverAt;
         assert(
-          idleClosedAfter > grace - 200,
+          idleClosedAfter > grace - 500,
           `idle connection closed ${idleClosedAfter} ms after the handover`,
         );
         await first.gone();
