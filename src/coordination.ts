@@ -16,7 +16,6 @@ import {
   listenOn,
   O_CREAT,
   O_RDONLY,
-  O_RDWR,
   O_TRUNC,
   O_WRONLY,
   openFile,
@@ -37,6 +36,8 @@ const decoder = new TextDecoder();
 
 /** The name of the lock file and owner record. */
 export const PID_FILE = "pid";
+/** The mode Go tableroll creates it with. */
+const PID_FILE_MODE = 0o755;
 
 /** `<dir>/<id>.sock`. */
 export function controlSocketPath(dir: string, id: string): string {
@@ -169,7 +170,8 @@ export class OwnerLock {
    */
   static async acquire(dir: string, signal?: AbortSignal): Promise<OwnerLock> {
     const path = `${dir}/${PID_FILE}`;
-    const fd = openFile(path, O_RDWR | O_CREAT, 0o644);
+    // Opened and created exactly as Go tableroll does; a read-only descriptor can hold a flock.
+    const fd = openFile(path, O_RDONLY | O_CREAT, PID_FILE_MODE);
     try {
       for (let delay = 5; !flock(fd, "exclusive", { nonblocking: true });) {
         await sleep(delay, signal, `waiting for the lock on ${path}`);
@@ -202,7 +204,11 @@ export class OwnerLock {
 
   /** Records `id` as the owner: raw bytes, no newline, as Go writes it. */
   writeOwner(id: string): void {
-    const fd = openFile(this.#path, O_WRONLY | O_CREAT | O_TRUNC, 0o644);
+    const fd = openFile(
+      this.#path,
+      O_WRONLY | O_CREAT | O_TRUNC,
+      PID_FILE_MODE,
+    );
     try {
       writeAll(fd, encoder.encode(id));
     } finally {
