@@ -1,6 +1,7 @@
 /**
  * Upgrades under load: the demo's rolling upgrade, once with keep-alive
- * clients only and once with new-connection clients only, per runtime.
+ * clients only and once with new-connection clients only, per lineup
+ * (Deno only, Bun only, Deno and Bun in turn, a reference implementation).
  * Latency of requests that overlap a handover is set against the steady
  * state of the same run.
  *
@@ -8,15 +9,15 @@
  */
 import type { ClientKind } from "../examples/demo/load.ts";
 import type { ProcessGroup } from "../examples/demo/processes.ts";
-import type { Runtime } from "../examples/demo/copies.ts";
+import { LINEUPS } from "../examples/demo/copies.ts";
 import { runRollingUpgrade } from "../examples/demo/rolling.ts";
 import { median, totals } from "../examples/demo/stats.ts";
 import { count, formatTable, ms, ratio } from "../examples/demo/table.ts";
 
 /** Options of {@linkcode upgradesUnderLoad}. */
 export interface LoadBenchOptions {
-  /** What runs the service. */
-  runtimes: Runtime[];
+  /** Names of the lineups to run (keys of `LINEUPS`). */
+  lineups: string[];
   /** Upgrades per run. */
   upgrades: number;
   /** Steady time around each upgrade. */
@@ -27,18 +28,18 @@ export interface LoadBenchOptions {
   clients: number;
 }
 
-/** Runs every runtime × client kind; returns the table and whether nothing failed. */
+/** Runs every lineup × client kind; returns the table and whether nothing failed. */
 export async function upgradesUnderLoad(
   group: ProcessGroup,
   options: LoadBenchOptions,
 ): Promise<{ table: string; ok: boolean }> {
   const rows: string[][] = [];
   let ok = true;
-  for (const runtime of options.runtimes) {
+  for (const lineup of options.lineups) {
     for (const kind of ["keep-alive", "new-connection"] as ClientKind[]) {
       const run = runRollingUpgrade({
         group,
-        runtimeOf: () => runtime,
+        runtimeOf: LINEUPS[lineup],
         upgrades: options.upgrades,
         intervalMs: options.intervalMs,
         delay: 0,
@@ -57,7 +58,7 @@ export async function upgradesUnderLoad(
       );
       ok &&= t.failed === 0 && run.problems.length === 0;
       rows.push([
-        runtime,
+        lineup,
         kind,
         `${run.handovers.length}/${options.upgrades}`,
         count(t.requests),
@@ -70,7 +71,7 @@ export async function upgradesUnderLoad(
         ms(median(toDrained)),
       ]);
       for (const problem of run.problems) {
-        console.error(`${runtime}, ${kind}: ${problem}`);
+        console.error(`${lineup}, ${kind}: ${problem}`);
       }
     }
   }

@@ -41,7 +41,8 @@ if (unknown.length) {
   process.exit(2);
 }
 const quick = values.quick;
-const withReference: Runtime[] = process.env[REFERENCE_ENV]
+const hasReference = Boolean(process.env[REFERENCE_ENV]);
+const runtimes: Runtime[] = hasReference
   ? ["deno", "bun", "reference"]
   : ["deno", "bun"];
 
@@ -77,7 +78,7 @@ const parts: Record<typeof PARTS[number], Part> = {
         runtimes: ["deno", "bun"],
         counts: [1, 100, 1000],
         rounds,
-      }) + "\n\n" + await exampleStartup(group, withReference, rounds),
+      }) + "\n\n" + await exampleStartup(group, runtimes, rounds),
   },
   adapters: {
     title: "Throughput: adapters against the plain native server",
@@ -86,12 +87,18 @@ const parts: Record<typeof PARTS[number], Part> = {
   load: {
     title: "Upgrades under load",
     intro:
-      `${upgrades} upgrades per row, 4 clients, 400 requests/s in total, ` +
+      `${upgrades} upgrades per row (mixed: Deno and Bun copies in turn), ` +
+      "4 clients, 400 requests/s in total, " +
       "1.5 s steady between upgrades. Handover = from the new process's start " +
       "to the old one's exit; the baseline is the steady state of the same run.",
     run: () =>
       upgradesUnderLoad(group, {
-        runtimes: withReference,
+        lineups: [
+          "deno",
+          "bun",
+          "mixed",
+          ...(hasReference ? ["reference"] : []),
+        ],
         upgrades,
         intervalMs: 1500,
         rate: 400,
@@ -104,7 +111,7 @@ const parts: Record<typeof PARTS[number], Part> = {
       `after READY and ${WARM_UP_REQUESTS} warm-up requests) against a plain ` +
       "server with the same handler and no upgrader. CPU time from " +
       "/proc/<pid>/stat (10 ms ticks), RSS from /proc/<pid>/status.",
-    run: () => idleCost(group, withReference, idleSeconds),
+    run: () => idleCost(group, runtimes, idleSeconds),
   },
 };
 

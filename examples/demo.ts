@@ -13,7 +13,7 @@ import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { REFERENCE_ENV, ROOT, type Runtime } from "./demo/copies.ts";
+import { type Lineup, LINEUPS, REFERENCE_ENV, ROOT } from "./demo/copies.ts";
 import { LiveView } from "./demo/live.ts";
 import { ProcessGroup } from "./demo/processes.ts";
 import { succeeded, summary } from "./demo/report.ts";
@@ -55,14 +55,7 @@ if (values.help) {
   process.exit(0);
 }
 
-const runtimes: Record<string, (i: number) => Runtime> = {
-  deno: () => "deno",
-  bun: () => "bun",
-  mixed: (i) => (i % 2 === 0 ? "deno" : "bun"),
-  reference: () => "reference",
-};
-const runtimeOf: ((i: number) => Runtime) | undefined =
-  runtimes[values.runtime];
+const runtimeOf: Lineup | undefined = LINEUPS[values.runtime];
 const numbers = [
   "upgrades",
   "interval",

@@ -12,6 +12,17 @@ import type { Child, Line, ProcessGroup } from "./processes.ts";
 /** What runs a copy: the example under Deno or Bun, or the reference binary. */
 export type Runtime = "deno" | "bun" | "reference";
 
+/** Which runtime runs copy number `i` (0 is the first) of a rolling upgrade. */
+export type Lineup = (i: number) => Runtime;
+
+/** The lineups by name: one runtime throughout, or Deno and Bun in turn. */
+export const LINEUPS: Record<string, Lineup> = {
+  deno: () => "deno",
+  bun: () => "bun",
+  mixed: (i) => (i % 2 === 0 ? "deno" : "bun"),
+  reference: () => "reference",
+};
+
 /** The environment variable naming a reference binary that takes hello.ts's flags. */
 export const REFERENCE_ENV = "TABLEROLL_REFERENCE_BIN";
 
