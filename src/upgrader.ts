@@ -61,6 +61,13 @@ export type UpgraderState =
   | "upgraded"
   | "stopped";
 
+/** The owner this process is taking over from, while it waits for `ready()`. */
+interface Predecessor {
+  conn: ControlConn;
+  version: number;
+  owner: string;
+}
+
 /** Options of {@linkcode Upgrader.create}. */
 export interface UpgraderOptions {
   /** This process's id, unique among live processes; names `<dir>/<id>.sock`. Default: the pid. */
@@ -108,7 +115,7 @@ export class Upgrader implements AsyncDisposable {
   readonly #upgradeTimeout: number;
   readonly #controlFd: number;
   #lock: OwnerLock | undefined;
-  #predecessor: { conn: ControlConn; version: number } | undefined;
+  #predecessor: Predecessor | undefined;
   #ready: Promise<void> | undefined;
   readonly #stopping = new AbortController();
   readonly #upgraded = new AbortController();
@@ -232,7 +239,7 @@ export class Upgrader implements AsyncDisposable {
     ]);
     try {
       const version = await this.#receive(conn, owner, transfer);
-      this.#predecessor = { conn, version };
+      this.#predecessor = { conn, version, owner };
     } catch (err) {
       conn.close();
       throw err;
@@ -315,7 +322,7 @@ export class Upgrader implements AsyncDisposable {
   }
 
   async #askToStepDown(
-    { conn, version }: { conn: ControlConn; version: number },
+    { conn, version, owner }: Predecessor,
   ): Promise<void> {
     const signal = AbortSignal.any([
       this.#stopping.signal,
@@ -330,10 +337,30 @@ export class Upgrader implements AsyncDisposable {
       await conn.writeAll(encodeReady(), signal);
       checkSteppingDown(await conn.readBlob(signal));
     } catch (err) {
-      throw signal.aborted
-        ? abortReason(signal, "waiting for the owner to step down")
-        : err;
+      if (signal.aborted) {
+        throw abortReason(signal, "waiting for the owner to step down");
+      }
+      if (!(err instanceof PeerClosedError)) throw err;
+      if (this.#ownerIsAlive(owner)) {
+        throw new PeerClosedError(
+          `owner ${owner} closed the connection instead of stepping down: its upgrade ` +
+            "timeout ran out before ready() or it is stopping; it stays the owner, so exit and start again",
+          { cause: err },
+        );
+      }
+      // The owner died after handing over: this process holds its sockets
+      // and the lock, so it takes over instead of leaving nobody serving.
+      this.#logger.warn(
+        `tableroll: owner ${owner} died before stepping down; taking over`,
+      );
     }
+  }
+
+  #ownerIsAlive(owner: string): boolean {
+    const fd = connectOwner(controlSocketPath(this.dir, owner));
+    if (fd === null) return false;
+    close(fd);
+    return true;
   }
 
   async #acceptSuccessors(): Promise<void> {

@@ -498,3 +498,48 @@ test("upgrader: an owner that stalls mid-transfer fails create() after the upgra
     go.close();
   });
 });
+
+test("upgrader: an owner that dies before stepping down leaves its sockets to the successor", async () => {
+  await withDir(async (dir) => {
+    const go = goOwner(dir, "go");
+    const listener = tcpListener();
+    const handedOver = go.successor.then(async ({ conn }) => {
+      await conn.writeAll(
+        frame(bytes([0x09, 0x20], '[{"kind":"listener","id":"web"}]\n')),
+      );
+      await conn.sendFd(encoder.encode("listener(web)"), listener);
+      return conn;
+    });
+    const upgrader = await Upgrader.create(dir, { id: "ts" });
+    upgrader.fds.get("web");
+    go.close(); // the owner dies: its control socket stops accepting
+    (await handedOver).close();
+    await upgrader.ready();
+    assertEquals([
+      upgrader.state,
+      readFileSync(`${dir}/pid`, "utf8"),
+      lockIsFree(dir),
+    ], ["owner", "ts", true]);
+    await upgrader.stop();
+    close(listener);
+  });
+});
+
+test("upgrader: an owner that is alive but gave up makes ready() fail with what to do", async () => {
+  await withDir(async (dir) => {
+    const go = goOwner(dir, "go");
+    const handedOver = go.successor.then(async ({ conn }) => {
+      await conn.writeAll(frame(bytes([0x09, 0x20], "[]\n")));
+      return conn;
+    });
+    const upgrader = await Upgrader.create(dir, { id: "ts" });
+    (await handedOver).close(); // gave up, yet still listening
+    await assertRejects(upgrader.ready(), PeerClosedError, "stays the owner");
+    assertEquals([
+      upgrader.state,
+      readFileSync(`${dir}/pid`, "utf8"),
+      lockIsFree(dir),
+    ], ["stopped", "go", true]);
+    go.close();
+  });
+});
