@@ -135,9 +135,6 @@ export class Child {
 export class ProcessGroup {
   readonly #children = new Set<Child>();
 
-  /** Every child spawned so far, in order. */
-  readonly all: Child[] = [];
-
   /**
    * Spawns `command args` with stdout and stderr piped, stdin closed; throws
    * if the program cannot be started.
@@ -157,7 +154,6 @@ export class ProcessGroup {
     if (spawned.pid === undefined) throw new Error(`cannot start ${command}`);
     const child = new Child(spawned);
     this.#children.add(child);
-    this.all.push(child);
     child.exited.then(() => this.#children.delete(child));
     return child;
   }

@@ -73,7 +73,7 @@ export function summary(run: RollingRun): string {
 }
 
 /** A table row: label, count, p50, p99, max. */
-export function latencyRow(label: string, latency: Latency): string[] {
+function latencyRow(label: string, latency: Latency): string[] {
   return [
     label,
     count(latency.count),
