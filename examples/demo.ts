@@ -28,7 +28,8 @@ const USAGE = `Usage: deno run -A examples/demo.ts [options]
                             \$${REFERENCE_ENV}
   --upgrades N              handovers to perform (default 5)
   --interval MS             steady time around each handover (default 2000)
-  --rate N                  total requests per second (default 500)
+  --rate N                  total requests per second, 0 for back to back
+                            (default 500)
   --keep-alive N            clients reusing one connection (default 3)
   --new-connection N        clients opening a connection per request (default 3)
   --max-requests N          stop sending after this many (default 100000)
