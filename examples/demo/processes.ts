@@ -161,16 +161,23 @@ export class ProcessGroup {
   /**
    * Makes SIGINT and SIGTERM of this process stop every child, run
    * `cleanUp` once they are gone (e.g. restore the terminal, remove files)
-   * and exit with 130 or 143.
+   * and exit with 130 or 143. An uncaught error does the same after printing
+   * it, and exits with 1: no child outlives a crash of the driver either.
    */
   closeOnSignals(cleanUp: () => void = () => {}): void {
-    for (const signal of ["SIGINT", "SIGTERM"] as const) {
-      process.on(signal, async () => {
-        await this.close();
-        cleanUp();
-        process.exit(signal === "SIGINT" ? 130 : 143);
-      });
-    }
+    const exitWith = async (status: number) => {
+      await this.close();
+      cleanUp();
+      process.exit(status);
+    };
+    process.on("SIGINT", () => exitWith(130));
+    process.on("SIGTERM", () => exitWith(143));
+    const crash = (err: unknown) => {
+      console.error(err);
+      exitWith(1);
+    };
+    process.on("uncaughtException", crash);
+    process.on("unhandledRejection", crash);
   }
 
   /**
