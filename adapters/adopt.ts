@@ -18,6 +18,7 @@ import {
   EPOLL_CTL_DEL,
   epollRegistrations,
   Errno,
+  fdTarget,
   fileIdentity,
   layout,
   libc,
@@ -88,10 +89,12 @@ export class AdoptionError extends Error {
 export function listenerOpenedBy<T>(
   open: () => T,
 ): { value: T; fd: number } {
-  const before = new Set(listFds());
+  // By number and file: another thread may close a descriptor meanwhile
+  // and the server's socket may get its number.
+  const before = new Map(listFds().map((fd) => [fd, fileOf(fd)]));
   const value = open();
   const opened = listFds().filter((fd) =>
-    !before.has(fd) && isListeningSocket(fd)
+    before.get(fd) !== fileOf(fd) && isListeningSocket(fd)
   );
   if (opened.length !== 1) {
     throw new AdoptionError(
@@ -99,6 +102,14 @@ export function listenerOpenedBy<T>(
     );
   }
   return { value, fd: opened[0] };
+}
+
+function fileOf(fd: number): string | undefined {
+  try {
+    return fdTarget(fd);
+  } catch {
+    return undefined; // closed meanwhile
+  }
 }
 
 function isListeningSocket(fd: number): boolean {

@@ -49,10 +49,10 @@ const logger = {
 mkdirSync(flags.dir, { recursive: true, mode: 0o700 });
 const upgrader = await Upgrader.create(flags.dir, { id: flags.id, logger });
 // The running runtime's native server (Deno.serve or Bun.serve) on the
-// handed-over socket. The specifier is computed because the Bun adapter names
-// the Bun global, which Deno's type checker must not see.
-const adapter = "Bun" in globalThis ? "bun" : "deno";
-const { serve } = await import(`../adapters/${adapter}/mod.ts`);
+// handed-over socket.
+const { serve } = "Bun" in globalThis
+  ? await import("../adapters/bun/mod.ts")
+  : await import("../adapters/deno/mod.ts");
 const handler = async () => {
   await new Promise((resolve) => setTimeout(resolve, delay));
   return new Response(`hello from ${pid}\n`);
@@ -77,7 +77,9 @@ const stopRequested = new Promise<void>((resolve) => {
 await Promise.race([upgrader.upgradeComplete, stopRequested]);
 
 // After a takeover the adapter drains by itself; on a signal, stop serving.
-if (!upgrader.signal.aborted) await (server.shutdown?.() ?? server.stop());
+if (!upgrader.signal.aborted) {
+  await ("shutdown" in server ? server.shutdown() : server.stop());
+}
 await server.finished;
 console.log(`DRAINED ${pid}`);
 await upgrader.stop();

@@ -30,7 +30,8 @@
  *
  * @module
  */
-import type { Server, ServerWebSocket, WebSocketHandler } from "bun";
+// @ts-types="./deno_types.d.ts"
+import type { Serve, Server, ServerWebSocket, WebSocketHandler } from "bun";
 import { serveAdopted } from "../adopt.ts";
 import { Drain } from "../drain.ts";
 import { type HandoverOptions, listenAddressOf } from "../upgrader.ts";
@@ -40,7 +41,7 @@ export type * from "../types.ts";
 
 /** `Bun.serve`'s options with {@linkcode HandoverOptions}. */
 export type ServeOptions<WebSocketData = undefined, R extends string = string> =
-  & Bun.Serve.Options<WebSocketData, R>
+  & Serve.Options<WebSocketData, R>
   & HandoverOptions;
 
 /** Bun's server, plus the end of its drain. */
@@ -50,6 +51,15 @@ export interface HandedOverServer<WebSocketData> extends Server<WebSocketData> {
    * that follows a successor's takeover (requests done, WebSockets closed).
    */
   readonly finished: Promise<void>;
+}
+
+/** The `Bun` global, named only when serving so that Deno can load this module. */
+function bunRuntime(): {
+  serve<WebSocketData, R extends string>(
+    options: Serve.Options<WebSocketData, R>,
+  ): Server<WebSocketData>;
+} {
+  return (globalThis as unknown as { Bun: ReturnType<typeof bunRuntime> }).Bun;
 }
 
 /** The options whose handlers the adapter wraps. */
@@ -120,14 +130,14 @@ export function serve<WebSocketData = undefined, R extends string = string>(
   const { server, listener: adopted } = serveAdopted(
     listener,
     (placeholder) =>
-      Bun.serve({
+      bunRuntime().serve({
         ...bunOptions,
         hostname: undefined,
         port: undefined,
         unix: undefined,
         ...("path" in placeholder ? { unix: placeholder.path } : placeholder),
         ...handlers(bunOptions),
-      } as Bun.Serve.Options<WebSocketData, R>),
+      } as Serve.Options<WebSocketData, R>),
     (server) => server.stop(true),
   );
   upgrader.upgradeComplete.then(() => drain.start(), () => {});
@@ -148,7 +158,7 @@ export function serve<WebSocketData = undefined, R extends string = string>(
     port,
     url,
     finished: drain.finished,
-    reload(options: Bun.Serve.Options<WebSocketData, R>) {
+    reload(options: Serve.Options<WebSocketData, R>) {
       const next = options as typeof options & HandlerOptions<WebSocketData>;
       server.reload({ ...next, ...handlers(next) } as typeof options);
       return handedOver;
