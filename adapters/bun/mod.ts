@@ -38,6 +38,8 @@ import { type HandoverOptions, listenAddressOf } from "../upgrader.ts";
 
 export { AdoptionError } from "../adopt.ts";
 export type * from "../types.ts";
+// @ts-types="./deno_types.d.ts"
+export type { Serve, Server, ServerWebSocket, WebSocketHandler } from "bun";
 
 /** `Bun.serve`'s options with {@linkcode HandoverOptions}. */
 export type ServeOptions<WebSocketData = undefined, R extends string = string> =
