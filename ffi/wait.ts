@@ -31,6 +31,7 @@ interface Pending {
   seq: number;
   ref: boolean;
   resolve(revents: number): void;
+  reject(err: Error): void;
 }
 
 class Waiter {
@@ -42,6 +43,7 @@ class Waiter {
   readonly #worker: Worker;
   #seq = 0;
   #refs = 0;
+  #failure: Error | undefined;
 
   constructor() {
     for (let slot = 0; slot < SLOTS; slot++) {
@@ -61,12 +63,21 @@ class Waiter {
         pending.resolve(revents);
       }
     });
-    // After adding the listener: in Bun, adding one refs the worker again.
+    this.#worker.on("error", (err: Error) => this.#fail(err));
+    this.#worker.on(
+      "exit",
+      (code: number) =>
+        this.#fail(
+          new Error(`tableroll's waiter thread exited (code ${code})`),
+        ),
+    );
+    // After adding the listeners: in Bun, adding one refs the worker again.
     this.#worker.unref();
   }
 
   wait(fd: number, events: number, options: WaitOptions): Promise<number> {
     const { signal, ref = true } = options;
+    if (this.#failure) return Promise.reject(this.#failure);
     if (signal?.aborted) return Promise.reject(signal.reason);
     const slot = this.#freeSlot();
     const seq = ++this.#seq & 0x7fffffff;
@@ -76,12 +87,17 @@ class Waiter {
         this.#release(slot, true);
         reject(signal!.reason);
       };
+      const settle = () => signal?.removeEventListener("abort", onAbort);
       this.#pending.set(slot, {
         seq,
         ref,
         resolve: (revents) => {
-          signal?.removeEventListener("abort", onAbort);
+          settle();
           resolve(revents);
+        },
+        reject: (err) => {
+          settle();
+          reject(err);
         },
       });
       if (ref && this.#refs++ === 0) this.#worker.ref();
@@ -108,6 +124,15 @@ class Waiter {
     Atomics.store(this.#table, slot * SLOT_FIELDS, -1);
     if (pending.ref && --this.#refs === 0) this.#worker.unref();
     if (tellWaiter) this.#wake();
+  }
+
+  /** The thread is gone (its module failed to load, say): every wait fails now and later. */
+  #fail(err: Error): void {
+    this.#failure ??= err;
+    for (const [slot, pending] of [...this.#pending]) {
+      this.#release(slot, false);
+      pending.reject(this.#failure);
+    }
   }
 
   #wake(): void {

@@ -370,8 +370,15 @@ export class Upgrader implements AsyncDisposable {
           ref: false,
           signal: this.#stopping.signal,
         });
-      } catch {
-        return; // stopped
+      } catch (err) {
+        if (!this.#stopping.signal.aborted) {
+          this.#logger.error(
+            `tableroll: cannot wait for successors any more: ${
+              (err as Error).message
+            }`,
+          );
+        }
+        return;
       }
       try {
         for (let fd = this.#acceptOne(); fd !== null; fd = this.#acceptOne()) {
