@@ -23,9 +23,11 @@ import { renderTimeline } from "./demo/svg.ts";
 
 const USAGE = `Usage: deno run -A examples/demo.ts [options]
 
-  --runtime deno|bun|mixed|reference   what runs the copies (default deno);
-                            mixed alternates Deno and Bun, reference runs
-                            \$${REFERENCE_ENV}
+  --runtime deno|bun|mixed|reference|interop
+                            what runs the copies (default deno); mixed
+                            alternates Deno and Bun, reference runs
+                            \$${REFERENCE_ENV}, interop cycles through
+                            the reference, Deno and Bun
   --upgrades N              handovers to perform (default 5)
   --interval MS             steady time around each handover (default 2000)
   --rate N                  total requests per second, 0 for back to back
@@ -72,8 +74,11 @@ const n = Object.fromEntries(
 const invalid = numbers.filter((k) => !Number.isInteger(n[k]) || n[k] < 0);
 if (!runtimeOf) usageError(`unknown --runtime ${values.runtime}`);
 if (invalid.length) usageError(`invalid --${invalid.join(", --")}`);
-if (values.runtime === "reference" && !process.env[REFERENCE_ENV]) {
-  usageError(`--runtime reference needs ${REFERENCE_ENV}`);
+if (
+  ["reference", "interop"].includes(values.runtime) &&
+  !process.env[REFERENCE_ENV]
+) {
+  usageError(`--runtime ${values.runtime} needs ${REFERENCE_ENV}`);
 }
 
 function usageError(message: string): never {

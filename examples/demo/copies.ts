@@ -15,12 +15,16 @@ export type Runtime = "deno" | "bun" | "reference";
 /** Which runtime runs copy number `i` (0 is the first) of a rolling upgrade. */
 export type Lineup = (i: number) => Runtime;
 
-/** The lineups by name: one runtime throughout, or Deno and Bun in turn. */
+/**
+ * The lineups by name: one runtime throughout, Deno and Bun in turn, or the
+ * reference implementation, Deno and Bun in turn (`interop`).
+ */
 export const LINEUPS: Record<string, Lineup> = {
   deno: () => "deno",
   bun: () => "bun",
   mixed: (i) => (i % 2 === 0 ? "deno" : "bun"),
   reference: () => "reference",
+  interop: (i) => (["reference", "deno", "bun"] as const)[i % 3],
 };
 
 /** The environment variable naming a reference binary that takes hello.ts's flags. */
