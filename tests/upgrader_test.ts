@@ -105,6 +105,22 @@ function lockIsFree(dir: string): boolean {
   }
 }
 
+/** An owner `"old"` of one TCP listener `"web"`, ready. */
+async function webOwner(dir: string, upgradeTimeout?: number) {
+  const owner = await Upgrader.create(dir, { id: "old", upgradeTimeout });
+  const web = owner.fds.listen("web", { hostname: "127.0.0.1", port: 0 });
+  await owner.ready();
+  return { owner, web };
+}
+
+/** Dials the owner `"old"` and receives its metadata and one descriptor. */
+async function receiveWeb(dir: string) {
+  const peer = dialOwner(dir, "old");
+  const metadata = await peer.readBlob();
+  const { data, fds } = await peer.readFdMessage(4096, 1);
+  return { peer, metadata, data, fds };
+}
+
 const tcpListener = () =>
   listenOn({ family: "inet", hostname: "127.0.0.1", port: 0 }, {
     nonblocking: true,
@@ -112,25 +128,19 @@ const tcpListener = () =>
 
 test("upgrader: as owner it sends the Go bytes, one descriptor per message, and steps down", async () => {
   await withDir(async (dir) => {
-    const owner = await Upgrader.create(dir, { id: "old" });
-    const web = owner.fds.listen("web", { hostname: "127.0.0.1", port: 0 });
-    await owner.ready();
+    const { owner, web } = await webOwner(dir);
     assertEquals([owner.state, readFileSync(`${dir}/pid`, "utf8")], [
       "owner",
       "old",
     ]);
 
-    const peer = dialOwner(dir, "old");
+    const { peer, metadata, data, fds } = await receiveWeb(dir);
     const port = (web.address as InetAddress).port;
     const json =
       `[{"kind":"listener","id":"web","network":"tcp","addr":"127.0.0.1:${port}"}]\n`;
-    assertEquals(await peer.readBlob(), bytes([0x09, 0x20], json));
-    const message = await peer.readFdMessage(4096, 1);
-    assertEquals(
-      decoder.decode(message.data),
-      `listener(web): tcp:127.0.0.1:${port}`,
-    );
-    assertEquals(fileIdentity(message.fds[0]).ino, fileIdentity(web.fd).ino);
+    assertEquals(metadata, bytes([0x09, 0x20], json));
+    assertEquals(decoder.decode(data), `listener(web): tcp:127.0.0.1:${port}`);
+    assertEquals(fileIdentity(fds[0]).ino, fileIdentity(web.fd).ino);
 
     assertEquals(owner.state, "handing-over");
     assertThrows(
@@ -148,7 +158,7 @@ test("upgrader: as owner it sends the Go bytes, one descriptor per message, and 
     await owner.stop();
     assertThrows(() => owner.fds.listen("web", { port: 0 }), StoppedError);
     peer.close();
-    close(message.fds[0]);
+    close(fds[0]);
   });
 });
 
@@ -251,15 +261,8 @@ test("upgrader: a successor whose ready() fails releases the lock at once and st
 
 test("upgrader: the owner's upgrade timeout interrupts a successor that never gets ready", async () => {
   await withDir(async (dir) => {
-    const owner = await Upgrader.create(dir, {
-      id: "old",
-      upgradeTimeout: 300,
-    });
-    owner.fds.listen("web", { hostname: "127.0.0.1", port: 0 });
-    await owner.ready();
-    const peer = dialOwner(dir, "old");
-    await peer.readBlob();
-    const { fds } = await peer.readFdMessage(4096, 1);
+    const { owner } = await webOwner(dir, 300);
+    const { peer, fds } = await receiveWeb(dir);
     const started = performance.now();
     await assertRejects(peer.readExact(1), PeerClosedError);
     assert(
@@ -281,12 +284,7 @@ test("upgrader: the owner's upgrade timeout interrupts a successor that never ge
 
 test("upgrader: garbage and a wrong version leave the owner serving, with no descriptor leaked", async () => {
   await withDir(async (dir) => {
-    const owner = await Upgrader.create(dir, {
-      id: "old",
-      upgradeTimeout: 2000,
-    });
-    owner.fds.listen("web", { hostname: "127.0.0.1", port: 0 });
-    await owner.ready();
+    const { owner } = await webOwner(dir, 2000);
     const before = listFds().length;
     const replies = [
       new Uint8Array([0x00]),
@@ -295,9 +293,7 @@ test("upgrader: garbage and a wrong version leave the owner serving, with no des
       bytes([0x42], frame(bytes("not json"))),
     ];
     for (const reply of replies) {
-      const peer = dialOwner(dir, "old");
-      await peer.readBlob();
-      const { fds } = await peer.readFdMessage(4096, 1);
+      const { peer, fds } = await receiveWeb(dir);
       await peer.writeAll(reply);
       await assertRejects(peer.readExact(1), PeerClosedError);
       assertEquals(owner.state, "owner", `after ${reply.slice(0, 8)}`);
@@ -352,10 +348,8 @@ test("upgrader: inherited descriptors nobody claimed are closed at ready(), clai
 
 test("upgrader: asking an inherited name for another address is a DescriptorMismatchError", async () => {
   await withDir(async (dir) => {
-    const owner = await Upgrader.create(dir, { id: "old" });
-    const web = owner.fds.listen("web", { hostname: "127.0.0.1", port: 0 });
+    const { owner, web } = await webOwner(dir);
     owner.fds.openFile("journal", `${dir}/journal`);
-    await owner.ready();
     const successor = await Upgrader.create(dir, { id: "new" });
     const port = (web.address as InetAddress).port;
     assertThrows(
@@ -438,9 +432,7 @@ test("upgrader: a live id is refused, a stale socket of the same id is replaced"
 
 test("upgrader: cancelling the create signal after create() does not break ready()", async () => {
   await withDir(async (dir) => {
-    const owner = await Upgrader.create(dir, { id: "old" });
-    owner.fds.listen("web", { hostname: "127.0.0.1", port: 0 });
-    await owner.ready();
+    const { owner } = await webOwner(dir);
     const controller = new AbortController();
     const successor = await Upgrader.create(dir, {
       id: "new",
