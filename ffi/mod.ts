@@ -113,6 +113,7 @@ export * from "./fd.ts";
 export * from "./proc.ts";
 export { monotonicNanos } from "./clock.ts";
 export {
+  startWaiter,
   waitFor,
   type WaitOptions,
   waitReadable,

@@ -17,6 +17,7 @@ import {
   getpid,
   getuid,
   peerCredentials,
+  startWaiter,
   unlink,
   waitReadable,
 } from "../ffi/mod.ts";
@@ -154,6 +155,9 @@ export class Upgrader implements AsyncDisposable {
     const id = options.id ?? String(getpid());
     checkId(dir, id);
     checkDirectory(dir);
+    // Every upgrader waits on its sockets; start the thread before the lock
+    // is held, not in the middle of a handover.
+    startWaiter();
     const controlFd = listenControl(controlSocketPath(dir, id));
     const upgrader = new Upgrader(dir, id, controlFd, options);
     try {
