@@ -247,10 +247,10 @@ async function keepAliveConnection(port: number) {
   );
   return {
     closed,
-    /** Sends GET / and resolves with the response head and pid (any framing). */
-    async get(): Promise<{ head: string; pid: number }> {
+    /** Sends GET `path` and resolves with the response head and pid (any framing). */
+    async get(path = "/"): Promise<{ head: string; pid: number }> {
       buffered = "";
-      socket.write("GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+      socket.write(`GET ${path} HTTP/1.1\r\nhost: x\r\n\r\n`);
       for (;;) {
         const match = /^([\s\S]*?)\r\n\r\n[\s\S]*?hello from (\d+)\n/.exec(
           buffered,
@@ -309,3 +309,34 @@ for (const adapter of [runtime, "node"] as const) {
       }
     }));
 }
+
+test(`adapter: ${runtime} closes a keep-alive connection whose response began before the drain`, () =>
+  withService(async (group, tmp) => {
+    const port = await freePort();
+    const spec = {
+      dir: join(tmp, "dir"),
+      addr: `127.0.0.1:${port}`,
+      grace: 300,
+      deadline: 10_000,
+    };
+    const first = startServer(group, { adapter: runtime }, spec);
+    await first.ready();
+    const conn = await keepAliveConnection(port);
+    try {
+      const streaming = conn.get("/stream?ms=1500");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const second = startServer(group, { adapter: runtime }, spec);
+      await second.ready();
+      const handedOverAt = Date.now();
+      assertEquals((await streaming).pid, first.child.pid);
+      await first.gone();
+      const drainedAfter = Date.now() - handedOverAt;
+      assert(
+        drainedAfter < 5000,
+        `drained ${drainedAfter} ms after the handover, not long before the deadline`,
+      );
+      await conn.closed;
+    } finally {
+      conn.destroy();
+    }
+  }));
