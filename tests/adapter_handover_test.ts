@@ -115,21 +115,19 @@ test(
 );
 
 test(
-  `adapter: node:http on ${runtime} hands over 5 times under load`,
-  () => rollingUpgrades(() => ({ adapter: "node", runtime }), 5),
-  {
-    timeout: 60_000,
-  },
+  `adapter: node:http on ${runtime} hands over 10 times under load`,
+  () => rollingUpgrades(() => ({ adapter: "node", runtime }), 10),
+  { timeout: 90_000 },
 );
 
 test(
-  `adapter: ${runtime} and ${other} native servers hand over to each other`,
+  `adapter: ${runtime} and ${other} native servers hand over to each other 10 times`,
   () =>
     rollingUpgrades(
       (i) => ({ adapter: i % 2 === 0 ? runtime : other }),
-      4,
+      10,
     ),
-  { timeout: 60_000 },
+  { timeout: 90_000 },
 );
 
 test(`adapter: ${runtime} native server reports the real address`, () =>
