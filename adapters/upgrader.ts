@@ -5,16 +5,10 @@
  * @module
  */
 import type { SocketAddress } from "../ffi/mod.ts";
+import type { ListenAddress } from "../mod.ts";
 import type { DrainOptions } from "./drain.ts";
 
-/**
- * A TCP address (`hostname` defaults to every interface), a Unix socket path
- * or an abstract Unix socket name.
- */
-export type ListenAddress =
-  | { hostname?: string; port: number }
-  | { path: string }
-  | { abstract: string };
+export type { ListenAddress };
 
 /** A listener the upgrader's descriptor store owns. */
 export interface StoreListener {
