@@ -121,13 +121,13 @@ test(
 );
 
 test(
-  `adapter: ${runtime} and ${other} native servers hand over to each other 10 times`,
+  `adapter: ${runtime} and ${other} native servers hand over to each other 20 times`,
   () =>
     rollingUpgrades(
       (i) => ({ adapter: i % 2 === 0 ? runtime : other }),
-      10,
+      20,
     ),
-  { timeout: 90_000 },
+  { timeout: 120_000 },
 );
 
 test(`adapter: ${runtime} native server reports the real address`, () =>
