@@ -4,6 +4,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   rmSync,
 } from "node:fs";
 import { join } from "node:path";
@@ -88,6 +89,30 @@ async function getOnce(port: number): Promise<Sample> {
   return load.samples[0];
 }
 
+/**
+ * Whether process `pid` holds the server side of an established TCP
+ * connection to `port`, i.e. it accepted one (a connection still in the
+ * listen backlog belongs to no process yet).
+ */
+function acceptedBy(pid: number, port: number): boolean {
+  const established = new Set(
+    readFileSync("/proc/net/tcp", "utf8").split("\n").slice(1)
+      .map((line) => line.trim().split(/\s+/))
+      .filter(([, local, , state]) =>
+        state === "01" && parseInt(local?.split(":")[1] ?? "", 16) === port
+      )
+      .map((fields) => `socket:[${fields[9]}]`),
+  );
+  const fdDir = `/proc/${pid}/fd`;
+  return readdirSync(fdDir).some((fd) => {
+    try {
+      return established.has(readlinkSync(join(fdDir, fd)));
+    } catch {
+      return false; // closed meanwhile
+    }
+  });
+}
+
 /** Resolves once `copy` printed DRAINED and exited 0. */
 async function drained(copy: Copy): Promise<void> {
   await copy.drained(TIMEOUT_MS);
@@ -142,10 +167,8 @@ test(`upgrader process (${runtime}): an in-flight request completes after takeov
     const old = startCopy(place.group, runtime, flags);
     await old.ready(TIMEOUT_MS);
     // Start the successor only once the owner accepted the connection.
-    const openFds = () => readdirSync(`/proc/${old.child.pid}/fd`).length;
-    const idle = openFds();
     const slow = getOnce(port);
-    await until(() => openFds() > idle);
+    await until(() => acceptedBy(old.child.pid, port));
     const next = startCopy(place.group, runtime, flags);
     await next.ready(TIMEOUT_MS);
     await drained(old);
