@@ -155,7 +155,7 @@ function waiterModule(): URL | string {
   if (!found) {
     throw new Error(
       "this executable lacks tableroll's waiter thread: add ffi/wait_worker.ts as an entry point, " +
-        "e.g. bun build --compile app.ts node_modules/tableroll/ffi/wait_worker.ts",
+        "e.g. bun build --compile app.ts <path to tableroll>/ffi/wait_worker.ts",
     );
   }
   return `${root}/${found}`;
