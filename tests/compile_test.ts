@@ -1,0 +1,52 @@
+/**
+ * A `bun build --compile` single binary of the example, with the waiter
+ * thread as an extra entry point, hands over to a second copy of itself.
+ * The binary embeds Bun, so this runs once, in the Bun suite.
+ */
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { runtime, test } from "./support/harness.ts";
+import { assertEquals } from "./support/assert.ts";
+import { ProcessGroup } from "../examples/demo/processes.ts";
+import { ROOT, runtimeBinary } from "../examples/demo/copies.ts";
+import { freePort } from "../examples/demo/rolling.ts";
+
+test(
+  "compile: a bun build --compile binary hands over to a second copy",
+  async () => {
+    const tmp = mkdtempSync("/tmp/tr-");
+    const group = new ProcessGroup();
+    try {
+      const binary = `${tmp}/hello`;
+      const build = spawnSync(runtimeBinary("bun"), [
+        "build",
+        "--compile",
+        "examples/hello.ts",
+        "ffi/wait_worker.ts",
+        "--outfile",
+        binary,
+      ], { cwd: ROOT, encoding: "utf8" });
+      assertEquals(build.status, 0, build.stderr);
+
+      const port = await freePort();
+      const flags = ["--dir", `${tmp}/dir`, "--addr", `127.0.0.1:${port}`];
+      const first = group.spawn(binary, flags);
+      await first.waitForLine(/^READY \d+$/, 20_000);
+      assertEquals(await hello(port), first.pid);
+      const second = group.spawn(binary, flags);
+      await second.waitForLine(/^READY \d+$/, 20_000);
+      await first.waitForLine(/^DRAINED \d+$/, 20_000);
+      assertEquals((await first.exited).code, 0);
+      assertEquals(await hello(port), second.pid);
+    } finally {
+      await group.close();
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  },
+  { ignore: runtime !== "bun" },
+);
+
+async function hello(port: number): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/`)).text();
+  return Number(/^hello from (\d+)/.exec(text)?.[1]);
+}
