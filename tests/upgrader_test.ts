@@ -105,6 +105,11 @@ function lockIsFree(dir: string): boolean {
   }
 }
 
+/** An upgrader's state, the owner `<dir>/pid` records, and whether the lock is free. */
+function standing(upgrader: Upgrader, dir: string): [string, string, boolean] {
+  return [upgrader.state, readFileSync(`${dir}/pid`, "utf8"), lockIsFree(dir)];
+}
+
 /** An owner `"old"` of one TCP listener `"web"`, ready. */
 async function webOwner(dir: string, upgradeTimeout?: number) {
   const owner = await Upgrader.create(dir, { id: "old", upgradeTimeout });
@@ -193,11 +198,7 @@ test("upgrader: as successor it takes over from a Go v2.0.0 owner byte for byte"
     assert(!lockIsFree(dir), "the successor holds the lock until ready()");
     await upgrader.ready();
     await served;
-    assertEquals([
-      upgrader.state,
-      readFileSync(`${dir}/pid`, "utf8"),
-      lockIsFree(dir),
-    ], ["owner", "ts", true]);
+    assertEquals(standing(upgrader, dir), ["owner", "ts", true]);
     await upgrader.stop();
     go.close();
     close(listener);
@@ -250,11 +251,7 @@ test("upgrader: a successor whose ready() fails releases the lock at once and st
     const upgrader = await Upgrader.create(dir, { id: "ts" });
     await assertRejects(upgrader.ready(), ProtocolError, "stepping down");
     await served;
-    assertEquals([
-      upgrader.state,
-      lockIsFree(dir),
-      readFileSync(`${dir}/pid`, "utf8"),
-    ], ["stopped", true, "go"]);
+    assertEquals(standing(upgrader, dir), ["stopped", "go", true]);
     go.close();
   });
 });
@@ -507,11 +504,7 @@ test("upgrader: an owner that dies before stepping down leaves its sockets to th
     go.close(); // the owner dies: its control socket stops accepting
     (await handedOver).close();
     await upgrader.ready();
-    assertEquals([
-      upgrader.state,
-      readFileSync(`${dir}/pid`, "utf8"),
-      lockIsFree(dir),
-    ], ["owner", "ts", true]);
+    assertEquals(standing(upgrader, dir), ["owner", "ts", true]);
     await upgrader.stop();
     close(listener);
   });
@@ -527,11 +520,7 @@ test("upgrader: an owner that is alive but gave up makes ready() fail with what 
     const upgrader = await Upgrader.create(dir, { id: "ts" });
     (await handedOver).close(); // gave up, yet still listening
     await assertRejects(upgrader.ready(), PeerClosedError, "stays the owner");
-    assertEquals([
-      upgrader.state,
-      readFileSync(`${dir}/pid`, "utf8"),
-      lockIsFree(dir),
-    ], ["stopped", "go", true]);
+    assertEquals(standing(upgrader, dir), ["stopped", "go", true]);
     go.close();
   });
 });
