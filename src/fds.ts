@@ -134,14 +134,14 @@ export class DescriptorStore implements Fds {
     // stalls Deno's event loop in accept4). The flag belongs to the shared
     // open file description, so every process holding it sees the same.
     const fd = listenOn(wanted, { nonblocking: true });
-    return this.#store(name, "listener", fd, false) as Listener;
+    return this.#store(name, "listener", fd) as Listener;
   }
 
   listenDatagram(name: string, address: ListenAddress): Descriptor {
     this.#guard(`bind datagram socket ${JSON.stringify(name)}`);
     const wanted = toSocketAddress(address);
     return this.#claim(name, "conn", wanted) ??
-      this.#store(name, "conn", bindDatagram(wanted), false);
+      this.#store(name, "conn", bindDatagram(wanted));
   }
 
   openFile(
@@ -157,7 +157,7 @@ export class DescriptorStore implements Fds {
       options.flags ?? (O_RDWR | O_CREAT),
       options.mode ?? 0o644,
     );
-    return this.#store(name, "file", fd, false);
+    return this.#store(name, "file", fd);
   }
 
   add(name: string, fd: number): Descriptor {
@@ -168,7 +168,7 @@ export class DescriptorStore implements Fds {
       );
     }
     const kind = detectKind(fd);
-    return this.#store(name, kind, dup(fd), false);
+    return this.#store(name, kind, dup(fd));
   }
 
   get(name: string): Descriptor | undefined {
@@ -271,18 +271,8 @@ export class DescriptorStore implements Fds {
     return publicView(entry);
   }
 
-  #store(
-    name: string,
-    kind: DescriptorKind,
-    fd: number,
-    inherited: boolean,
-  ): Descriptor {
-    if (this.#entries.has(name)) {
-      close(fd);
-      throw new DescriptorMismatchError(
-        `a descriptor named ${JSON.stringify(name)} is already stored`,
-      );
-    }
+  /** Stores a descriptor this process created; callers made sure `name` is free. */
+  #store(name: string, kind: DescriptorKind, fd: number): Descriptor {
     const address = kind === "file" ? undefined : localAddress(fd);
     const entry: Entry = {
       name,
@@ -291,7 +281,7 @@ export class DescriptorStore implements Fds {
       network: address ? goNetwork(fd, address) : "",
       addr: address ? formatAddress(address) : "",
       address,
-      inherited,
+      inherited: false,
       claimed: true,
     };
     this.#entries.set(name, entry);

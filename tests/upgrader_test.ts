@@ -371,6 +371,11 @@ test("upgrader: asking an inherited name for another address is a DescriptorMism
       successor.fds.listen("web", { hostname: "localhost", port }).inherited,
       true,
     );
+    assertThrows(
+      () => successor.fds.add("web", web.fd),
+      DescriptorMismatchError,
+      "already stored",
+    );
     await Promise.all([successor.stop(), owner.stop()]);
   });
 });
