@@ -16,10 +16,10 @@ import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { commandLine } from "../examples/demo/copies.ts";
-import { ProcessGroup } from "../examples/demo/processes.ts";
-import { freePort } from "../examples/demo/rolling.ts";
-import { formatTable } from "../examples/demo/table.ts";
+import { commandLine } from "../testing/copies.ts";
+import { ProcessGroup } from "../testing/processes.ts";
+import { freePort } from "../testing/rolling.ts";
+import { formatTable } from "../testing/table.ts";
 
 const { values } = parseArgs({
   options: { quick: { type: "boolean", default: false } },

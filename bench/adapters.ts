@@ -6,9 +6,9 @@
  * @module
  */
 import { existsSync } from "node:fs";
-import { commandLine, ROOT } from "../examples/demo/copies.ts";
-import type { ProcessGroup } from "../examples/demo/processes.ts";
-import { formatTable } from "../examples/demo/table.ts";
+import { commandLine, ROOT } from "../testing/copies.ts";
+import type { ProcessGroup } from "../testing/processes.ts";
+import { formatTable } from "../testing/table.ts";
 
 const SCRIPT = "bench/adapter_throughput.ts";
 const TIMEOUT_MS = 10 * 60_000;

@@ -10,15 +10,11 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  commandLine,
-  type Runtime,
-  startCopy,
-} from "../examples/demo/copies.ts";
-import type { ProcessGroup } from "../examples/demo/processes.ts";
-import { freePort } from "../examples/demo/rolling.ts";
-import { formatTable, ms, ratio } from "../examples/demo/table.ts";
-import { median } from "../examples/demo/stats.ts";
+import { commandLine, type Runtime, startCopy } from "../testing/copies.ts";
+import type { ProcessGroup } from "../testing/processes.ts";
+import { freePort } from "../testing/rolling.ts";
+import { formatTable, ms, ratio } from "../testing/table.ts";
+import { median } from "../testing/stats.ts";
 
 const TIMEOUT_MS = 60_000;
 

@@ -10,12 +10,12 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { sleep } from "../examples/demo/clock.ts";
-import { type Copy, type Runtime, startCopy } from "../examples/demo/copies.ts";
-import { startLoad } from "../examples/demo/load.ts";
-import type { ProcessGroup } from "../examples/demo/processes.ts";
-import { freePort } from "../examples/demo/rolling.ts";
-import { formatTable, ratio } from "../examples/demo/table.ts";
+import { sleep } from "../testing/clock.ts";
+import { type Copy, type Runtime, startCopy } from "../testing/copies.ts";
+import { startLoad } from "../testing/load.ts";
+import type { ProcessGroup } from "../testing/processes.ts";
+import { freePort } from "../testing/rolling.ts";
+import { formatTable, ratio } from "../testing/table.ts";
 
 /** Requests each process serves before the idle window opens. */
 export const WARM_UP_REQUESTS = 200;

@@ -7,12 +7,12 @@
  *
  * @module
  */
-import type { ClientKind } from "../examples/demo/load.ts";
-import type { ProcessGroup } from "../examples/demo/processes.ts";
-import { LINEUPS } from "../examples/demo/copies.ts";
-import { runRollingUpgrade } from "../examples/demo/rolling.ts";
-import { median, totals } from "../examples/demo/stats.ts";
-import { count, formatTable, ms, ratio } from "../examples/demo/table.ts";
+import type { ClientKind } from "../testing/load.ts";
+import type { ProcessGroup } from "../testing/processes.ts";
+import { LINEUPS } from "../testing/copies.ts";
+import { runRollingUpgrade } from "../testing/rolling.ts";
+import { median, totals } from "../testing/stats.ts";
+import { count, formatTable, ms, ratio } from "../testing/table.ts";
 
 /** Options of {@linkcode upgradesUnderLoad}. */
 export interface LoadBenchOptions {

@@ -7,7 +7,7 @@ import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import os from "node:os";
 import process from "node:process";
-import { REFERENCE_ENV, runtimeBinary } from "../examples/demo/copies.ts";
+import { REFERENCE_ENV, runtimeBinary } from "../testing/copies.ts";
 
 /** One line per fact, ready to print above the tables. */
 export function describeMachine(): string[] {

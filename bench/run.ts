@@ -14,8 +14,8 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { REFERENCE_ENV, ROOT, type Runtime } from "../examples/demo/copies.ts";
-import { ProcessGroup } from "../examples/demo/processes.ts";
+import { REFERENCE_ENV, ROOT, type Runtime } from "../testing/copies.ts";
+import { ProcessGroup } from "../testing/processes.ts";
 import { adapterThroughput } from "./adapters.ts";
 import { exampleStartup, handoverCost } from "./handover.ts";
 import { idleCost, WARM_UP_REQUESTS } from "./idle.ts";

@@ -13,13 +13,18 @@ import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { type Lineup, LINEUPS, REFERENCE_ENV, ROOT } from "./demo/copies.ts";
-import { LiveView } from "./demo/live.ts";
-import { ProcessGroup } from "./demo/processes.ts";
-import { succeeded, summary } from "./demo/report.ts";
-import { runRollingUpgrade } from "./demo/rolling.ts";
-import { timeline } from "./demo/stats.ts";
-import { renderTimeline } from "./demo/svg.ts";
+import {
+  type Lineup,
+  LINEUPS,
+  REFERENCE_ENV,
+  ROOT,
+} from "../testing/copies.ts";
+import { LiveView } from "../testing/live.ts";
+import { ProcessGroup } from "../testing/processes.ts";
+import { succeeded, summary } from "../testing/report.ts";
+import { runRollingUpgrade } from "../testing/rolling.ts";
+import { timeline } from "../testing/stats.ts";
+import { renderTimeline } from "../testing/svg.ts";
 
 const USAGE = `Usage: deno run -A examples/demo.ts [options]
 

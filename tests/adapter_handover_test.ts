@@ -4,9 +4,9 @@ import { connect } from "node:net";
 import { join } from "node:path";
 import { runtime, test } from "./support/harness.ts";
 import { assert, assertEquals } from "./support/assert.ts";
-import { ProcessGroup } from "../examples/demo/processes.ts";
-import { freePort } from "../examples/demo/rolling.ts";
-import { startLoad } from "../examples/demo/load.ts";
+import { ProcessGroup } from "../testing/processes.ts";
+import { freePort } from "../testing/rolling.ts";
+import { startLoad } from "../testing/load.ts";
 import {
   type CopySpec,
   get,

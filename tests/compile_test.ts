@@ -7,9 +7,9 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { runtime, test } from "./support/harness.ts";
 import { assertEquals } from "./support/assert.ts";
-import { ProcessGroup } from "../examples/demo/processes.ts";
-import { ROOT, runtimeBinary } from "../examples/demo/copies.ts";
-import { freePort } from "../examples/demo/rolling.ts";
+import { ProcessGroup } from "../testing/processes.ts";
+import { ROOT, runtimeBinary } from "../testing/copies.ts";
+import { freePort } from "../testing/rolling.ts";
 
 test(
   "compile: a bun build --compile binary hands over to a second copy",

@@ -1,7 +1,7 @@
 import { assert, assertEquals } from "./support/assert.ts";
 import { test } from "./support/harness.ts";
-import { copyState, renderLive } from "../examples/demo/live.ts";
-import type { CopyRecord, RollingRun } from "../examples/demo/rolling.ts";
+import { copyState, renderLive } from "../testing/live.ts";
+import type { CopyRecord, RollingRun } from "../testing/rolling.ts";
 
 const copy = (pid: number, fields: Partial<CopyRecord> = {}): CopyRecord => ({
   pid,

@@ -2,8 +2,8 @@ import { createServer } from "node:http";
 import process from "node:process";
 import { assert, assertEquals } from "./support/assert.ts";
 import { test } from "./support/harness.ts";
-import { type Load, startLoad } from "../examples/demo/load.ts";
-import { freePort } from "../examples/demo/rolling.ts";
+import { type Load, startLoad } from "../testing/load.ts";
+import { freePort } from "../testing/rolling.ts";
 
 /** Back-to-back load from two clients of each kind. */
 function loadOf(port: number, maxRequests: number): Load {

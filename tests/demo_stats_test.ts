@@ -1,15 +1,15 @@
 import { assert, assertEquals } from "./support/assert.ts";
 import { test } from "./support/harness.ts";
-import type { Sample } from "../examples/demo/load.ts";
+import type { Sample } from "../testing/load.ts";
 import {
   latency,
   overlapsAny,
   percentile,
   timeline,
   totals,
-} from "../examples/demo/stats.ts";
-import { formatTable } from "../examples/demo/table.ts";
-import { niceCeiling, renderTimeline } from "../examples/demo/svg.ts";
+} from "../testing/stats.ts";
+import { formatTable } from "../testing/table.ts";
+import { niceCeiling, renderTimeline } from "../testing/svg.ts";
 
 const sample = (start: number, end: number, pid: number | null): Sample => ({
   start,

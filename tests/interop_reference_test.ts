@@ -9,7 +9,7 @@ import { spawn } from "node:child_process";
 import process from "node:process";
 import { runtime, test } from "./support/harness.ts";
 import { assertEquals } from "./support/assert.ts";
-import { REFERENCE_ENV, ROOT, runtimeBinary } from "../examples/demo/copies.ts";
+import { REFERENCE_ENV, ROOT, runtimeBinary } from "../testing/copies.ts";
 
 test(
   "interop: reference, Deno and Bun copies take over from one another under load",

@@ -10,10 +10,10 @@ import {
 import { join } from "node:path";
 import { runtime, test } from "./support/harness.ts";
 import { assert, assertEquals } from "./support/assert.ts";
-import { ProcessGroup } from "../examples/demo/processes.ts";
-import { type Copy, startCopy } from "../examples/demo/copies.ts";
-import { freePort } from "../examples/demo/rolling.ts";
-import { type Sample, startLoad } from "../examples/demo/load.ts";
+import { ProcessGroup } from "../testing/processes.ts";
+import { type Copy, startCopy } from "../testing/copies.ts";
+import { freePort } from "../testing/rolling.ts";
+import { type Sample, startLoad } from "../testing/load.ts";
 import { ask, Peer, TIMEOUT_MS } from "./fixtures/upgrader_peers.ts";
 
 /** A coordination directory `dir` and room for sockets and files in `tmp`. */

@@ -31,7 +31,7 @@ export const LINEUPS: Record<string, Lineup> = {
 export const REFERENCE_ENV = "TABLEROLL_REFERENCE_BIN";
 
 /** The repository root, for the pinned binaries and the example. */
-export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+export const ROOT = fileURLToPath(new URL("../", import.meta.url));
 
 /** Path of a pinned runtime binary installed by `npm ci`. */
 export function runtimeBinary(runtime: "deno" | "bun"): string {
