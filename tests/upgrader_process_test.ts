@@ -1,42 +1,18 @@
 import {
   existsSync,
   mkdirSync,
-  mkdtempSync,
   readdirSync,
   readFileSync,
   readlinkSync,
-  rmSync,
 } from "node:fs";
 import { join } from "node:path";
 import { runtime, test } from "./support/harness.ts";
 import { assert, assertEquals } from "./support/assert.ts";
-import { ProcessGroup } from "../testing/processes.ts";
+import { type Place, withPlace } from "./fixtures/place.ts";
 import { type Copy, startCopy } from "../testing/copies.ts";
 import { freePort } from "../testing/rolling.ts";
 import { type Sample, startLoad } from "../testing/load.ts";
 import { ask, Peer, TIMEOUT_MS } from "./fixtures/upgrader_peers.ts";
-
-/** A coordination directory `dir` and room for sockets and files in `tmp`. */
-interface Place {
-  group: ProcessGroup;
-  tmp: string;
-  dir: string;
-}
-
-/** Runs `body` with a process group and a temp dir; kills and removes both. */
-async function withPlace(body: (place: Place) => Promise<void>): Promise<void> {
-  const group = new ProcessGroup();
-  // Short: Unix socket paths must fit in 108 bytes.
-  const tmp = mkdtempSync("/tmp/tr-");
-  const dir = join(tmp, "c");
-  mkdirSync(dir, { mode: 0o700 });
-  try {
-    await body({ group, tmp, dir });
-  } finally {
-    await group.close();
-    rmSync(tmp, { recursive: true, force: true });
-  }
-}
 
 /** Starts a peer under this suite's runtime in `place`'s directory. */
 function peer(place: Place, ...args: string[]): Peer {

@@ -1,0 +1,256 @@
+/**
+ * What Linux's `/proc` says about sockets, locks and processes, read as
+ * plain files: the kernel's socket tables, the lock table and each
+ * process's descriptor links. Nothing here connects to anything.
+ *
+ * @module
+ */
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+
+/** A Unix socket from `/proc/net/unix`. */
+export interface UnixSocket {
+  /** The socket's inode (the number in `socket:[N]`). */
+  inode: number;
+  /** The bound path as the binding process gave it (`@…` when abstract, `""` when unbound). */
+  path: string;
+  /** Whether it is a listening socket. */
+  listening: boolean;
+  /** Whether it is a connected stream (an accepted connection carries its listener's path). */
+  connected: boolean;
+}
+
+/** A TCP or UDP socket from `/proc/net/{tcp,tcp6,udp,udp6}`. */
+export interface InetSocket {
+  /** The socket's inode. */
+  inode: number;
+  /** `tcp` or `udp`. */
+  protocol: "tcp" | "udp";
+  /** The local address, `HOST:PORT` (`[HOST]:PORT` for IPv6). */
+  address: string;
+  /** A listening TCP socket, or a bound, unconnected UDP socket. */
+  listening: boolean;
+}
+
+/** One entry of `/proc/locks`. */
+export interface FileLock {
+  /** `FLOCK` (what tableroll takes), `POSIX`, `OFDLCK`… */
+  type: string;
+  /** `WRITE` (exclusive) or `READ`. */
+  access: string;
+  /** The process that took it. */
+  pid: number;
+  /** The locked file's device and inode. */
+  major: number;
+  /** See {@linkcode FileLock.major}. */
+  minor: number;
+  /** See {@linkcode FileLock.major}. */
+  inode: number;
+  /** Whether this process is waiting for the lock rather than holding it. */
+  waiting: boolean;
+}
+
+/** A process as `/proc/<pid>/stat` describes it. */
+export interface ProcessInfo {
+  /** Its pid. */
+  pid: number;
+  /** The executable's name, as the kernel keeps it (15 characters at most). */
+  command: string;
+  /** How long it has run, in milliseconds. */
+  ageMs: number;
+}
+
+const SO_ACCEPTCON = 0x10000;
+const SS_CONNECTED = 3;
+const TCP_LISTEN = 0x0a;
+const UDP_UNCONNECTED = 0x07;
+/** `/proc/<pid>/stat` counts in USER_HZ, which is 100 on every Linux ABI. */
+const USER_HZ = 100;
+
+/** Every Unix socket of this network namespace. */
+export function unixSockets(): UnixSocket[] {
+  return readLines("/proc/net/unix").slice(1).flatMap((line) => {
+    // Num RefCount Protocol Flags Type St Inode [Path]; the path may hold spaces.
+    const m = line.match(
+      /^\s*\S+:\s+\S+\s+\S+\s+([0-9A-Fa-f]+)\s+\S+\s+([0-9A-Fa-f]+)\s+(\d+)(?: (.*))?$/,
+    );
+    if (!m) return [];
+    return [{
+      inode: Number(m[3]),
+      path: m[4] ?? "",
+      listening: (parseInt(m[1], 16) & SO_ACCEPTCON) !== 0,
+      connected: parseInt(m[2], 16) === SS_CONNECTED,
+    }];
+  });
+}
+
+/** Every TCP and UDP socket (IPv4 and IPv6) of this network namespace, by inode. */
+export function inetSockets(): Map<number, InetSocket> {
+  const out = new Map<number, InetSocket>();
+  for (const protocol of ["tcp", "udp"] as const) {
+    for (const file of [protocol, `${protocol}6`]) {
+      for (const line of readLines(`/proc/net/${file}`).slice(1)) {
+        const f = line.trim().split(/\s+/);
+        if (f.length < 10) continue;
+        const state = parseInt(f[3], 16);
+        out.set(Number(f[9]), {
+          inode: Number(f[9]),
+          protocol,
+          address: decodeInetAddress(f[1]),
+          listening: state ===
+            (protocol === "tcp" ? TCP_LISTEN : UDP_UNCONNECTED),
+        });
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * `/proc/net/tcp`'s `HEX:PORT`: the address is in network order but printed
+ * as 32-bit words in host (little-endian) order.
+ */
+export function decodeInetAddress(hex: string): string {
+  const [addr, port] = hex.split(":");
+  const bytes: number[] = [];
+  for (let w = 0; w < addr.length; w += 8) {
+    const word = addr.slice(w, w + 8);
+    for (let b = 6; b >= 0; b -= 2) {
+      bytes.push(parseInt(word.slice(b, b + 2), 16));
+    }
+  }
+  const portNumber = parseInt(port, 16);
+  if (bytes.length === 4) return `${bytes.join(".")}:${portNumber}`;
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) {
+    groups.push(((bytes[i] << 8) | bytes[i + 1]).toString(16));
+  }
+  return `[${compressIpv6(groups)}]:${portNumber}`;
+}
+
+/** The longest run of zero groups becomes `::`, as in RFC 5952. */
+function compressIpv6(groups: string[]): string {
+  let best = { start: -1, length: 0 };
+  for (let i = 0; i < groups.length;) {
+    let j = i;
+    while (j < groups.length && groups[j] === "0") j++;
+    if (j - i > best.length && j - i > 1) best = { start: i, length: j - i };
+    i = j === i ? i + 1 : j;
+  }
+  if (best.start < 0) return groups.join(":");
+  const head = groups.slice(0, best.start).join(":");
+  const tail = groups.slice(best.start + best.length).join(":");
+  return `${head}::${tail}`;
+}
+
+/** The kernel's table of file locks. */
+export function fileLocks(): FileLock[] {
+  return readLines("/proc/locks").flatMap((line) => {
+    // "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"; waiters have "->" after the number.
+    const m = line.match(
+      /^\d+:\s+(->\s+)?(\S+)\s+\S+\s+(\S+)\s+(\d+)\s+([0-9a-f]+):([0-9a-f]+):(\d+)\s/,
+    );
+    if (!m) return [];
+    return [{
+      type: m[2],
+      access: m[3],
+      pid: Number(m[4]),
+      major: parseInt(m[5], 16),
+      minor: parseInt(m[6], 16),
+      inode: Number(m[7]),
+      waiting: m[1] !== undefined,
+    }];
+  });
+}
+
+/** The major and minor numbers of a `st_dev`, decoded as glibc's `major()`/`minor()` do. */
+export function deviceNumbers(dev: number | bigint): [number, number] {
+  const d = BigInt(dev);
+  const major = ((d >> 8n) & 0xfffn) | ((d >> 32n) & ~0xfffn);
+  const minor = (d & 0xffn) | ((d >> 12n) & ~0xffn);
+  return [Number(major), Number(minor)];
+}
+
+/**
+ * The socket inodes each process holds, from the `socket:[N]` links in
+ * `/proc/<pid>/fd`. Processes whose descriptors cannot be read (other
+ * users', or gone meanwhile) are left out.
+ */
+export function socketHolders(): Map<number, number[]> {
+  const holders = new Map<number, number[]>();
+  for (const pid of pids()) {
+    for (const inode of socketsOf(pid)) {
+      const list = holders.get(inode) ?? [];
+      if (!list.includes(pid)) list.push(pid);
+      holders.set(inode, list);
+    }
+  }
+  return holders;
+}
+
+/** The socket inodes process `pid` holds (none when it cannot be read). */
+export function socketsOf(pid: number): number[] {
+  const dir = `/proc/${pid}/fd`;
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  return names.flatMap((name) => {
+    try {
+      const m = readlinkSync(`${dir}/${name}`).match(/^socket:\[(\d+)\]$/);
+      return m ? [Number(m[1])] : [];
+    } catch {
+      return []; // closed meanwhile
+    }
+  });
+}
+
+/** Every process id in `/proc`. */
+export function pids(): number[] {
+  return readdirSync("/proc").filter((n) => /^\d+$/.test(n)).map(Number);
+}
+
+/** The process `pid`, or `null` if it does not exist or is a zombie. */
+export function processInfo(pid: number): ProcessInfo | null {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return null;
+  }
+  // "pid (comm) state ppid …": comm may hold spaces and parentheses.
+  const close = stat.lastIndexOf(")");
+  const command = stat.slice(stat.indexOf("(") + 1, close);
+  const fields = stat.slice(close + 2).split(" ");
+  if (fields[0] === "Z" || fields[0] === "X") return null;
+  const startTicks = Number(fields[19]); // field 22 of the whole line
+  const uptimeSeconds = Number(
+    readFileSync("/proc/uptime", "utf8").split(" ")[0],
+  );
+  return {
+    pid,
+    command,
+    ageMs: Math.max(
+      0,
+      Math.round(uptimeSeconds * 1000 - startTicks * (1000 / USER_HZ)),
+    ),
+  };
+}
+
+/** The current directory of process `pid`, or `null` when it cannot be read. */
+export function processCwd(pid: number): string | null {
+  try {
+    return readlinkSync(`/proc/${pid}/cwd`);
+  } catch {
+    return null;
+  }
+}
+
+function readLines(path: string): string[] {
+  try {
+    return readFileSync(path, "utf8").split("\n").filter((l) => l !== "");
+  } catch {
+    return [];
+  }
+}
