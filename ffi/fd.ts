@@ -27,6 +27,7 @@ import {
   MFD_CLOEXEC,
   O_CLOEXEC,
   O_NONBLOCK,
+  O_PATH,
   S_IFDIR,
   S_IFIFO,
   S_IFMT,
@@ -195,4 +196,27 @@ export function fileIdentity(fd: number): FileIdentity {
     uid: view.getUint32(layout.stat.uid, true),
     permissions: mode & 0o7777,
   };
+}
+
+/**
+ * {@linkcode fileIdentity} of the file at `path` itself (a final symbolic
+ * link is not followed, and reported as kind `"other"`), or `null` if there is
+ * none. Works for any kind of file, sockets included.
+ */
+export function pathIdentity(path: string): FileIdentity | null {
+  const r = backend.fn.open(
+    cString(path),
+    O_PATH | layout.O_NOFOLLOW | O_CLOEXEC,
+    0,
+  );
+  if (r < 0) {
+    const errno = backend.errno();
+    if (errno === Errno.ENOENT) return null;
+    throw syscallError("open", errno, path);
+  }
+  try {
+    return fileIdentity(r);
+  } finally {
+    close(r);
+  }
 }

@@ -18,6 +18,8 @@ export interface Layout {
   stat: { size: number; dev: number; ino: number; mode: number; uid: number };
   /** `O_DIRECTORY`, which differs between the two. */
   O_DIRECTORY: number;
+  /** `O_NOFOLLOW` (do not follow a final symbolic link), which differs too. */
+  O_NOFOLLOW: number;
 }
 
 const LAYOUTS: Record<Arch, Layout> = {
@@ -25,11 +27,13 @@ const LAYOUTS: Record<Arch, Layout> = {
     epollEvent: { size: 12, events: 0, data: 4 },
     stat: { size: 144, dev: 0, ino: 8, mode: 24, uid: 28 },
     O_DIRECTORY: 0o200000,
+    O_NOFOLLOW: 0o400000,
   },
   aarch64: {
     epollEvent: { size: 16, events: 0, data: 8 },
     stat: { size: 128, dev: 0, ino: 8, mode: 16, uid: 24 },
     O_DIRECTORY: 0o40000,
+    O_NOFOLLOW: 0o100000,
   },
 };
 
@@ -164,6 +168,8 @@ export const O_APPEND = 0o2000;
 export const O_NONBLOCK = 0o4000;
 /** `open(2)`: close on exec. */
 export const O_CLOEXEC = 0o2000000;
+/** `open(2)`: a descriptor that only names the file (enough for `fstat`), e.g. a socket file. */
+export const O_PATH = 0o10000000;
 
 /** `fcntl(2)`: read the descriptor flags. */
 export const F_GETFD = 1;

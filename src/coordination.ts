@@ -9,6 +9,7 @@ import {
   close,
   connect,
   encodeSockaddr,
+  type FileIdentity,
   fileIdentity,
   flock,
   getuid,
@@ -20,6 +21,9 @@ import {
   O_WRONLY,
   openFile,
   openSocket,
+  pathIdentity,
+  type PeerCredentials,
+  peerCredentials,
   read,
   type SyscallError,
   unlink,
@@ -28,6 +32,7 @@ import {
 import {
   CoordinationDirError,
   InvalidIdError,
+  UntrustedPeerError,
   UpgradeTimeoutError,
 } from "./errors.ts";
 
@@ -67,8 +72,11 @@ export function checkId(dir: string, id: string): void {
 }
 
 /**
- * Checks that `dir` exists, is a directory and belongs to this user: anyone
- * who can write there can impersonate the owner and receive every listener.
+ * Checks that `dir` exists, is a directory, belongs to this user and that no
+ * other user can write it, and that the `pid` file in it, if any, is this
+ * user's too. Anyone who can write there can plant a control socket, pose as
+ * the owner and hand a successor descriptors of their choosing, or delete the
+ * owner's socket and end every later upgrade.
  */
 export function checkDirectory(dir: string): void {
   let fd: number;
@@ -83,21 +91,95 @@ export function checkDirectory(dir: string): void {
       { cause: err },
     );
   }
+  let info: FileIdentity;
   try {
-    const info = fileIdentity(fd);
-    if (info.kind !== "directory") {
-      throw new CoordinationDirError(`${dir} is not a directory`);
-    }
-    const uid = getuid();
-    if (info.uid !== uid) {
-      throw new CoordinationDirError(
-        `coordination directory ${dir} belongs to uid ${info.uid}, not to this process's uid ${uid}: ` +
-          "use a directory this user owns (mode 0700)",
-      );
-    }
+    info = fileIdentity(fd);
   } finally {
     close(fd);
   }
+  if (info.kind !== "directory") {
+    throw new CoordinationDirError(`${dir} is not a directory`);
+  }
+  const uid = getuid();
+  if (info.uid !== uid) {
+    throw new CoordinationDirError(
+      `coordination directory ${dir} belongs to uid ${info.uid}, not to this process's uid ${uid}: ` +
+        "use a directory this user owns (mode 0700)",
+    );
+  }
+  if (info.permissions & WRITABLE_BY_OTHERS) {
+    const sticky = info.permissions & STICKY
+      ? "; the sticky bit does not help, others can still create files there"
+      : "";
+    throw new CoordinationDirError(
+      `coordination directory ${dir} has mode ${octal(info.permissions)}: ${
+        whoElseWrites(info.permissions)
+      } can write it and pose as the owner${sticky}; ` +
+        `make it writable by this user only: chmod 0700 ${dir}`,
+    );
+  }
+  checkOwnFile(`${dir}/${PID_FILE}`, "file");
+}
+
+/** Group- and other-write permission bits. */
+const WRITABLE_BY_OTHERS = 0o022;
+const STICKY = 0o1000;
+
+function octal(mode: number): string {
+  return "0" + mode.toString(8).padStart(3, "0");
+}
+
+function whoElseWrites(mode: number): string {
+  return mode & 0o002 ? "every user" : "the group";
+}
+
+/**
+ * Checks that the file at `path`, if there is one, is a `kind` that this user
+ * owns and that no other user can write: a file of another user in the
+ * coordination directory was planted there.
+ */
+export function checkOwnFile(path: string, kind: "file" | "socket"): void {
+  const info = pathIdentity(path);
+  if (info === null) return;
+  const uid = getuid();
+  if (info.uid !== uid) {
+    throw new CoordinationDirError(
+      `${path} belongs to uid ${info.uid}, not to this process's uid ${uid}: another user could write ` +
+        "the coordination directory; remove the file and make the directory writable by this user only (chmod 0700)",
+    );
+  }
+  if (info.kind !== kind) {
+    throw new CoordinationDirError(
+      `${path} is not a ${
+        kind === "file" ? "regular file" : "socket"
+      }: remove it`,
+    );
+  }
+  if (info.permissions & WRITABLE_BY_OTHERS) {
+    throw new CoordinationDirError(
+      `${path} has mode ${octal(info.permissions)}: ${
+        whoElseWrites(info.permissions)
+      } can write it; chmod go-w ${path}`,
+    );
+  }
+}
+
+/**
+ * Checks, before anything is read from it, that the process serving the
+ * owner's control socket `fd` (connected to `path`) runs as this user: a
+ * process of another user there is an impostor. Returns its credentials.
+ */
+export function checkOwnerPeer(fd: number, path: string): PeerCredentials {
+  const peer = peerCredentials(fd);
+  const uid = getuid();
+  if (peer.uid !== uid) {
+    throw new UntrustedPeerError(
+      `${path} is served by pid ${peer.pid} of uid ${peer.uid}, not by a process of this uid ${uid}: ` +
+        "another user replaced the owner's control socket; nothing was read from it. " +
+        "Make the coordination directory writable by this user only (chmod 0700) and restart the service",
+    );
+  }
+  return peer;
 }
 
 /**
@@ -111,6 +193,7 @@ export function listenControl(path: string): number {
   } catch (err) {
     if ((err as SyscallError).code !== "EADDRINUSE") throw err;
   }
+  checkOwnFile(path, "socket");
   if (isServed(path)) {
     throw new InvalidIdError(
       `${path} is served by a live process: another process uses this id; give each process its own`,

@@ -56,6 +56,9 @@ export class PeerClosedError extends TablerollError {}
 /** The coordination directory is missing, not a directory, or not usable by this user. */
 export class CoordinationDirError extends TablerollError {}
 
+/** The process at the other end of a control connection runs as another user. */
+export class UntrustedPeerError extends TablerollError {}
+
 /** A requested descriptor does not match what was inherited under that name. */
 export class DescriptorMismatchError extends TablerollError {}
 

@@ -260,10 +260,14 @@ export class DescriptorStore implements Fds {
       );
     }
     if (wanted && entry.address && !addressMatches(wanted, entry.address)) {
+      const real = formatAddress(entry.address);
+      const described = entry.addr === real
+        ? ""
+        : ` (the predecessor described it as ${entry.network} ${entry.addr})`;
       throw new DescriptorMismatchError(
-        `${JSON.stringify(name)} is ${entry.network} ${entry.addr}, not ${
+        `${JSON.stringify(name)} is bound to ${real}${described}, not to ${
           formatAddress(wanted)
-        }: ` +
+        } as asked: ` +
           "the predecessor listened elsewhere; use a new name for the new address",
       );
     }

@@ -25,6 +25,8 @@ import {
   abortReason,
   checkDirectory,
   checkId,
+  checkOwnerPeer,
+  checkOwnFile,
   connectOwner,
   controlSocketPath,
   listenControl,
@@ -228,12 +230,20 @@ export class Upgrader implements AsyncDisposable {
       this.#logger.debug(`tableroll: no predecessor in ${this.dir}`);
       return;
     }
-    const fd = connectOwner(controlSocketPath(this.dir, owner));
+    const path = controlSocketPath(this.dir, owner);
+    checkOwnFile(path, "socket");
+    const fd = connectOwner(path);
     if (fd === null) {
       this.#logger.warn(
         `tableroll: owner ${owner} is gone; starting without a predecessor`,
       );
       return;
+    }
+    try {
+      checkOwnerPeer(fd, path);
+    } catch (err) {
+      close(fd);
+      throw err;
     }
     const conn = new ControlConn(fd);
     // An owner that stalls mid-transfer must not hold this process forever.

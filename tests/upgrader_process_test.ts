@@ -8,25 +8,21 @@ import {
 import { join } from "node:path";
 import { runtime, test } from "./support/harness.ts";
 import { assert, assertEquals } from "./support/assert.ts";
-import { type Place, withPlace } from "./fixtures/place.ts";
 import { type Copy, startCopy } from "../testing/copies.ts";
 import { freePort } from "../testing/rolling.ts";
 import { type Sample, startLoad } from "../testing/load.ts";
-import { ask, Peer, TIMEOUT_MS } from "./fixtures/upgrader_peers.ts";
-
-/** Starts a peer under this suite's runtime in `place`'s directory. */
-function peer(place: Place, ...args: string[]): Peer {
-  return peerUnder(runtime, place, ...args);
-}
-
-/** Starts a peer under `r` in `place`'s directory. */
-function peerUnder(
-  r: "deno" | "bun",
-  { group, dir }: Place,
-  ...args: string[]
-): Peer {
-  return new Peer(group, r, ["--dir", dir, ...args]);
-}
+import { ask, type Peer, TIMEOUT_MS } from "./fixtures/upgrader_peers.ts";
+import {
+  assertOwner,
+  owner,
+  owning,
+  peer,
+  peerUnder,
+  type Place,
+  portOf,
+  WEB,
+  withPlace,
+} from "./fixtures/places.ts";
 
 /** Flags for a descriptor of every kind; `tag` names the socket path and file. */
 function everyKind({ tmp }: Place, tag: string): string[] {
@@ -36,19 +32,6 @@ function everyKind({ tmp }: Place, tag: string): string[] {
     ["--fd", "dgram=udp:127.0.0.1:0"],
     ["--fd", `log=file:${join(tmp, `${tag}.log`)}`],
   ].flat();
-}
-
-/** The owner recorded in `<dir>/pid`. */
-function owner({ dir }: Place): string {
-  return readFileSync(join(dir, "pid"), "utf8");
-}
-
-/** The port of the descriptor `name` a peer reported at creation. */
-async function portOf(p: Peer, name: string): Promise<number> {
-  const { descriptors } = await p.event("created");
-  const fd = descriptors.find((d) => d.name === name);
-  assert(fd, `${p.pid} has no ${name}`);
-  return Number(fd.addr.split(":").pop());
 }
 
 /** One GET on a new connection to 127.0.0.1:`port`. */
@@ -96,27 +79,7 @@ async function drained(copy: Copy): Promise<void> {
   assertEquals(code, 0, `exit status of ${copy.child.pid}`);
 }
 
-const WEB = "web=tcp:127.0.0.1:0";
 const other = runtime === "deno" ? "bun" : "deno";
-
-/** Starts a peer serving `web` and waits until it owns `place`; returns it and its port. */
-async function owning(
-  place: Place,
-  args: string[] = [],
-  web = WEB,
-): Promise<[Peer, number]> {
-  const p = peer(place, "--fd", web, "--serve", ...args);
-  const port = await portOf(p, "web");
-  await p.event("ready");
-  return [p, port];
-}
-
-/** Fails unless `p` is the recorded owner, in state owner, answering on `port`. */
-async function assertOwner(place: Place, p: Peer, port: number): Promise<void> {
-  assertEquals((await p.fds()).state, "owner");
-  assertEquals(owner(place), String(p.pid));
-  assertEquals(await ask({ host: "127.0.0.1", port }), p.pid);
-}
 
 /** A successor started with `args` takes over from `old`, which exits 0. */
 async function takeOver(

@@ -12,7 +12,6 @@ import {
 } from "./support/assert.ts";
 import {
   chownSync,
-  mkdtempSync,
   readdirSync,
   readFileSync,
   rmSync,
@@ -28,6 +27,7 @@ import {
   type InetAddress,
   listenOn,
   listFds,
+  localAddress,
   O_RDWR,
   openFile,
   openSocket,
@@ -48,6 +48,7 @@ import {
   UpgradeTimeoutError,
 } from "../mod.ts";
 import { ControlConn } from "../src/control_conn.ts";
+import { withDir } from "./fixtures/places.ts";
 import { encodeReady, encodeSteppingDown, frame } from "../src/protocol.ts";
 
 const encoder = new TextEncoder();
@@ -58,15 +59,6 @@ const bytes = (...parts: (string | number[] | Uint8Array)[]) =>
       typeof p === "string" ? [...encoder.encode(p)] : [...p]
     ),
   );
-
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = mkdtempSync("/tmp/tr-");
-  try {
-    await fn(dir);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 /** Connects to `<dir>/<id>.sock` the way a successor does. */
 function dialOwner(dir: string, id: string): ControlConn {
@@ -355,6 +347,12 @@ test("upgrader: asking an inherited name for another address is a DescriptorMism
       DescriptorMismatchError,
     );
     assertThrows(
+      () =>
+        successor.fds.listen("web", { hostname: "127.0.0.1", port: port + 1 }),
+      DescriptorMismatchError,
+      `"web" is bound to 127.0.0.1:${port}, not to 127.0.0.1:${port + 1}`,
+    );
+    assertThrows(
       () => successor.fds.listen("web", { hostname: "::1", port }),
       DescriptorMismatchError,
     );
@@ -377,6 +375,32 @@ test("upgrader: asking an inherited name for another address is a DescriptorMism
       "already stored",
     );
     await Promise.all([successor.stop(), owner.stop()]);
+  });
+});
+
+test("upgrader: a DescriptorMismatchError names the socket's real address, not the one the owner claimed", async () => {
+  await withDir(async (dir) => {
+    const go = goOwner(dir, "go");
+    const listener = tcpListener();
+    const real = `127.0.0.1:${(localAddress(listener) as InetAddress).port}`;
+    const lying = go.successor.then(async ({ conn }) => {
+      await conn.writeAll(frame(bytes(
+        [0x09, 0x20],
+        '[{"kind":"listener","id":"web","network":"tcp","addr":"127.0.0.1:1"}]\n',
+      )));
+      await conn.sendFd(encoder.encode("listener(web)"), listener);
+      return conn;
+    });
+    const upgrader = await Upgrader.create(dir, { id: "ts" });
+    assertThrows(
+      () => upgrader.fds.listen("web", { hostname: "127.0.0.1", port: 1 }),
+      DescriptorMismatchError,
+      `"web" is bound to ${real} (the predecessor described it as tcp 127.0.0.1:1), not to 127.0.0.1:1 as asked`,
+    );
+    (await lying).close();
+    await upgrader.stop();
+    go.close();
+    close(listener);
   });
 });
 
