@@ -92,6 +92,7 @@ export const Errno = {
   EMFILE: 24,
   EPIPE: 32,
   ENAMETOOLONG: 36,
+  ENOSYS: 38,
   ENOTSOCK: 88,
   EADDRINUSE: 98,
   ECONNRESET: 104,

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { errnoName } from "./errno.ts";
+import { Errno, errnoName } from "./errno.ts";
 
 /**
  * A libc call failed. Carries the call's name, the errno number and its
@@ -60,5 +60,29 @@ export class TruncatedMessageError extends Error {
         "receiver asked for; the descriptors that did arrive were closed",
     );
     this.name = "TruncatedMessageError";
+  }
+}
+
+/**
+ * The kernel lacks a system call the caller needs (`ENOSYS`), e.g.
+ * `pidfd_open` before Linux 5.3.
+ *
+ * @example
+ * ```ts ignore
+ * try {
+ *   pidfdOpen(pid);
+ * } catch (err) {
+ *   if (err instanceof UnsupportedSyscallError) console.log(err.message);
+ * }
+ * ```
+ */
+export class UnsupportedSyscallError extends SyscallError {
+  /** Creates the error for `syscall`, which the kernel has from `since` on. */
+  constructor(syscall: string, since: string, description: string) {
+    super(syscall, Errno.ENOSYS, description);
+    this.message =
+      `${syscall} failed: ENOSYS: this kernel lacks it (it came with ${since}): ` +
+      "run on a newer kernel or use a way that does not need it";
+    this.name = "UnsupportedSyscallError";
   }
 }

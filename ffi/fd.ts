@@ -35,6 +35,7 @@ import {
   S_IFSOCK,
 } from "./platform.ts";
 import { Errno } from "./errno.ts";
+import { forgetDescriptor } from "./wait.ts";
 
 /** `open(2)`; `O_CLOEXEC` is always added. */
 export function openFile(path: string, flags: number, mode = 0o644): number {
@@ -43,8 +44,9 @@ export function openFile(path: string, flags: number, mode = 0o644): number {
   return r;
 }
 
-/** `close(2)`. */
+/** `close(2)`; waits pending on `fd` resolve with `POLLNVAL` first. */
 export function close(fd: number): void {
+  forgetDescriptor(fd);
   libc.close(fd);
 }
 

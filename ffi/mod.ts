@@ -94,7 +94,11 @@ export {
   SOL_SOCKET,
 } from "./platform.ts";
 export { Errno, errnoName } from "./errno.ts";
-export { SyscallError, TruncatedMessageError } from "./errors.ts";
+export {
+  SyscallError,
+  TruncatedMessageError,
+  UnsupportedSyscallError,
+} from "./errors.ts";
 export type {
   Backend,
   CSignature,
@@ -113,7 +117,7 @@ export * from "./fd.ts";
 export * from "./proc.ts";
 export { monotonicNanos } from "./clock.ts";
 export {
-  startWaiter,
+  SWEEP_INTERVAL_MS,
   waitFor,
   type WaitOptions,
   waitReadable,

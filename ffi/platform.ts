@@ -170,6 +170,8 @@ export const O_NONBLOCK = 0o4000;
 export const O_CLOEXEC = 0o2000000;
 /** `open(2)`: a descriptor that only names the file (enough for `fstat`), e.g. a socket file. */
 export const O_PATH = 0o10000000;
+/** `open(2)`/`fcntl(2)`: signal readiness with `SIGIO` (owner set by `F_SETOWN`). */
+export const O_ASYNC = 0o20000;
 
 /** `fcntl(2)`: read the descriptor flags. */
 export const F_GETFD = 1;
@@ -179,6 +181,8 @@ export const F_SETFD = 2;
 export const F_GETFL = 3;
 /** `fcntl(2)`: set the file status flags. */
 export const F_SETFL = 4;
+/** `fcntl(2)`: set the process that receives `SIGIO` for the open file description. */
+export const F_SETOWN = 8;
 /** `fcntl(2)`: duplicate to the lowest free number ≥ arg, close-on-exec. */
 export const F_DUPFD_CLOEXEC = 1030;
 /** Descriptor flag: close on exec. */
@@ -221,6 +225,9 @@ export const MFD_CLOEXEC = 1;
 export const EFD_CLOEXEC = 0o2000000;
 /** `eventfd(2)`: non-blocking. */
 export const EFD_NONBLOCK = 0o4000;
+
+/** `syscall(2)` number of `pidfd_open` (the same on x86_64 and aarch64). */
+export const SYS_PIDFD_OPEN = 434;
 
 /** `st_mode` mask of the file type bits. */
 export const S_IFMT = 0o170000;

@@ -5,7 +5,9 @@
  * @module
  */
 import { backend, cString, layout, libc, syscallError } from "./libc.ts";
-import { O_RDONLY } from "./platform.ts";
+import { O_RDONLY, SYS_PIDFD_OPEN } from "./platform.ts";
+import { Errno } from "./errno.ts";
+import { UnsupportedSyscallError } from "./errors.ts";
 import { close, openFile, read } from "./fd.ts";
 
 const decoder = new TextDecoder();
@@ -35,6 +37,33 @@ export function listFds(): number[] {
     close(dir);
   }
   return fds.filter((fd) => fd !== dir).sort((a, b) => a - b);
+}
+
+/**
+ * `pidfd_open(2)`: a descriptor that refers to process `pid` and becomes
+ * readable when it exits (wait for it with `waitReadable`). Close-on-exec.
+ * Throws {@linkcode UnsupportedSyscallError} on a kernel older than 5.3 and a
+ * `SyscallError` with code `ESRCH` when no such process exists.
+ *
+ * @example Learning when a process ends
+ * ```ts ignore
+ * const pidfd = pidfdOpen(pid);
+ * await waitReadable(pidfd);
+ * close(pidfd);
+ * ```
+ */
+export function pidfdOpen(pid: number): number {
+  const fd = backend.fn.syscall(SYS_PIDFD_OPEN, pid, 0);
+  if (fd >= 0) return fd;
+  const errno = backend.errno();
+  if (errno === Errno.ENOSYS) {
+    throw new UnsupportedSyscallError(
+      "pidfd_open",
+      "Linux 5.3",
+      backend.strerror(errno),
+    );
+  }
+  throw syscallError("pidfd_open", errno, `pid ${pid}`);
 }
 
 /** The target of `/proc/self/fd/<fd>`, e.g. `socket:[1234]` or `anon_inode:[eventpoll]`. */

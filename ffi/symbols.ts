@@ -3,8 +3,8 @@
  * types. Each backend turns this table into its runtime's `dlopen` form.
  *
  * Pointer parameters take a `Uint8Array` (or `null` for NULL); every result is
- * returned as a JavaScript number. `open` and `fcntl` are variadic in C; they
- * are declared with their fixed integer arguments, which is how both x86_64
+ * returned as a JavaScript number. `open`, `fcntl` and `syscall` are variadic
+ * in C; they are declared with their fixed integer arguments, which is how both x86_64
  * and aarch64 pass them.
  *
  * @module
@@ -56,6 +56,7 @@ export const SYMBOLS = {
   getpid: { args: [], result: "i32" },
   clock_gettime: { args: ["i32", "ptr"], result: "i32" },
   getuid: { args: [], result: "u32" },
+  syscall: { args: ["i64", "i64", "i64"], result: "i64" },
 } as const satisfies Record<string, CSignature>;
 
 /** Names of the functions in {@linkcode SYMBOLS}. */

@@ -1,19 +1,38 @@
 /**
  * Waiting for a descriptor to become readable or writable without blocking
- * the event loop, the same way on Deno and Bun.
+ * the event loop and without a thread, the same way on Deno and Bun.
  *
- * One waiter thread per process blocks in `poll(2)`; the event loop only
- * hears from it when a descriptor is ready, so an idle wait costs nothing.
- * A wait can be cancelled with an `AbortSignal`, and `ref: false` lets the
- * process exit while it is pending.
+ * Every pending wait is checked with one non-blocking `poll(2)` sweep, run
+ * when the wait starts and whenever the process receives `SIGIO`. A wait on a
+ * descriptor the caller owns alone (`exclusive: true`, a socket or pipe) asks
+ * the kernel for that signal: `F_SETOWN` to this process plus `O_ASYNC` while
+ * the wait is pending, cleared again when the last wait on it ends. Every
+ * other wait (a shared socket, a pidfd, an eventfd, a regular file: no
+ * `SIGIO` for them; and any `POLLOUT` wait, see below) is swept by a short
+ * timer that runs only while such a wait is pending.
+ *
+ * The `SIGIO` listener is installed before the first `O_ASYNC` is set and
+ * stays for the life of the process, so a late signal never meets the
+ * default action (termination); it sits beside any listener the application
+ * has. Neither the listener nor the timer keeps the process alive: a
+ * `ref: true` wait holds a timer of its own.
  *
  * @module
  */
-import { readdirSync } from "node:fs";
-import { Worker } from "node:worker_threads";
-import { EFD_NONBLOCK, POLLIN, POLLOUT } from "./platform.ts";
-import { eventfd, write } from "./fd.ts";
-import { SLOT_FIELDS, SLOTS, type WaiterInit } from "./wait_table.ts";
+import { backend, layout } from "./libc.ts";
+import {
+  F_GETFL,
+  F_SETFL,
+  F_SETOWN,
+  O_ASYNC,
+  POLLFD,
+  POLLIN,
+  POLLNVAL,
+  POLLOUT,
+  S_IFIFO,
+  S_IFMT,
+  S_IFSOCK,
+} from "./platform.ts";
 
 /** Options of {@linkcode waitFor}. */
 export interface WaitOptions {
@@ -25,168 +44,96 @@ export interface WaitOptions {
    * a server's accept loop.
    */
   ref?: boolean;
+  /**
+   * The caller asserts that this process alone holds the descriptor's open
+   * file description: it created, accepted or connected the socket (or pipe)
+   * and never passed it on (default `false`). A `POLLIN` wait is then woken
+   * by `SIGIO` within microseconds; `O_ASYNC` and the signal owner are set on
+   * the description while the wait is pending and cleared when the last wait
+   * on it ends. Never claim this for an inherited or handed-over socket: the
+   * flag would be shared with every other process that holds it. Other waits
+   * are checked every {@linkcode SWEEP_INTERVAL_MS} ms.
+   */
+  exclusive?: boolean;
 }
 
-interface Pending {
-  seq: number;
-  ref: boolean;
-  resolve(revents: number): void;
-  reject(err: Error): void;
+/** How often waits without `SIGIO` (shared descriptors, pidfds, files) are checked. */
+export const SWEEP_INTERVAL_MS = 4;
+
+interface Wait {
+  readonly fd: number;
+  readonly events: number;
+  readonly ref: boolean;
+  /** Whether `SIGIO` wakes this wait; otherwise the sweep timer does. */
+  readonly signalled: boolean;
+  settle(revents: number): void;
+  /** Removes the abort listener. */
+  detach(): void;
 }
 
-class Waiter {
-  readonly #table = new Int32Array(
-    new SharedArrayBuffer(SLOTS * SLOT_FIELDS * 4),
-  );
-  readonly #pending = new Map<number, Pending>();
-  readonly #wakeFd = eventfd(EFD_NONBLOCK);
-  readonly #worker: Worker;
-  #seq = 0;
-  #refs = 0;
-  #failure: Error | undefined;
+type Timer = ReturnType<typeof setInterval>;
 
-  constructor() {
-    for (let slot = 0; slot < SLOTS; slot++) {
-      this.#table[slot * SLOT_FIELDS] = -1;
-    }
-    const init: WaiterInit = {
-      table: this.#table.buffer as SharedArrayBuffer,
-      wakeFd: this.#wakeFd,
-    };
-    this.#worker = new Worker(waiterModule(), {
-      workerData: init,
-    });
-    this.#worker.on("message", ([slot, seq, revents]: number[]) => {
-      const pending = this.#pending.get(slot);
-      if (pending?.seq === seq) {
-        this.#release(slot, false);
-        pending.resolve(revents);
-      }
-    });
-    this.#worker.on("error", (err: Error) => this.#fail(err));
-    this.#worker.on(
-      "exit",
-      (code: number) =>
-        this.#fail(
-          new Error(`tableroll's waiter thread exited (code ${code})`),
-        ),
-    );
-    // After adding the listeners: in Bun, adding one refs the worker again.
-    this.#worker.unref();
-  }
-
-  wait(fd: number, events: number, options: WaitOptions): Promise<number> {
-    const { signal, ref = true } = options;
-    if (this.#failure) return Promise.reject(this.#failure);
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    const slot = this.#freeSlot();
-    const seq = ++this.#seq & 0x7fffffff;
-    return new Promise<number>((resolve, reject) => {
-      const onAbort = () => {
-        if (this.#pending.get(slot)?.seq !== seq) return;
-        this.#release(slot, true);
-        reject(signal!.reason);
-      };
-      const settle = () => signal?.removeEventListener("abort", onAbort);
-      this.#pending.set(slot, {
-        seq,
-        ref,
-        resolve: (revents) => {
-          settle();
-          resolve(revents);
-        },
-        reject: (err) => {
-          settle();
-          reject(err);
-        },
-      });
-      if (ref && this.#refs++ === 0) this.#worker.ref();
-      const base = slot * SLOT_FIELDS;
-      Atomics.store(this.#table, base + 1, seq);
-      Atomics.store(this.#table, base + 2, events);
-      Atomics.store(this.#table, base, fd);
-      this.#wake();
-      signal?.addEventListener("abort", onAbort, { once: true });
-    });
-  }
-
-  #freeSlot(): number {
-    for (let slot = 0; slot < SLOTS; slot++) {
-      if (!this.#pending.has(slot)) return slot;
-    }
-    throw new RangeError(`more than ${SLOTS} descriptors waited for at once`);
-  }
-
-  /** Frees `slot`; the waiter must be told only when it may still be polling it. */
-  #release(slot: number, tellWaiter: boolean): void {
-    const pending = this.#pending.get(slot)!;
-    this.#pending.delete(slot);
-    Atomics.store(this.#table, slot * SLOT_FIELDS, -1);
-    if (pending.ref && --this.#refs === 0) this.#worker.unref();
-    if (tellWaiter) this.#wake();
-  }
-
-  /** The thread is gone (its module failed to load, say): every wait fails now and later. */
-  #fail(err: Error): void {
-    this.#failure ??= err;
-    for (const [slot, pending] of [...this.#pending]) {
-      this.#release(slot, false);
-      pending.reject(this.#failure);
-    }
-  }
-
-  #wake(): void {
-    write(this.#wakeFd, new Uint8Array([1, 0, 0, 0, 0, 0, 0, 0]));
-  }
-}
-
-/**
- * Where the waiter thread's module is. In a `bun build --compile`
- * executable every module reports the executable's URL, and the worker sits
- * wherever it was added as an extra entry point, compiled to `.js`.
- */
-function waiterModule(): URL | string {
-  const url = new URL("./wait_worker.ts", import.meta.url);
-  if (!url.href.startsWith("file:///$bunfs/")) return url;
-  const root = "/$bunfs/root";
-  const found = readdirSync(root, { recursive: true })
-    .map(String)
-    .find((name) => name.endsWith("wait_worker.js"));
-  if (!found) {
-    throw new Error(
-      "this executable lacks tableroll's waiter thread: add ffi/wait_worker.ts as an entry point, " +
-        "e.g. bun build --compile app.ts <path to tableroll>/ffi/wait_worker.ts",
-    );
-  }
-  return `${root}/${found}`;
-}
-
-let waiter: Waiter | undefined;
-
-/**
- * Starts the waiter thread now rather than at the first wait. Starting it
- * blocks the caller (about 40 ms on Deno, 5 ms on Bun), so a program that
- * will wait soon can pay that before a time-critical exchange.
- */
-export function startWaiter(): void {
-  theWaiter();
-}
-
-function theWaiter(): Waiter {
-  return waiter ??= new Waiter();
-}
+const pending = new Set<Wait>();
+/** Descriptors with `O_ASYNC` set by this module, and how many waits use it. */
+const armed = new Map<number, number>();
+let refs = 0;
+let timerWaits = 0;
+let keepAlive: Timer | undefined;
+let sweepTimer: Timer | undefined;
+let listening = false;
+let pollfds = new Uint8Array(POLLFD.size * 64);
 
 /**
  * Resolves with the `poll(2)` `revents` once `fd` is ready for `events`
  * (`POLLIN`, `POLLOUT`). Error and hang-up conditions also resolve it, so the
- * caller's next read or write reports them.
+ * caller's next read or write reports them; a descriptor closed with this
+ * module's `close` while waited on resolves it with `POLLNVAL`.
+ *
+ * @example Waiting for a socket pair's other end to write
+ * ```ts
+ * import { close, POLLIN, socketPair, waitReadable, writeAll } from "./mod.ts";
+ *
+ * const [a, b] = socketPair();
+ * const ready = waitReadable(b, { exclusive: true });
+ * writeAll(a, new Uint8Array([1]));
+ * if (!((await ready) & POLLIN)) throw new Error("expected POLLIN");
+ * close(a);
+ * close(b);
+ * ```
  */
 export function waitFor(
   fd: number,
   events: number,
   options: WaitOptions = {},
 ): Promise<number> {
-  return theWaiter().wait(fd, events, options);
+  const { signal, ref = true, exclusive = false } = options;
+  if (signal?.aborted) return Promise.reject(signal.reason);
+  return new Promise<number>((resolve, reject) => {
+    const onAbort = () => {
+      if (finish(wait)) reject(signal!.reason);
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    const wait: Wait = {
+      fd,
+      events,
+      ref,
+      // The kernel signals write space only after a write failed while
+      // O_ASYNC was already set, which a wait that begins after the failed
+      // write cannot count on: POLLOUT is swept.
+      signalled: exclusive && events === POLLIN && arm(fd),
+      settle: (revents) => {
+        if (finish(wait)) resolve(revents);
+      },
+      detach: () => signal?.removeEventListener("abort", onAbort),
+    };
+    pending.add(wait);
+    if (ref && refs++ === 0) keepAlive = setInterval(() => {}, 1 << 30);
+    if (!wait.signalled && timerWaits++ === 0) {
+      sweepTimer = unref(setInterval(sweep, SWEEP_INTERVAL_MS));
+    }
+    // Readiness that came before O_ASYNC was set raises no signal.
+    sweep([wait]);
+  });
 }
 
 /** {@linkcode waitFor} with `POLLIN`. */
@@ -203,4 +150,128 @@ export function waitWritable(
   options?: WaitOptions,
 ): Promise<number> {
   return waitFor(fd, POLLOUT, options);
+}
+
+/**
+ * Settles every wait on `fd` with `POLLNVAL` and clears what this module set
+ * on it. `close` calls it before closing, while the number still names the
+ * same file.
+ */
+export function forgetDescriptor(fd: number): void {
+  for (const wait of pending) {
+    if (wait.fd === fd) wait.settle(POLLNVAL);
+  }
+}
+
+/** Removes `wait` and undoes what it set up; `false` if it had already ended. */
+function finish(wait: Wait): boolean {
+  if (!pending.delete(wait)) return false;
+  wait.detach();
+  if (wait.ref && --refs === 0) {
+    clearInterval(keepAlive);
+    keepAlive = undefined;
+  }
+  if (wait.signalled) {
+    disarm(wait.fd);
+  } else if (--timerWaits === 0) {
+    clearInterval(sweepTimer);
+    sweepTimer = undefined;
+  }
+  return true;
+}
+
+/** Polls `waits` (default: all pending) once without blocking and settles the ready ones. */
+function sweep(waits: Iterable<Wait> = pending): void {
+  const list = [...waits];
+  if (list.length === 0) return;
+  if (pollfds.length < list.length * POLLFD.size) {
+    pollfds = new Uint8Array(list.length * POLLFD.size * 2);
+  }
+  const view = new DataView(pollfds.buffer);
+  list.forEach((wait, i) => {
+    view.setInt32(i * POLLFD.size + POLLFD.fd, wait.fd, true);
+    view.setInt16(i * POLLFD.size + POLLFD.events, wait.events, true);
+    view.setInt16(i * POLLFD.size + POLLFD.revents, 0, true);
+  });
+  // EINTR or ENOMEM: nothing is settled now; the next signal or tick retries.
+  if (backend.fn.poll(pollfds, list.length, 0) <= 0) return;
+  list.forEach((wait, i) => {
+    const revents = view.getInt16(i * POLLFD.size + POLLFD.revents, true);
+    if (revents !== 0) wait.settle(revents);
+  });
+}
+
+/**
+ * Sets `O_ASYNC` and this process as the signal owner on `fd`, or counts one
+ * more wait on a descriptor already armed. `false` when `fd` is no socket or
+ * pipe (the kernel would accept the flag and never signal) or `fcntl` fails.
+ */
+function arm(fd: number): boolean {
+  const uses = armed.get(fd);
+  if (uses !== undefined) {
+    armed.set(fd, uses + 1);
+    return true;
+  }
+  if (!raisesSigio(fd)) return false;
+  listenForSigio();
+  const flags = backend.fn.fcntl(fd, F_GETFL, 0);
+  if (flags < 0 || backend.fn.fcntl(fd, F_SETOWN, pid()) < 0) return false;
+  if (backend.fn.fcntl(fd, F_SETFL, flags | O_ASYNC) < 0) return false;
+  armed.set(fd, 1);
+  return true;
+}
+
+/** Counts one wait less on `fd`; the last one clears `O_ASYNC` again. */
+function disarm(fd: number): void {
+  const uses = armed.get(fd)! - 1;
+  if (uses > 0) {
+    armed.set(fd, uses);
+    return;
+  }
+  armed.delete(fd);
+  const flags = backend.fn.fcntl(fd, F_GETFL, 0);
+  // A descriptor closed behind this module's back has nothing left to clear.
+  if (flags >= 0) backend.fn.fcntl(fd, F_SETFL, flags & ~O_ASYNC);
+}
+
+const stat = new Uint8Array(layout.stat.size);
+
+/** Whether the kernel can signal readiness of `fd`: sockets and pipes. */
+function raisesSigio(fd: number): boolean {
+  if (backend.fn.fstat(fd, stat) < 0) return false;
+  const kind = new DataView(stat.buffer).getUint32(layout.stat.mode, true) &
+    S_IFMT;
+  return kind === S_IFSOCK || kind === S_IFIFO;
+}
+
+let ownPid: number | undefined;
+
+function pid(): number {
+  return ownPid ??= backend.fn.getpid();
+}
+
+/** Installs the `SIGIO` listener once; it is never removed (see the module doc). */
+function listenForSigio(): void {
+  if (listening) return;
+  listening = true;
+  const onSigio = () => sweep();
+  if ("Deno" in globalThis) {
+    Deno.addSignalListener("SIGIO", onSigio);
+  } else {
+    (globalThis as unknown as { process: NodeLikeProcess }).process.on(
+      "SIGIO",
+      onSigio,
+    );
+  }
+}
+
+interface NodeLikeProcess {
+  on(event: "SIGIO", listener: () => void): void;
+}
+
+/** Lets `timer` not keep the process alive (Deno numbers its timers, Bun hands out objects). */
+function unref(timer: Timer): Timer {
+  if (typeof timer === "number") Deno.unrefTimer(timer);
+  else (timer as { unref(): void }).unref();
+  return timer;
 }

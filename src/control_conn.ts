@@ -110,7 +110,8 @@ export class ControlConn {
     for (;;) {
       const result = this.#guard(attempt);
       if (result !== null) return result;
-      await wait(this.#fd, { signal });
+      // This process made the connection and never passes it on.
+      await wait(this.#fd, { signal, exclusive: true });
     }
   }
 

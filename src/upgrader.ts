@@ -17,7 +17,6 @@ import {
   getpid,
   getuid,
   peerCredentials,
-  startWaiter,
   unlink,
   waitReadable,
 } from "../ffi/mod.ts";
@@ -157,9 +156,6 @@ export class Upgrader implements AsyncDisposable {
     const id = options.id ?? String(getpid());
     checkId(dir, id);
     checkDirectory(dir);
-    // Every upgrader waits on its sockets; start the thread before the lock
-    // is held, not in the middle of a handover.
-    startWaiter();
     const controlFd = listenControl(controlSocketPath(dir, id));
     const upgrader = new Upgrader(dir, id, controlFd, options);
     try {
@@ -381,6 +377,7 @@ export class Upgrader implements AsyncDisposable {
     while (this.#state !== "stopped") {
       try {
         await waitReadable(this.#controlFd, {
+          exclusive: true,
           ref: false,
           signal: this.#stopping.signal,
         });

@@ -1,19 +1,29 @@
 import { test } from "./support/harness.ts";
-import { assert, assertEquals, assertRejects } from "./support/assert.ts";
+import {
+  assert,
+  assertEquals,
+  assertRejects,
+  assertThrows,
+} from "./support/assert.ts";
+import { spawn } from "node:child_process";
+import process from "node:process";
 import {
   close,
+  libc,
+  pidfdOpen,
   POLLHUP,
   POLLIN,
+  POLLNVAL,
   POLLOUT,
   read,
   setNonBlocking,
   socketPair,
+  SyscallError,
   waitReadable,
   waitWritable,
   write,
   writeAll,
 } from "../ffi/mod.ts";
-import { SLOTS } from "../ffi/wait_table.ts";
 import { Child, type Runtime } from "./fixtures/ffi_child.ts";
 import { runtime } from "./support/harness.ts";
 
@@ -28,22 +38,147 @@ function settledWithin<T>(
   ]);
 }
 
-test("ffi: waitReadable resolves when data arrives, not before", async () => {
+/** `O_ASYNC`, to see whether a wait left it set. */
+const O_ASYNC = 0o20000;
+const F_GETFL = 3;
+
+for (const exclusive of [true, false]) {
+  const how = exclusive ? "SIGIO" : "the sweep timer";
+  test(`ffi: waitReadable resolves when data arrives, not before (${how})`, async () => {
+    const [a, b] = socketPair();
+    try {
+      const wait = waitReadable(b, { exclusive });
+      assertEquals(await settledWithin(wait, 100), "pending");
+      assertEquals(
+        (libc.fcntl(b, F_GETFL, 0) & O_ASYNC) !== 0,
+        exclusive,
+        "O_ASYNC set only for an exclusive wait",
+      );
+      writeAll(a, new Uint8Array([42]));
+      assert((await wait) & POLLIN, "POLLIN reported");
+      assertEquals(libc.fcntl(b, F_GETFL, 0) & O_ASYNC, 0, "O_ASYNC cleared");
+      assertEquals(Array.from(read(b, 8)!), [42]);
+      assert((await waitWritable(a, { exclusive })) !== 0);
+    } finally {
+      close(a);
+      close(b);
+    }
+  });
+
+  test(`ffi: 1,000 concurrent waits all resolve (${how})`, async () => {
+    const pairs = Array.from({ length: 250 }, () => socketPair());
+    try {
+      const waits = pairs.flatMap(([, b]) =>
+        Array.from({ length: 4 }, () => waitReadable(b, { exclusive }))
+      );
+      assertEquals(waits.length, 1000);
+      assertEquals(await settledWithin(Promise.race(waits), 50), "pending");
+      for (const [a] of pairs) writeAll(a, new Uint8Array([1]));
+      const revents = await Promise.all(waits);
+      assert(revents.every((r) => r & POLLIN), "every wait saw POLLIN");
+    } finally {
+      pairs.flat().forEach(close);
+    }
+  });
+
+  test(`ffi: a descriptor closed while waited on resolves its waits (${how})`, async () => {
+    const [a, b] = socketPair();
+    try {
+      const waits = [waitReadable(b, { exclusive }), waitWritable(b)];
+      assertEquals(await settledWithin(waits[0], 50), "pending");
+      close(b);
+      const revents = await Promise.all(waits);
+      assert(revents.some((r) => r & POLLNVAL), "POLLNVAL reported");
+    } finally {
+      close(a);
+    }
+  });
+}
+
+test("ffi: a wait on a descriptor closed by another path resolves with POLLNVAL", async () => {
   const [a, b] = socketPair();
   try {
     const wait = waitReadable(b);
-    assertEquals(await settledWithin(wait, 100), "pending");
-    writeAll(a, new Uint8Array([42]));
-    assert((await wait) & POLLIN, "POLLIN reported");
-    assertEquals(Array.from(read(b, 8)!), [42]);
-    assert((await waitWritable(a)) !== 0);
+    libc.close(b);
+    assertEquals(await settledWithin(wait, 2_000), POLLNVAL);
   } finally {
     close(a);
-    close(b);
   }
 });
 
-test("ffi: an aborted wait rejects with the reason and frees its slot", async () => {
+test("ffi: waitReadable on a pidfd resolves when the process exits", async () => {
+  const child = spawn("sleep", ["30"], { stdio: "ignore" });
+  const exited = new Promise((resolve) => child.on("exit", resolve));
+  const pidfd = pidfdOpen(child.pid!);
+  try {
+    // A pidfd raises no SIGIO, even when asked to: the timer sweeps it.
+    const wait = waitReadable(pidfd, { exclusive: true });
+    assertEquals(await settledWithin(wait, 200), "pending");
+    child.kill("SIGKILL");
+    assert((await settledWithin(wait, 2_000)) !== "pending", "resolved");
+    assert((await wait) & POLLIN, "POLLIN reported");
+  } finally {
+    child.kill("SIGKILL");
+    await exited;
+    close(pidfd);
+  }
+});
+
+test("ffi: pidfdOpen of a process that is gone throws ESRCH", async () => {
+  const child = spawn("true", [], { stdio: "ignore" });
+  await new Promise((resolve) => child.on("exit", resolve));
+  const err = assertThrows(() => pidfdOpen(child.pid!), SyscallError);
+  assertEquals(err.code, "ESRCH");
+});
+
+test(`ffi: the application's own SIGIO listener keeps working beside the library's`, async () => {
+  let heard = 0;
+  const onSigio = () => heard++;
+  const [a, b] = socketPair();
+  const [c, d] = socketPair();
+  addSigioListener(onSigio);
+  try {
+    // The application's own signal-driven socket.
+    libc.fcntl(d, 8, process.pid);
+    libc.fcntl(d, 4, libc.fcntl(d, F_GETFL, 0) | O_ASYNC);
+    const wait = waitReadable(b, { exclusive: true });
+    writeAll(a, new Uint8Array([1]));
+    assert((await wait) & POLLIN);
+    read(b, 1);
+    await until(() => heard > 0);
+
+    // With no wait pending the library's socket raises nothing more; the
+    // application's still does.
+    const before = heard;
+    writeAll(a, new Uint8Array([2]));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assertEquals(heard, before, "no SIGIO after the last wait ended");
+    writeAll(c, new Uint8Array([3]));
+    await until(() => heard > before);
+  } finally {
+    removeSigioListener(onSigio);
+    [a, b, c, d].forEach(close);
+  }
+});
+
+function addSigioListener(listener: () => void): void {
+  if ("Deno" in globalThis) Deno.addSignalListener("SIGIO", listener);
+  else process.on("SIGIO", listener);
+}
+
+function removeSigioListener(listener: () => void): void {
+  if ("Deno" in globalThis) Deno.removeSignalListener("SIGIO", listener);
+  else process.off("SIGIO", listener);
+}
+
+async function until(condition: () => boolean): Promise<void> {
+  for (let i = 0; !condition(); i++) {
+    if (i === 200) throw new Error("condition not met within 2 s");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+test("ffi: an aborted wait rejects with the reason and leaves nothing behind", async () => {
   const [a, b] = socketPair();
   try {
     const reason = new Error("stop waiting");
@@ -53,14 +188,14 @@ test("ffi: an aborted wait rejects with the reason and frees its slot", async ()
       "stop waiting",
     );
 
-    // Fill every slot and cancel them all, twice: a slot that was not
-    // freed would make the second round throw RangeError.
-    for (let round = 0; round < 2; round++) {
+    // Many waits of both kinds, cancelled at once: none settles twice,
+    // and none is left behind to catch the next data.
+    for (const exclusive of [true, false]) {
       const controller = new AbortController();
       const waits = Array.from(
-        { length: SLOTS },
+        { length: 1000 },
         () =>
-          waitReadable(b, { signal: controller.signal }).then(
+          waitReadable(b, { signal: controller.signal, exclusive }).then(
             () => "resolved",
             (err) => err,
           ),
@@ -74,6 +209,7 @@ test("ffi: an aborted wait rejects with the reason and frees its slot", async ()
     }
 
     // The cancelled waits are gone: data goes to the one wait now pending.
+    assertEquals(libc.fcntl(b, F_GETFL, 0) & O_ASYNC, 0, "O_ASYNC cleared");
     const wait = waitReadable(b);
     writeAll(a, new Uint8Array([1]));
     assert((await wait) & POLLIN);
@@ -83,26 +219,28 @@ test("ffi: an aborted wait rejects with the reason and frees its slot", async ()
   }
 });
 
-test("ffi: waitWritable resolves once a full socket buffer drains", async () => {
-  const [a, b] = socketPair();
-  try {
-    setNonBlocking(a, true);
-    const chunk = new Uint8Array(65536);
-    while (write(a, chunk) !== null) {
-      // Fill the buffer until the kernel refuses more.
+for (const exclusive of [true, false]) {
+  test(`ffi: waitWritable resolves once a full socket buffer drains (exclusive: ${exclusive})`, async () => {
+    const [a, b] = socketPair();
+    try {
+      setNonBlocking(a, true);
+      const chunk = new Uint8Array(65536);
+      while (write(a, chunk) !== null) {
+        // Fill the buffer until the kernel refuses more.
+      }
+      const writable = waitWritable(a, { exclusive });
+      assertEquals(await settledWithin(writable, 100), "pending");
+      setNonBlocking(b, true);
+      while (read(b, 65536) !== null) {
+        // Drain what was written.
+      }
+      assert((await writable) & POLLOUT, "POLLOUT reported");
+    } finally {
+      close(a);
+      close(b);
     }
-    const writable = waitWritable(a);
-    assertEquals(await settledWithin(writable, 100), "pending");
-    setNonBlocking(b, true);
-    while (read(b, 65536) !== null) {
-      // Drain what was written.
-    }
-    assert((await writable) & POLLOUT, "POLLOUT reported");
-  } finally {
-    close(a);
-    close(b);
-  }
-});
+  });
+}
 
 test("ffi: a hang-up resolves a pending wait", async () => {
   const [a, b] = socketPair();
@@ -118,18 +256,30 @@ test("ffi: a hang-up resolves a pending wait", async () => {
 
 async function waitingChild(
   r: Runtime,
-  mode: "ref" | "unref" | "exit",
+  mode: "ref" | "unref" | "unref-exclusive" | "exit" | "sigio",
 ): Promise<Child> {
   const child = new Child(r, "ffi_wait.ts", [mode]);
   assertEquals(await child.nextLine(), "waiting");
   return child;
 }
 
-test(`ffi: an unref'd wait does not keep a ${runtime} process alive`, async () => {
-  const child = await waitingChild(runtime, "unref");
+for (const mode of ["unref", "unref-exclusive"] as const) {
+  test(`ffi: an unref'd wait does not keep a ${runtime} process alive (${mode})`, async () => {
+    const child = await waitingChild(runtime, mode);
+    try {
+      const exit = await settledWithin(child.exited, 10_000);
+      assertEquals(exit, { code: 0, signal: null }, "exited by itself");
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
+}
+
+test(`ffi: SIGIO after the last wait ended does not kill a ${runtime} process`, async () => {
+  const child = await waitingChild(runtime, "sigio");
   try {
-    const exit = await settledWithin(child.exited, 10_000);
-    assertEquals(exit, { code: 0, signal: null }, "exited by itself");
+    assertEquals(await child.nextLine(), "alive");
+    assertEquals(await child.exited, { code: 0, signal: null });
   } finally {
     child.kill("SIGKILL");
   }
@@ -147,7 +297,7 @@ test(`ffi: a ref'd wait keeps a ${runtime} process alive until data comes`, asyn
   }
 });
 
-test(`ffi: process.exit ends a ${runtime} process whose waiter thread is in poll`, async () => {
+test(`ffi: process.exit ends a ${runtime} process with a wait pending`, async () => {
   const child = await waitingChild(runtime, "exit");
   try {
     const exit = await settledWithin(child.exited, 10_000);
