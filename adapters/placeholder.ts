@@ -5,9 +5,6 @@
  *
  * @module
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { SocketAddress } from "../ffi/mod.ts";
 
 /** Where the runtime should listen: loopback port 0, or a Unix path. */
@@ -39,9 +36,38 @@ export function placeholderFor(real: SocketAddress): Placeholder {
   if (real.family === "inet6") {
     return { address: { hostname: "::1", port: 0 }, dispose() {} };
   }
-  const dir = mkdtempSync(join(tmpdir(), "tableroll-placeholder-"));
+  const dir = tempDirectory("tableroll-placeholder-");
   return {
-    address: { path: join(dir, "listener.sock") },
-    dispose: () => rmSync(dir, { recursive: true, force: true }),
+    address: { path: `${dir.path}/listener.sock` },
+    dispose: dir.remove,
   };
+}
+
+/**
+ * A new private directory under the system's temporary one. Without `node:`
+ * imports: on Deno they would load the Node compatibility layer.
+ */
+function tempDirectory(prefix: string): { path: string; remove(): void } {
+  if ("Deno" in globalThis) {
+    const path = Deno.makeTempDirSync({ prefix });
+    return { path, remove: () => Deno.removeSync(path, { recursive: true }) };
+  }
+  // Bun's node:fs is built in and cheap.
+  const { process } = globalThis as unknown as {
+    process: {
+      env: Record<string, string | undefined>;
+      getBuiltinModule(name: "node:fs"): NodeFs;
+    };
+  };
+  const fs = process.getBuiltinModule("node:fs");
+  const path = fs.mkdtempSync(`${process.env.TMPDIR ?? "/tmp"}/${prefix}`);
+  return {
+    path,
+    remove: () => fs.rmSync(path, { recursive: true, force: true }),
+  };
+}
+
+interface NodeFs {
+  mkdtempSync(prefix: string): string;
+  rmSync(path: string, options: { recursive: boolean; force: boolean }): void;
 }

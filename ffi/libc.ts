@@ -4,7 +4,6 @@
  *
  * @module
  */
-import process from "node:process";
 import { openBackend as openDeno } from "./backend_deno.ts";
 import { layoutFor } from "./platform.ts";
 import type { Layout } from "./platform.ts";
@@ -16,6 +15,15 @@ const LIBC_PATH = "libc.so.6";
 
 /** The architecture names of `layoutFor`, from Node's (`x64`, `arm64`). */
 const ARCH_NAMES: Record<string, string> = { x64: "x86_64", arm64: "aarch64" };
+
+/** The running OS and architecture, read without Deno's Node compatibility layer. */
+function platform(): { os: string; arch: string } {
+  if ("Deno" in globalThis) return Deno.build;
+  const { platform, arch } = (globalThis as unknown as {
+    process: { platform: string; arch: string };
+  }).process;
+  return { os: platform, arch: ARCH_NAMES[arch] ?? arch };
+}
 
 async function loadBackend(): Promise<Backend> {
   if ("Deno" in globalThis) return openDeno(LIBC_PATH);
@@ -29,10 +37,7 @@ async function loadBackend(): Promise<Backend> {
 }
 
 /** The struct layout of the running architecture. */
-export const layout: Layout = layoutFor(
-  process.platform,
-  ARCH_NAMES[process.arch] ?? process.arch,
-);
+export const layout: Layout = layoutFor(platform().os, platform().arch);
 
 /** The raw backend of the running runtime. */
 export const backend: Backend = await loadBackend();
