@@ -1,6 +1,6 @@
 /**
- * A `bun build --compile` single binary of the example, with the waiter
- * thread as an extra entry point, hands over to a second copy of itself.
+ * A `bun build --compile` single binary of the example, built from its one
+ * entry point, hands over to a second copy of itself.
  * The binary embeds Bun, so this runs once, in the Bun suite.
  */
 import { spawnSync } from "node:child_process";
@@ -22,7 +22,6 @@ test(
         "build",
         "--compile",
         "examples/hello.ts",
-        "ffi/wait_worker.ts",
         "--outfile",
         binary,
       ], { cwd: ROOT, encoding: "utf8" });
