@@ -5,10 +5,13 @@
  *   descriptors (600 take three messages) against a plain `write` + `read`
  *   of the same bytes on the same socketpair;
  * - the reaction time of `waitReadable`, from a write in another process to
- *   the wait resolving (both read `CLOCK_MONOTONIC`), against a blocking
- *   `read` of the same write;
- * - the CPU a `waitReadable` uses while it waits 10 s, against the same
- *   10 s with nothing pending but a timer.
+ *   the wait resolving (both read `CLOCK_MONOTONIC`), woken by `SIGIO`
+ *   (`exclusive: true`) and by the sweep timer, against a blocking `read` of
+ *   the same write;
+ * - the time from killing a child to `waitReadable` on its pidfd resolving,
+ *   against the runtime's own child `exit` event;
+ * - the CPU a `waitReadable` uses while it waits 10 s (either way), against
+ *   the same 10 s with nothing pending but a timer.
  *
  * Usage: `deno run -A bench/ffi_bench.ts` or `bun bench/ffi_bench.ts`;
  * `FFI_BENCH_IDLE_SECONDS` shortens the idle measurement for a quick run.
@@ -30,6 +33,7 @@ import {
   memfd,
   monotonicNanos,
   openSocket,
+  pidfdOpen,
   read,
   receiveWithFds,
   sendWithFds,
@@ -80,28 +84,47 @@ async function main(): Promise<void> {
     ]);
   }
 
-  const { waited, blocking } = await reactionTimes();
+  const times = await reactionTimes();
+  for (const kind of ["SIGIO", "sweep"] as const) {
+    for (const p of [50, 99]) {
+      const [w, b] = [
+        percentile(times[kind], p),
+        percentile(times.blocking, p),
+      ];
+      rows.push([
+        `reaction p${p} (${kind}), write in another process → here (µs)`,
+        w.toFixed(1),
+        b.toFixed(1),
+        `${signed(w - b, 1)} µs`,
+      ]);
+    }
+  }
+
+  const exits = await exitReactionTimes();
   for (const p of [50, 99]) {
-    const [w, b] = [percentile(waited, p), percentile(blocking, p)];
+    const [w, b] = [percentile(exits.pidfd, p), percentile(exits.event, p)];
     rows.push([
-      `reaction p${p}, write in another process → here (µs)`,
-      w.toFixed(1),
-      b.toFixed(1),
-      `${signed(w - b, 1)} µs`,
+      `pidfd p${p}, kill → waitReadable resolves (ms)`,
+      w.toFixed(2),
+      b.toFixed(2),
+      `${signed(w - b, 2)} ms`,
     ]);
   }
 
-  const idle = await idleCpu(true);
-  const timerOnly = await idleCpu(false);
-  rows.push([
-    `CPU while waiting ${IDLE_SECONDS} s (% of one core)`,
-    idle.toFixed(3),
-    timerOnly.toFixed(3),
-    `${signed(idle - timerOnly, 3)} pts`,
-  ]);
+  const timerOnly = await idleCpu("none");
+  for (const kind of ["SIGIO", "sweep"] as const) {
+    const idle = await idleCpu(kind);
+    rows.push([
+      `CPU while waiting ${IDLE_SECONDS} s (${kind}, % of one core)`,
+      idle.toFixed(3),
+      timerOnly.toFixed(3),
+      `${signed(idle - timerOnly, 3)} pts`,
+    ]);
+  }
   printTable(rows);
   console.log(
-    "\nbaselines: write+read of the same bytes on the same socketpair; a blocking read of the same write; a process with only a timer pending",
+    "\nbaselines: write+read of the same bytes on the same socketpair; a blocking read of the same write; " +
+      "the child's exit event; a process with only a timer pending",
   );
 }
 
@@ -163,10 +186,11 @@ function median(values: number[]): number {
 
 /**
  * Microseconds from the writer process's write to this process noticing it:
- * `waitReadable` resolving, or a blocking `read` returning.
+ * `waitReadable` resolving (woken by `SIGIO` or by the sweep timer), or a
+ * blocking `read` returning.
  */
 async function reactionTimes(): Promise<
-  { waited: number[]; blocking: number[] }
+  { SIGIO: number[]; sweep: number[]; blocking: number[] }
 > {
   const dir = mkdtempSync(join(tmpdir(), "tableroll-bench-"));
   const path = join(dir, "writer.sock");
@@ -181,33 +205,34 @@ async function reactionTimes(): Promise<
   );
   let conn = -1;
   try {
-    await waitReadable(listener);
+    await waitReadable(listener, { exclusive: true });
     conn = accept(listener)!;
-    const sample = async (wait: boolean) => {
+    const sample = async (kind: "SIGIO" | "sweep" | "blocking") => {
       writeAll(conn, BYTE);
-      if (wait) await waitReadable(conn);
+      if (kind !== "blocking") {
+        await waitReadable(conn, { exclusive: kind === "SIGIO" });
+      }
       let noticed = monotonicNanos();
       const reply = read(conn, 8)!;
-      if (!wait) noticed = monotonicNanos();
+      if (kind === "blocking") noticed = monotonicNanos();
       const written = new DataView(reply.buffer, reply.byteOffset, 8)
         .getBigInt64(0, true);
       return Number(noticed - written) / 1000;
     };
-    const waited: number[] = [];
-    const blocking: number[] = [];
-    // Interleaved, so that drift in the machine's load affects both alike.
-    for (let i = -SAMPLES / 10; i < SAMPLES; i++) {
-      const w = await sample(true);
-      const b = await sample(false);
-      if (i < 0) continue; // warm-up
-      waited.push(w);
-      blocking.push(b);
-    }
-    const ascending = (x: number, y: number) => x - y;
-    return {
-      waited: waited.sort(ascending),
-      blocking: blocking.sort(ascending),
+    const times = {
+      SIGIO: [] as number[],
+      sweep: [] as number[],
+      blocking: [] as number[],
     };
+    // Interleaved, so that drift in the machine's load affects all alike.
+    for (let i = -SAMPLES / 10; i < SAMPLES; i++) {
+      for (const kind of ["SIGIO", "sweep", "blocking"] as const) {
+        const t = await sample(kind);
+        if (i >= 0) times[kind].push(t); // the first tenth warms up
+      }
+    }
+    for (const list of Object.values(times)) list.sort((x, y) => x - y);
+    return times;
   } finally {
     if (conn >= 0) close(conn);
     close(listener);
@@ -217,11 +242,43 @@ async function reactionTimes(): Promise<
 }
 
 /**
- * Percent of one core this process uses over `IDLE_SECONDS`: with a
- * `waitReadable` pending that data ends after that time, or with only the
- * timer.
+ * Milliseconds from `kill` of a sleeping child to this process noticing its
+ * exit: `waitReadable` on its pidfd resolving, and the runtime's `exit` event
+ * of the same child.
  */
-async function idleCpu(withWait: boolean): Promise<number> {
+async function exitReactionTimes(): Promise<
+  { pidfd: number[]; event: number[] }
+> {
+  const pidfd: number[] = [];
+  const event: number[] = [];
+  for (let i = 0; i < 30; i++) {
+    const child = spawn("sleep", ["30"], { stdio: "ignore" });
+    const fd = pidfdOpen(child.pid!);
+    try {
+      const start = performance.now();
+      const exited = new Promise<number>((resolve) =>
+        child.on("exit", () => resolve(performance.now() - start))
+      );
+      const waited = waitReadable(fd).then(() => performance.now() - start);
+      child.kill("SIGKILL");
+      pidfd.push(await waited);
+      event.push(await exited);
+    } finally {
+      close(fd);
+    }
+  }
+  return {
+    pidfd: pidfd.sort((x, y) => x - y),
+    event: event.sort((x, y) => x - y),
+  };
+}
+
+/**
+ * Percent of one core this process uses over `IDLE_SECONDS`: with a
+ * `waitReadable` pending (woken by `SIGIO` or swept) that data ends after
+ * that time, or with only the timer.
+ */
+async function idleCpu(wait: "SIGIO" | "sweep" | "none"): Promise<number> {
   // Let the collector finish with what the measurements before left behind.
   await new Promise((resolve) => setTimeout(resolve, 1000));
   const [a, b] = socketPair();
@@ -234,7 +291,9 @@ async function idleCpu(withWait: boolean): Promise<number> {
         resolve();
       }, IDLE_SECONDS * 1000)
     );
-    await (withWait ? waitReadable(b) : timer);
+    await (wait === "none"
+      ? timer
+      : waitReadable(b, { exclusive: wait === "SIGIO" }));
     const used = process.cpuUsage(before);
     const wallMicros = (performance.now() - start) * 1000;
     return (100 * (used.user + used.system)) / wallMicros;

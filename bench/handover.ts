@@ -10,7 +10,13 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { commandLine, type Runtime, startCopy } from "../testing/copies.ts";
+import {
+  commandLine,
+  type Copy,
+  type Runtime,
+  startCopy,
+} from "../testing/copies.ts";
+import { peakRssKiB, PLAIN_SERVER } from "./idle.ts";
 import type { ProcessGroup } from "../testing/processes.ts";
 import { freePort } from "../testing/rolling.ts";
 import { formatTable, ms, ratio } from "../testing/table.ts";
@@ -117,7 +123,12 @@ async function fixtureRound(
   }
 }
 
-/** Spawn → `READY` of the example service (or reference), fresh and taking over. */
+/**
+ * For each runtime: a plain native server's spawn → listening (the
+ * baseline: the example's handler and flags, no upgrader) against the
+ * example's spawn → `READY`, fresh and taking over, with each process's peak
+ * resident memory at that moment (`VmHWM`). Medians of `rounds`.
+ */
 export async function exampleStartup(
   group: ProcessGroup,
   runtimes: Runtime[],
@@ -125,8 +136,9 @@ export async function exampleStartup(
 ): Promise<string> {
   const rows: string[][] = [];
   for (const runtime of runtimes) {
-    const fresh: number[] = [];
-    const takeover: number[] = [];
+    const plain: Start[] = [];
+    const fresh: Start[] = [];
+    const takeover: Start[] = [];
     for (let round = 0; round < rounds; round++) {
       const tmp = mkdtempSync(join(tmpdir(), "tableroll-bench-"));
       const flags = {
@@ -136,29 +148,66 @@ export async function exampleStartup(
         delay: 0,
       };
       try {
+        if (runtime !== "reference") {
+          plain.push(
+            await started(startCopy(group, runtime, flags, PLAIN_SERVER)),
+          );
+          await group.close();
+        }
         const first = startCopy(group, runtime, flags);
-        fresh.push((await first.ready(TIMEOUT_MS)).at - first.child.startedAt);
-        const second = startCopy(group, runtime, flags);
-        takeover.push(
-          (await second.ready(TIMEOUT_MS)).at - second.child.startedAt,
-        );
+        fresh.push(await started(first));
+        takeover.push(await started(startCopy(group, runtime, flags)));
         await first.drained(TIMEOUT_MS);
       } finally {
         await group.close();
         rmSync(tmp, { recursive: true, force: true });
       }
     }
+    const [p, f, t] = [plain, fresh, takeover].map((starts) => ({
+      ms: median(starts.map((s) => s.ms)),
+      peakKiB: median(starts.map((s) => s.peakKiB)),
+    }));
+    const hasPlain = plain.length > 0;
     rows.push([
       runtime,
-      ms(median(fresh)),
-      ms(median(takeover)),
-      ratio(median(takeover), median(fresh)),
+      hasPlain ? ms(p.ms) : "–",
+      ms(f.ms),
+      ms(t.ms),
+      hasPlain ? `+${ms(t.ms - p.ms)}` : "–",
+      hasPlain ? mib(p.peakKiB) : "–",
+      mib(f.peakKiB),
+      mib(t.peakKiB),
+      hasPlain ? `+${mib(t.peakKiB - p.peakKiB)}` : "–",
     ]);
   }
   return formatTable([
-    "example service",
-    "fresh: spawn → READY",
-    "takeover: spawn → READY",
-    "takeover / fresh",
+    "runtime",
+    "plain: spawn → listening",
+    "example fresh: spawn → READY",
+    "example takeover: spawn → READY",
+    "takeover − plain",
+    "plain peak RSS",
+    "fresh peak RSS",
+    "takeover peak RSS",
+    "takeover − plain RSS",
   ], rows);
+}
+
+interface Start {
+  /** Spawn → `READY` in milliseconds. */
+  ms: number;
+  /** Peak resident memory at `READY`, KiB. */
+  peakKiB: number;
+}
+
+async function started(copy: Copy): Promise<Start> {
+  const ready = await copy.ready(TIMEOUT_MS);
+  return {
+    ms: ready.at - copy.child.startedAt,
+    peakKiB: peakRssKiB(Number(ready.text.split(" ")[1])),
+  };
+}
+
+function mib(kib: number): string {
+  return `${(kib / 1024).toFixed(1)} MiB`;
 }

@@ -21,7 +21,8 @@ import { formatTable, ratio } from "../testing/table.ts";
 export const WARM_UP_REQUESTS = 200;
 const TIMEOUT_MS = 60_000;
 const WARM_UP_LIMIT_MS = 5_000;
-const PLAIN_SERVER = "bench/fixtures/plain_server.ts";
+/** The plain native server with the example's handler and flags, no upgrader. */
+export const PLAIN_SERVER = "bench/fixtures/plain_server.ts";
 
 /**
  * CPU time (user + system) of `pid` in milliseconds, from `/proc/<pid>/stat`;
@@ -36,8 +37,18 @@ export function cpuTimeMs(pid: number, ticksPerSecond: number): number {
 
 /** Resident set size of `pid` in KiB, from `/proc/<pid>/status`; NaN once it is gone. */
 export function rssKiB(pid: number): number {
+  return statusKiB(pid, "VmRSS");
+}
+
+/** Peak resident set size of `pid` so far in KiB (`VmHWM`); NaN once it is gone. */
+export function peakRssKiB(pid: number): number {
+  return statusKiB(pid, "VmHWM");
+}
+
+function statusKiB(pid: number, field: string): number {
   const status = readProc(pid, "status");
-  return Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1] ?? NaN);
+  const match = new RegExp(`^${field}:\\s+(\\d+) kB$`, "m").exec(status);
+  return Number(match?.[1] ?? NaN);
 }
 
 function readProc(pid: number, file: string): string {
