@@ -5,7 +5,7 @@ import {
   assertRejects,
   assertThrows,
 } from "./support/assert.ts";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import process from "node:process";
 import {
   close,
@@ -26,6 +26,7 @@ import {
 } from "../ffi/mod.ts";
 import { Child, type Runtime } from "./fixtures/ffi_child.ts";
 import { runtime } from "./support/harness.ts";
+import { ROOT, runtimeBinary } from "../testing/copies.ts";
 
 /** `promise`'s value, or `"pending"` if it has not settled after `ms`. */
 function settledWithin<T>(
@@ -130,6 +131,32 @@ test("ffi: pidfdOpen of a process that is gone throws ESRCH", async () => {
   const err = assertThrows(() => pidfdOpen(child.pid!), SyscallError);
   assertEquals(err.code, "ESRCH");
 });
+
+const hasStrace = spawnSync("strace", ["-V"]).status === 0;
+
+test(
+  `ffi: pidfdOpen on a kernel without pidfd_open throws UnsupportedSyscallError (${runtime})`,
+  () => {
+    const script = `${ROOT}tests/fixtures/ffi_pidfd.ts`;
+    const command = runtime === "deno"
+      ? [runtimeBinary("deno"), "run", "-A", script]
+      : [runtimeBinary("bun"), script];
+    const run = (prefix: string[]) => {
+      const [cmd, ...args] = [...prefix, ...command];
+      const result = spawnSync(cmd, args, {
+        encoding: "utf8",
+        timeout: 60_000,
+      });
+      assertEquals(result.status, 0, result.stderr);
+      return result.stdout.trim();
+    };
+    assertEquals(run([]), "opened");
+    const enosys = ["strace", "-f", "-qq", "-o", "/dev/null"];
+    enosys.push("-e", "inject=pidfd_open:error=ENOSYS");
+    assertEquals(run(enosys), "UnsupportedSyscallError ENOSYS");
+  },
+  { ignore: !hasStrace },
+);
 
 test(`ffi: the application's own SIGIO listener keeps working beside the library's`, async () => {
   let heard = 0;
