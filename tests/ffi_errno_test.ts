@@ -96,9 +96,10 @@ test("ffi: provoked failures carry the right errno names", () => {
   assertEquals(failure(() => close(NEVER_OPEN)), ["close", "EBADF", 9]);
 });
 
-test("ffi: errno stays right over thousands of failures under GC pressure and a busy waiter thread", async () => {
+test("ffi: errno stays right over thousands of failures under GC pressure and SIGIO wake-ups", async () => {
   using p = new Provoked();
-  // The waiter thread makes its own libc calls meanwhile: errno is per thread.
+  // Exclusive waits are woken by SIGIO meanwhile: the runtime's signal
+  // handler runs between calls and must leave errno alone.
   const [a, b] = socketPair();
   const cases: [() => unknown, string][] = [
     [() => listenOn(p.usedPort), "EADDRINUSE"],
@@ -109,13 +110,13 @@ test("ffi: errno stays right over thousands of failures under GC pressure and a 
   ];
   let garbage: unknown[] = [];
   const wrong: string[] = [];
-  let readable = waitReadable(b);
+  let readable = waitReadable(b, { exclusive: true });
   writeAll(a, new Uint8Array([1]));
   for (let i = 0; i < 4000; i++) {
     if (i % 100 === 99) {
       await readable;
       read(b, 1);
-      readable = waitReadable(b);
+      readable = waitReadable(b, { exclusive: true });
       writeAll(a, new Uint8Array([1]));
     }
     // Enough short-lived allocation to run the collector many times over.

@@ -37,7 +37,7 @@ export function test(
   Deno.test({
     name,
     ignore: options.ignore,
-    // Child processes and the waiter thread outlive single tests by design.
+    // Child processes and the SIGIO listener outlive single tests by design.
     sanitizeOps: false,
     sanitizeResources: false,
     fn: () => withTimeout(fn(), timeout, name),
