@@ -117,7 +117,6 @@ export * from "./fd.ts";
 export * from "./proc.ts";
 export { monotonicNanos } from "./clock.ts";
 export {
-  SWEEP_INTERVAL_MS,
   waitFor,
   type WaitOptions,
   waitReadable,

@@ -52,13 +52,13 @@ export interface WaitOptions {
    * the description while the wait is pending and cleared when the last wait
    * on it ends. Never claim this for an inherited or handed-over socket: the
    * flag would be shared with every other process that holds it. Other waits
-   * are checked every {@linkcode SWEEP_INTERVAL_MS} ms.
+   * are checked every 4 ms while pending.
    */
   exclusive?: boolean;
 }
 
 /** How often waits without `SIGIO` (shared descriptors, pidfds, files) are checked. */
-export const SWEEP_INTERVAL_MS = 4;
+const SWEEP_INTERVAL_MS = 4;
 
 interface Wait {
   readonly fd: number;
