@@ -35,6 +35,8 @@ export {
   type Listener,
   type OpenFileOptions,
 } from "./src/fds.ts";
+export { upgradeOnSignal, type UpgradeOptions } from "./src/self_upgrade.ts";
+export { SystemdNotifier } from "./src/notify.ts";
 export type { Logger } from "./src/logger.ts";
 export type { DescriptorKind } from "./src/protocol.ts";
 export * from "./src/errors.ts";

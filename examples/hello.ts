@@ -11,14 +11,22 @@
  *
  * Flags: `--dir DIR` (created 0700 if missing), `--id ID` (default: pid),
  * `--name NAME` (default `web`), `--addr HOST:PORT` (default
- * `127.0.0.1:8080`), `--delay MS` (response delay, default 0).
+ * `127.0.0.1:8080`), `--delay MS` (response delay, default 0),
+ * `--pid-file PATH` (the owner's pid, for a service manager),
+ * `--upgrade-on-sighup` (on `SIGHUP`, start a new copy of the program, which
+ * takes over and prints its own `READY <pid>` to the same stdout).
+ *
+ * Under systemd it notifies the service manager (`Type=notify`) and takes
+ * the socket named `web` from socket activation: see `examples/systemd/`.
+ * The body names the build when one was named at build time
+ * (`bun build --compile --define HELLO_VERSION='"2"'`).
  *
  * @module
  */
 import { mkdirSync } from "node:fs";
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { Upgrader } from "../mod.ts";
+import { upgradeOnSignal, Upgrader } from "../mod.ts";
 
 const { values: flags } = parseArgs({
   options: {
@@ -27,17 +35,24 @@ const { values: flags } = parseArgs({
     name: { type: "string", default: "web" },
     addr: { type: "string", default: "127.0.0.1:8080" },
     delay: { type: "string", default: "0" },
+    "pid-file": { type: "string" },
+    "upgrade-on-sighup": { type: "boolean", default: false },
   },
 });
 if (!flags.dir) {
   console.error(
-    "usage: hello.ts --dir DIR [--id ID] [--name NAME] [--addr HOST:PORT] [--delay MS]",
+    "usage: hello.ts --dir DIR [--id ID] [--name NAME] [--addr HOST:PORT] [--delay MS]" +
+      " [--pid-file PATH] [--upgrade-on-sighup]",
   );
   process.exit(2);
 }
 const [, hostname, port] = flags.addr!.match(/^\[?(.*?)\]?:(\d+)$/) ?? [];
 const delay = Number(flags.delay);
 const pid = process.pid;
+// Replaced by `bun build --define HELLO_VERSION=…`; undeclared otherwise.
+declare const HELLO_VERSION: string | undefined;
+const version = typeof HELLO_VERSION === "string" ? HELLO_VERSION : undefined;
+const body = `hello from ${pid}${version ? ` (version ${version})` : ""}\n`;
 
 // stdout carries only the READY/DRAINED lines; the upgrader reports on stderr.
 const logger = {
@@ -47,7 +62,11 @@ const logger = {
   error: console.error,
 };
 mkdirSync(flags.dir, { recursive: true, mode: 0o700 });
-const upgrader = await Upgrader.create(flags.dir, { id: flags.id, logger });
+const upgrader = await Upgrader.create(flags.dir, {
+  id: flags.id,
+  logger,
+  pidFile: flags["pid-file"],
+});
 // The running runtime's native server (Deno.serve or Bun.serve) on the
 // handed-over socket.
 const { serve } = "Bun" in globalThis
@@ -55,7 +74,7 @@ const { serve } = "Bun" in globalThis
   : await import("../adapters/deno/mod.ts");
 const handler = async () => {
   await new Promise((resolve) => setTimeout(resolve, delay));
-  return new Response(`hello from ${pid}\n`);
+  return new Response(body);
 };
 const server = serve({
   upgrader,
@@ -69,6 +88,7 @@ const server = serve({
 
 await upgrader.ready();
 console.log(`READY ${pid}`);
+if (flags["upgrade-on-sighup"]) upgradeOnSignal(upgrader, { logger });
 
 const stopRequested = new Promise<void>((resolve) => {
   process.once("SIGINT", () => resolve());

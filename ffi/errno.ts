@@ -83,8 +83,10 @@ const NETWORK_NAMES: Record<number, string> = {
 export const Errno = {
   EPERM: 1,
   ENOENT: 2,
+  ESRCH: 3,
   EINTR: 4,
   EBADF: 9,
+  ECHILD: 10,
   EAGAIN: 11,
   EACCES: 13,
   EEXIST: 17,

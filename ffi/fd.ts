@@ -79,6 +79,13 @@ export function unlink(path: string): boolean {
   throw syscallError("unlink", errno, path);
 }
 
+/** `rename(2)`: atomically replaces `to` with `from`. */
+export function rename(from: string, to: string): void {
+  if (backend.fn.rename(cString(from), cString(to)) < 0) {
+    throw syscallError("rename", backend.errno(), `${from} -> ${to}`);
+  }
+}
+
 /** Lock modes of {@linkcode flock}. */
 export type LockMode = "exclusive" | "shared" | "unlock";
 

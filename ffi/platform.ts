@@ -82,6 +82,19 @@ export const TIMESPEC = { size: 16, sec: 0, nsec: 8 } as const;
 export const UCRED = { size: 12, pid: 0, uid: 4, gid: 8 } as const;
 /** Size of `struct sockaddr_storage`, enough for any address. */
 export const SOCKADDR_STORAGE_SIZE = 128;
+/** Bytes of glibc's `posix_spawnattr_t` (336) and `posix_spawn_file_actions_t` (80), rounded up. */
+export const SPAWN_STRUCT_SIZE = { attr: 512, fileActions: 128 } as const;
+/** Bytes of the kernel-independent `sigset_t` of glibc. */
+export const SIGSET_SIZE = 128;
+/** `posix_spawnattr_setflags`: reset the signals of the default set to their default action. */
+export const POSIX_SPAWN_SETSIGDEF = 0x04;
+/** `posix_spawnattr_setflags`: set the signal mask. */
+export const POSIX_SPAWN_SETSIGMASK = 0x08;
+/** `posix_spawnattr_setflags`: the child starts a new session (`setsid`). */
+export const POSIX_SPAWN_SETSID = 0x80;
+/** `waitpid(2)`: return at once if no child has changed state. */
+export const WNOHANG = 1;
+
 /** Bytes of `sun_path` in `struct sockaddr_un`, including the terminating NUL. */
 export const SUN_PATH_SIZE = 108;
 

@@ -77,17 +77,31 @@ export function fdTarget(fd: number): string {
 
 /** The text of `/proc/self/fdinfo/<fd>`. */
 export function fdInfo(fd: number): string {
-  const info = openFile(`/proc/self/fdinfo/${fd}`, O_RDONLY);
+  return readProcFile(`/proc/self/fdinfo/${fd}`);
+}
+
+/**
+ * The argument vector this process was started with, `argv[0]` included, as
+ * `/proc/self/cmdline` has it: for `deno run -A app.ts` it starts with the
+ * `deno` that was executed, for a compiled program with the path it was
+ * started by.
+ */
+export function commandLine(): string[] {
+  return readProcFile("/proc/self/cmdline").replace(/\0$/, "").split("\0");
+}
+
+function readProcFile(path: string): string {
+  const file = openFile(path, O_RDONLY);
   try {
     const chunks: Uint8Array[] = [];
     for (;;) {
-      const chunk = read(info, 65536);
+      const chunk = read(file, 65536);
       if (!chunk || chunk.length === 0) break;
       chunks.push(chunk.slice());
     }
     return decoder.decode(concat(chunks));
   } finally {
-    close(info);
+    close(file);
   }
 }
 

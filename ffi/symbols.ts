@@ -41,6 +41,7 @@ export const SYMBOLS = {
   write: { args: ["i32", "ptr", "u64"], result: "i64" },
   close: { args: ["i32"], result: "i32" },
   unlink: { args: ["ptr"], result: "i32" },
+  rename: { args: ["ptr", "ptr"], result: "i32" },
   readlink: { args: ["ptr", "ptr", "u64"], result: "i64" },
   fstat: { args: ["i32", "ptr"], result: "i32" },
   getdents64: { args: ["i32", "ptr", "u64"], result: "i64" },
@@ -57,6 +58,23 @@ export const SYMBOLS = {
   clock_gettime: { args: ["i32", "ptr"], result: "i32" },
   getuid: { args: [], result: "u32" },
   syscall: { args: ["i64", "i64", "i64"], result: "i64" },
+  kill: { args: ["i32", "i32"], result: "i32" },
+  waitpid: { args: ["i32", "ptr", "i32"], result: "i32" },
+  posix_spawnp: {
+    args: ["ptr", "ptr", "ptr", "ptr", "ptr", "ptr"],
+    result: "i32",
+  },
+  posix_spawnattr_init: { args: ["ptr"], result: "i32" },
+  posix_spawnattr_setflags: { args: ["ptr", "i32"], result: "i32" },
+  posix_spawnattr_setsigmask: { args: ["ptr", "ptr"], result: "i32" },
+  posix_spawnattr_setsigdefault: { args: ["ptr", "ptr"], result: "i32" },
+  posix_spawnattr_destroy: { args: ["ptr"], result: "i32" },
+  posix_spawn_file_actions_init: { args: ["ptr"], result: "i32" },
+  posix_spawn_file_actions_adddup2: {
+    args: ["ptr", "i32", "i32"],
+    result: "i32",
+  },
+  posix_spawn_file_actions_destroy: { args: ["ptr"], result: "i32" },
 } as const satisfies Record<string, CSignature>;
 
 /** Names of the functions in {@linkcode SYMBOLS}. */

@@ -64,3 +64,48 @@ export class DescriptorMismatchError extends TablerollError {}
 
 /** An id that cannot name a control socket, or that a live process already uses. */
 export class InvalidIdError extends TablerollError {}
+
+/** `upgrade()` was called in a process that is not the owner. */
+export class NotOwnerError extends TablerollError {
+  /** `state` is the upgrader's state at the call. */
+  constructor(state: string) {
+    super(
+      `cannot start an upgrade in state ${state}: only the owner can start its successor; ` +
+        "call it after ready() and before a successor took over",
+    );
+  }
+}
+
+/** The copy started by `upgrade()` ended before it took over. */
+export class SuccessorFailedError extends TablerollError {
+  /** Its exit status, or `undefined` if a signal ended it. */
+  readonly status: number | undefined;
+  /** The number of the signal that ended it, if one did. */
+  readonly signal: number | undefined;
+  /** The last bytes it wrote to stderr. */
+  readonly stderr: string;
+
+  /** `pid` ended with `status` or `signal`; `stderr` is the tail of its stderr. */
+  constructor(
+    pid: number,
+    ended: { code?: number; signal?: number },
+    stderr: string,
+  ) {
+    super(
+      `the new copy (pid ${pid}) ${
+        ended.signal === undefined
+          ? `exited with status ${ended.code}`
+          : `was killed by signal ${ended.signal}`
+      } before it took over; this process is still the owner. ` +
+        (stderr
+          ? `Its stderr ends with:\n${stderr}`
+          : "It wrote nothing to stderr."),
+    );
+    this.status = ended.code;
+    this.signal = ended.signal;
+    this.stderr = stderr;
+  }
+}
+
+/** The descriptors announced by socket activation (`LISTEN_FDS`) cannot be used. */
+export class ActivationError extends TablerollError {}

@@ -19,6 +19,7 @@ import {
   openFile,
   parseIPv4,
   parseIPv6,
+  setNonBlocking,
   type SocketAddress,
   socketInfo,
 } from "../ffi/mod.ts";
@@ -227,6 +228,29 @@ export class DescriptorStore implements Fds {
     });
   }
 
+  /**
+   * Stores the descriptors a service manager passed (socket activation).
+   * Like inherited ones, later calls claim them and `ready()` closes those
+   * never claimed; listeners become non-blocking. A name the predecessor
+   * handed over keeps the inherited descriptor and the passed one is closed.
+   */
+  activate(passed: readonly { name: string; fd: number }[]): void {
+    const fresh = passed.filter(({ name, fd }) => {
+      if (!this.#entries.has(name)) return true;
+      close(fd);
+      return false;
+    });
+    this.inherit(
+      fresh.map(({ name, fd }) => {
+        const kind = detectKind(fd);
+        if (kind === "listener") setNonBlocking(fd, true);
+        const { network, addr } = describeSocket(kind, fd);
+        return { kind, id: name, network, addr };
+      }),
+      fresh.map(({ fd }) => fd),
+    );
+  }
+
   /** Closes inherited descriptors that the application never asked for; returns their names. */
   closeUnclaimed(): string[] {
     const names: string[] = [];
@@ -277,14 +301,11 @@ export class DescriptorStore implements Fds {
 
   /** Stores a descriptor this process created; callers made sure `name` is free. */
   #store(name: string, kind: DescriptorKind, fd: number): Descriptor {
-    const address = kind === "file" ? undefined : localAddress(fd);
     const entry: Entry = {
       name,
       kind,
       fd,
-      network: address ? goNetwork(fd, address) : "",
-      addr: address ? formatAddress(address) : "",
-      address,
+      ...describeSocket(kind, fd),
       inherited: false,
       claimed: true,
     };
@@ -300,6 +321,20 @@ function publicView({ claimed: _, ...descriptor }: Entry): Descriptor {
 function detectKind(fd: number): DescriptorKind {
   if (fileIdentity(fd).kind !== "socket") return "file";
   return socketInfo(fd).listening ? "listener" : "conn";
+}
+
+/** Go's network and address strings of a socket, and its address; empty for files. */
+function describeSocket(
+  kind: DescriptorKind,
+  fd: number,
+): { network: string; addr: string; address?: SocketAddress } {
+  if (kind === "file") return { network: "", addr: "", address: undefined };
+  const address = localAddress(fd);
+  return {
+    network: goNetwork(fd, address),
+    addr: formatAddress(address),
+    address,
+  };
 }
 
 /** Go's name for the network of a socket. */

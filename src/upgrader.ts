@@ -14,6 +14,7 @@
 import {
   accept,
   close,
+  getEnv,
   getpid,
   getuid,
   peerCredentials,
@@ -41,6 +42,11 @@ import {
 } from "./errors.ts";
 import { DescriptorStore, type Fds } from "./fds.ts";
 import { type Logger, silentLogger } from "./logger.ts";
+import { emit, type LifecycleHooks } from "./lifecycle.ts";
+import { notificationHooks, SystemdNotifier } from "./notify.ts";
+import { pidFileHooks } from "./pid_file.ts";
+import { takeActivatedFds } from "./activation.ts";
+import { SelfUpgrade, type UpgradeOptions } from "./self_upgrade.ts";
 import {
   checkSteppingDown,
   decodeMetadata,
@@ -84,6 +90,21 @@ export interface UpgraderOptions {
   upgradeTimeout?: number;
   /** Where to report progress: `console`, an `@std/log` logger… Default: silent. */
   logger?: Logger;
+  /**
+   * Notify the service manager over `$NOTIFY_SOCKET` (`sd_notify(3)`):
+   * `MAINPID` and `READY=1` on becoming the owner, `RELOADING=1` when
+   * {@linkcode Upgrader.upgrade} starts, `STOPPING=1` when the owner stops.
+   * Nothing is sent without `$NOTIFY_SOCKET`. Default true.
+   */
+  notify?: boolean;
+  /** A file this process writes its pid to, atomically, when it becomes the owner. */
+  pidFile?: string;
+  /**
+   * Take the sockets of socket activation (`LISTEN_PID`, `LISTEN_FDS`,
+   * `LISTEN_FDNAMES`) as `sd_listen_fds(3)` does; `fds.listen(name)` then
+   * returns the passed socket of that name. Default true.
+   */
+  socketActivation?: boolean;
 }
 
 const encoder = new TextEncoder();
@@ -122,6 +143,8 @@ export class Upgrader implements AsyncDisposable {
   readonly #stopping = new AbortController();
   readonly #upgraded = new AbortController();
   readonly #upgradeComplete: Promise<void>;
+  readonly #hooks: LifecycleHooks[] = [];
+  readonly #selfUpgrade: SelfUpgrade;
 
   private constructor(
     dir: string,
@@ -136,6 +159,18 @@ export class Upgrader implements AsyncDisposable {
     this.#upgradeTimeout = options.upgradeTimeout ?? 60_000;
     this.#store = new DescriptorStore((action) => this.#checkMutable(action));
     this.fds = this.#store;
+    const notifier = options.notify === false
+      ? undefined
+      : SystemdNotifier.fromEnvironment(getEnv("NOTIFY_SOCKET"), this.#logger);
+    this.#selfUpgrade = new SelfUpgrade({
+      state: () => this.#state,
+      logger: this.#logger,
+      notifier,
+      timeout: this.#upgradeTimeout,
+    });
+    this.#hooks.push(this.#selfUpgrade);
+    if (notifier) this.#hooks.push(notificationHooks(notifier));
+    if (options.pidFile) this.#hooks.push(pidFileHooks(options.pidFile));
     this.#upgradeComplete = new Promise((resolve) =>
       this.#upgraded.signal.addEventListener("abort", () => resolve(), {
         once: true,
@@ -160,6 +195,9 @@ export class Upgrader implements AsyncDisposable {
     const upgrader = new Upgrader(dir, id, controlFd, options);
     try {
       await upgrader.#join(options.signal);
+      if (options.socketActivation !== false) {
+        upgrader.#store.activate(takeActivatedFds());
+      }
     } catch (err) {
       await upgrader.stop();
       throw err;
@@ -203,6 +241,8 @@ export class Upgrader implements AsyncDisposable {
    */
   stop(): Promise<void> {
     if (this.#state === "stopped") return Promise.resolve();
+    const wasOwner = this.#state === "owner" ||
+      this.#state === "handing-over";
     this.#state = "stopped";
     this.#stopping.abort(new StoppedError("continue"));
     this.#predecessor?.conn.close();
@@ -211,7 +251,29 @@ export class Upgrader implements AsyncDisposable {
     close(this.#controlFd);
     unlink(controlSocketPath(this.dir, this.id));
     this.#store.closeAll();
+    this.#emit("stopped", wasOwner);
     return Promise.resolve();
+  }
+
+  /**
+   * Starts a new copy of this program (same command line, environment and
+   * working directory, re-read from disk, in its own session, stdout and
+   * stderr shared) and resolves once it has taken over; this process then
+   * drains as after any takeover. Rejects, with this process still the
+   * owner, with {@linkcode SuccessorFailedError} (it exited; the error
+   * carries its status and the tail of its stderr),
+   * {@linkcode UpgradeTimeoutError} (it did not take over in time and was
+   * killed), {@linkcode UpgradeInProgressError} or {@linkcode NotOwnerError}.
+   *
+   * @example Upgrade on SIGHUP after replacing the program
+   * ```ts ignore
+   * Deno.addSignalListener("SIGHUP", () => {
+   *   upgrader.upgrade().catch((err) => console.error(err.message));
+   * });
+   * ```
+   */
+  upgrade(options: UpgradeOptions = {}): Promise<void> {
+    return this.#selfUpgrade.run(options);
   }
 
   /** Calls {@linkcode Upgrader.stop}, for `await using`. */
@@ -328,6 +390,7 @@ export class Upgrader implements AsyncDisposable {
     }
     this.#state = "owner";
     this.#logger.info(`tableroll: ${this.id} owns ${this.dir}`);
+    this.#emit("becameOwner");
     this.#acceptSuccessors();
   }
 
@@ -429,6 +492,7 @@ export class Upgrader implements AsyncDisposable {
     }
     this.#state = "handing-over";
     this.#logger.info(`tableroll: handing over to pid ${pid}`);
+    this.#emit("handingOver", pid);
     const conn = new ControlConn(fd);
     this.#handOver(conn, pid).finally(() => conn.close());
   }
@@ -464,6 +528,7 @@ export class Upgrader implements AsyncDisposable {
       }
       this.#state = "upgraded";
       this.#logger.info(`tableroll: pid ${pid} took over; draining`);
+      this.#emit("handedOver", pid);
       this.#upgraded.abort(new UpgradeCompletedError("serve new work"));
     } catch (err) {
       if (this.#state !== "handing-over") return; // stopped meanwhile
@@ -476,7 +541,18 @@ export class Upgrader implements AsyncDisposable {
           (reason as Error).message ?? reason
         }`,
       );
+      this.#emit("handoverFailed", pid, reason);
     }
+  }
+
+  #emit<E extends keyof LifecycleHooks>(
+    event: E,
+    ...args: Parameters<NonNullable<LifecycleHooks[E]>>
+  ): void {
+    emit(this.#hooks, event, args, (err) =>
+      this.#logger.error(
+        `tableroll: ${event} handling failed: ${(err as Error).message}`,
+      ));
   }
 
   #checkMutable(action: string): void {

@@ -1,0 +1,369 @@
+/**
+ * Self-upgrade: `SIGHUP` makes the owner start a new copy of its own program
+ * (`upgrader.upgrade()`), which takes over with no failed request. The
+ * copies run below `fixtures/subreaper.ts`, which reaps them as a service
+ * manager would and reports every exit status.
+ */
+import { spawnSync } from "node:child_process";
+import http from "node:http";
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { join } from "node:path";
+import process from "node:process";
+import { runtime, test } from "./support/harness.ts";
+import { assert, assertEquals } from "./support/assert.ts";
+import { type Child, ProcessGroup } from "../examples/demo/processes.ts";
+import { commandLine, ROOT, runtimeBinary } from "../examples/demo/copies.ts";
+import { freePort } from "../examples/demo/rolling.ts";
+import { startLoad } from "../examples/demo/load.ts";
+import { ask } from "./fixtures/upgrader_peers.ts";
+
+const UPGRADES = 20;
+const TIMEOUT_MS = 20_000;
+
+/** Polls `condition` until it returns a value other than undefined/false. */
+async function until<T>(
+  condition: () => T | undefined | false,
+  what: string,
+  timeoutMs = TIMEOUT_MS,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = condition();
+    if (value !== undefined && value !== false) return value;
+    assert(Date.now() < deadline, `${what}: not within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** The pids of every `READY <pid>` line so far, in order. */
+function readyPids(child: Child): number[] {
+  return [...child.output.matchAll(/^READY (\d+)$/gm)].map((m) => Number(m[1]));
+}
+
+/** Exit statuses reported by the subreaper, by pid. */
+function exits(child: Child): Map<number, string> {
+  return new Map(
+    [...child.output.matchAll(/^EXITED (\d+) (\S+)$/gm)].map((
+      m,
+    ) => [Number(m[1]), m[2]]),
+  );
+}
+
+/** The processes whose parent is `pid`, with their state letter. */
+function childrenOf(pid: number): { pid: number; state: string }[] {
+  return readdirSync("/proc").filter((n) => /^\d+$/.test(n)).flatMap((n) => {
+    try {
+      const stat = readFileSync(`/proc/${n}/stat`, "utf8");
+      const [state, ppid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      return Number(ppid) === pid ? [{ pid: Number(n), state }] : [];
+    } catch {
+      return [];
+    }
+  });
+}
+
+/** Kills each of `pids` that still runs (a safety net; the test stops them itself). */
+function killAll(pids: number[]): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** The body of one GET on a new connection. */
+function body(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http.get({ host: "127.0.0.1", port, agent: false }, (res) => {
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => text += chunk);
+      res.on("end", () => resolve(text));
+    }).on("error", reject);
+  });
+}
+
+/**
+ * Runs `command` (hello.ts flags appended) below the subreaper, upgrades it
+ * `UPGRADES` times with SIGHUP under keep-alive and new-connection load,
+ * calling `beforeUpgrade(i)` first; checks every request, every exit status,
+ * the process tree and the PID file.
+ */
+async function sighupUpgrades(
+  command: string[],
+  beforeUpgrade: (i: number) => string | undefined = () => undefined,
+): Promise<void> {
+  const tmp = mkdtempSync("/tmp/tr-");
+  const group = new ProcessGroup();
+  const pidFile = join(tmp, "hello.pid");
+  const port = await freePort();
+  const supervisor = group.spawn(...commandLine(
+    runtime,
+    "tests/fixtures/subreaper.ts",
+    [
+      ...command,
+      "--dir",
+      join(tmp, "dir"),
+      "--addr",
+      `127.0.0.1:${port}`,
+      "--pid-file",
+      pidFile,
+      "--upgrade-on-sighup",
+    ],
+  ));
+  try {
+    let current = await until(() => readyPids(supervisor)[0], "first READY");
+    const load = startLoad({
+      hostname: "127.0.0.1",
+      port,
+      keepAliveClients: 2,
+      newConnectionClients: 2,
+      rate: 200,
+      maxRequests: 20_000,
+    });
+    const served = (pid: number) =>
+      load.samples.filter((s) => s.pid === pid).length;
+    try {
+      for (let i = 1; i <= UPGRADES; i++) {
+        await until(() => served(current) >= 3, `requests to ${current}`);
+        const version = beforeUpgrade(i);
+        process.kill(current, "SIGHUP");
+        const next = await until(
+          () => readyPids(supervisor)[i],
+          `READY after SIGHUP ${i}`,
+        );
+        assert(next !== current, `upgrade ${i} started a new process`);
+        assertEquals(readFileSync(pidFile, "utf8"), `${next}\n`);
+        if (version) {
+          assert(
+            (await body(port)).includes(`(version ${version})`),
+            `upgrade ${i} serves version ${version}`,
+          );
+        }
+        // Old copies drain meanwhile: never more than a few at once.
+        assert(childrenOf(supervisor.pid).length <= 3, "the tree stays small");
+        current = next;
+      }
+      await until(() => served(current) >= 3, `requests to ${current}`);
+    } finally {
+      await load.stop();
+    }
+    const failed = load.samples.filter((s) => s.error);
+    assertEquals(failed.slice(0, 3), [], `${failed.length} failed requests`);
+    const pids = readyPids(supervisor);
+    assertEquals(pids.length, UPGRADES + 1);
+    const statuses = await until(() => {
+      const seen = exits(supervisor);
+      return pids.slice(0, -1).every((pid) => seen.has(pid)) && seen;
+    }, "every old copy exited");
+    for (const pid of pids.slice(0, -1)) {
+      assertEquals(statuses.get(pid), "0", `exit status of ${pid}`);
+    }
+    // Only the last copy is left: no zombie, no orphan elsewhere.
+    assertEquals(childrenOf(supervisor.pid), [{ pid: current, state: "S" }]);
+  } finally {
+    killAll(readyPids(supervisor).filter((pid) => !exits(supervisor).has(pid)));
+    await group.close();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+test(
+  `self-upgrade (${runtime}): ${UPGRADES} SIGHUP upgrades of examples/hello.ts under load`,
+  () =>
+    sighupUpgrades(
+      commandLine(runtime, "examples/hello.ts", [])
+        .flat() as string[],
+    ),
+  { timeout: 120_000 },
+);
+
+test(
+  `self-upgrade: ${UPGRADES} SIGHUP upgrades of a bun build --compile binary replaced on disk each time`,
+  async () => {
+    const tmp = mkdtempSync("/tmp/tr-");
+    try {
+      const build = (version: string, out: string) => {
+        const result = spawnSync(runtimeBinary("bun"), [
+          "build",
+          "--compile",
+          "--define",
+          `HELLO_VERSION="${version}"`,
+          "examples/hello.ts",
+          "ffi/wait_worker.ts",
+          "--outfile",
+          out,
+        ], { cwd: ROOT, encoding: "utf8" });
+        assertEquals(result.status, 0, result.stderr);
+      };
+      const binary = join(tmp, "hello");
+      build("a", binary);
+      build("b", join(tmp, "hello-b"));
+      build("a", join(tmp, "hello-a"));
+      await sighupUpgrades([binary], (i) => {
+        // Replace the program the way a deployment does: a new file renamed
+        // over the old one, whose inode the running copy keeps.
+        const version = i % 2 === 1 ? "b" : "a";
+        const copy = join(tmp, `next-${i}`);
+        writeFileSync(copy, readFileSync(join(tmp, `hello-${version}`)), {
+          mode: 0o755,
+        });
+        renameSync(copy, binary);
+        return version;
+      });
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  },
+  { ignore: runtime !== "bun", timeout: 180_000 },
+);
+
+/** A peer below the subreaper with `--upgrade-on-sighup`, and the place its successors look at. */
+async function withUpgradablePeer(
+  body: (peer: {
+    supervisor: Child;
+    port: number;
+    behave: (what: string) => void;
+    eventFrom: (
+      pid: number,
+      name: string,
+      pattern?: RegExp,
+    ) => Promise<Record<string, unknown>>;
+    firstPid: number;
+  }) => Promise<void>,
+): Promise<void> {
+  const tmp = mkdtempSync("/tmp/tr-");
+  const dir = join(tmp, "c");
+  mkdirSync(dir, { mode: 0o700 });
+  const behaviourFile = join(tmp, "behaviour");
+  writeFileSync(behaviourFile, "ok");
+  const group = new ProcessGroup();
+  const port = await freePort();
+  const supervisor = group.spawn(...commandLine(
+    runtime,
+    "tests/fixtures/subreaper.ts",
+    commandLine(runtime, "tests/fixtures/upgrader_peer.ts", [
+      "--dir",
+      dir,
+      "--fd",
+      `web=tcp:127.0.0.1:${port}`,
+      "--serve",
+      "--upgrade-on-sighup",
+      "--upgrade-timeout",
+      "3000",
+      "--behaviour-file",
+      behaviourFile,
+    ]).flat() as string[],
+  ));
+  const events = () =>
+    supervisor.output.split("\n").filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const eventFrom = (pid: number, name: string, pattern?: RegExp) =>
+    until(
+      () =>
+        events().find((e) =>
+          e.pid === pid && e.event === name &&
+          (!pattern || pattern.test(JSON.stringify(e)))
+        ),
+      `${name} event from ${pid}${pattern ? ` matching ${pattern}` : ""}`,
+    );
+  try {
+    const ready = await until(
+      () => events().find((e) => e.event === "ready"),
+      "ready",
+    );
+    await body({
+      supervisor,
+      port,
+      behave: (what) => writeFileSync(behaviourFile, what),
+      eventFrom,
+      firstPid: ready.pid as number,
+    });
+  } finally {
+    killAll(
+      events().map((e) => e.pid as number).filter((pid) =>
+        !exits(supervisor).has(pid)
+      ),
+    );
+    await group.close();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+test(
+  `self-upgrade (${runtime}): failing successors leave the owner serving, then a SIGHUP works`,
+  () =>
+    withUpgradablePeer(
+      async ({ supervisor, port, behave, eventFrom, firstPid }) => {
+        const owner = firstPid;
+        const attempt = async (what: string) => {
+          behave(what);
+          const before = exits(supervisor).size;
+          process.kill(owner, "SIGUSR1");
+          const outcome = await until(
+            () => {
+              const all = supervisor.output.split("\n").filter((l) =>
+                l.startsWith('{"event":"upgrade"')
+              ).map((l) => JSON.parse(l));
+              return all.length > attempts ? all[attempts] : undefined;
+            },
+            `outcome of the ${what} upgrade`,
+          );
+          attempts++;
+          // The failed copy was reaped (by its parent, the owner): no new exit here.
+          assertEquals(exits(supervisor).size, before);
+          assertEquals(await ask({ host: "127.0.0.1", port }), owner);
+          assertEquals(childrenOf(supervisor.pid).map((c) => c.pid), [owner]);
+          assertEquals(childrenOf(owner), [], "no zombie below the owner");
+          return outcome;
+        };
+        let attempts = 0;
+
+        const exited = await attempt("exit");
+        assertEquals(exited.error, "SuccessorFailedError");
+        assert(exited.message.includes("exited with status 7"), exited.message);
+        assert(exited.message.includes("this build is broken"), exited.message);
+
+        const hung = await attempt("hang");
+        assertEquals(hung.error, "UpgradeTimeoutError");
+        assert(hung.message.includes("within 3000 ms"), hung.message);
+
+        const died = await attempt("die");
+        assertEquals(died.error, "SuccessorFailedError");
+        assert(died.message.includes("killed by signal 9"), died.message);
+
+        // A second SIGHUP while one runs is ignored and logged.
+        behave("ok");
+        process.kill(owner, "SIGHUP");
+        process.kill(owner, "SIGHUP");
+        await eventFrom(
+          owner,
+          "log",
+          /SIGHUP ignored: an upgrade is already running/,
+        );
+        await eventFrom(owner, "upgraded");
+        const next = await until(
+          () =>
+            supervisor.output.split("\n")
+              .filter((l) => l.startsWith('{"event":"ready"'))
+              .map((l) => JSON.parse(l).pid as number)
+              .find((pid) => pid !== owner),
+          "the new owner",
+        );
+        await until(() => exits(supervisor).get(owner), "the old owner's exit");
+        assertEquals(exits(supervisor).get(owner), "0");
+        assertEquals(await ask({ host: "127.0.0.1", port }), next);
+      },
+    ),
+  { timeout: 90_000 },
+);
