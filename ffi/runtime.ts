@@ -13,7 +13,18 @@ interface NodeLikeProcess {
   off(signal: string, listener: () => void): void;
 }
 
-const deno = (globalThis as { Deno?: typeof Deno }).Deno;
+/** Deno's namespace, as far as this module uses it. */
+interface DenoLike {
+  env: {
+    toObject(): Record<string, string>;
+    get(name: string): string | undefined;
+    delete(name: string): void;
+  };
+  addSignalListener(signal: SignalName, listener: () => void): void;
+  removeSignalListener(signal: SignalName, listener: () => void): void;
+}
+
+const deno = (globalThis as { Deno?: DenoLike }).Deno;
 // Read from the global, never imported: no `node:` module is loaded on Deno.
 const nodeProcess = (globalThis as { process?: NodeLikeProcess }).process;
 

@@ -19,6 +19,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { runtime, test } from "./support/harness.ts";
 import { assert, assertEquals } from "./support/assert.ts";
+import { until } from "./support/until.ts";
 import { type Child, ProcessGroup } from "../examples/demo/processes.ts";
 import { commandLine, ROOT, runtimeBinary } from "../examples/demo/copies.ts";
 import { freePort } from "../examples/demo/rolling.ts";
@@ -26,22 +27,6 @@ import { startLoad } from "../examples/demo/load.ts";
 import { ask } from "./fixtures/upgrader_peers.ts";
 
 const UPGRADES = 20;
-const TIMEOUT_MS = 20_000;
-
-/** Polls `condition` until it returns a value other than undefined/false. */
-async function until<T>(
-  condition: () => T | undefined | false,
-  what: string,
-  timeoutMs = TIMEOUT_MS,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = condition();
-    if (value !== undefined && value !== false) return value;
-    assert(Date.now() < deadline, `${what}: not within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 /** The pids of every `READY <pid>` line so far, in order. */
 function readyPids(child: Child): number[] {
@@ -200,7 +185,6 @@ test(
           "--define",
           `HELLO_VERSION="${version}"`,
           "examples/hello.ts",
-          "ffi/wait_worker.ts",
           "--outfile",
           out,
         ], { cwd: ROOT, encoding: "utf8" });

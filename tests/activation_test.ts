@@ -1,0 +1,109 @@
+/**
+ * Socket activation with systemd's own `systemd-socket-activate` (Debian
+ * package `systemd`, installed here if missing): the activated process takes
+ * the named socket from `LISTEN_FDS`, removes the variables, serves, and the
+ * socket then goes down a chain of handovers like any other.
+ */
+import { spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { runtime, test } from "./support/harness.ts";
+import { assert, assertEquals } from "./support/assert.ts";
+import { ProcessGroup } from "../examples/demo/processes.ts";
+import { freePort } from "../examples/demo/rolling.ts";
+import { ask, Peer } from "./fixtures/upgrader_peers.ts";
+
+const HANDOVERS = 5;
+
+/** Installs the `systemd` package unless `systemd-socket-activate` is there. */
+function ensureSocketActivate(): void {
+  const has = () =>
+    spawnSync("sh", ["-c", "command -v systemd-socket-activate"]).status === 0;
+  if (has()) return;
+  spawnSync("sh", [
+    "-c",
+    "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd",
+  ], { stdio: "inherit" });
+  assert(
+    has(),
+    "systemd-socket-activate is missing and could not be installed",
+  );
+}
+
+async function withDir(
+  body: (group: ProcessGroup, tmp: string, dir: string) => Promise<void>,
+): Promise<void> {
+  ensureSocketActivate();
+  const tmp = mkdtempSync("/tmp/tr-");
+  const dir = join(tmp, "c");
+  mkdirSync(dir, { mode: 0o700 });
+  const group = new ProcessGroup();
+  try {
+    await body(group, tmp, dir);
+  } finally {
+    await group.close();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+for (const kind of ["tcp", "unix"] as const) {
+  test(
+    `activation (${runtime}): a ${kind} socket from systemd-socket-activate --fdname, then ${HANDOVERS} handovers`,
+    () =>
+      withDir(async (group, tmp, dir) => {
+        const path = join(tmp, "web.sock");
+        const port = await freePort();
+        const listen = kind === "tcp" ? `127.0.0.1:${port}` : path;
+        const target = kind === "tcp" ? { host: "127.0.0.1", port } : { path };
+        const args = ["--dir", dir, "--fd", `web=${kind}:${listen}`, "--serve"];
+        const first = new Peer(group, runtime, args, [
+          "systemd-socket-activate",
+          "-l",
+          listen,
+          "--fdname=web",
+        ]);
+        // It starts the program at the first connection, in its own place.
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        assertEquals(await ask(target), first.pid);
+        const { descriptors } = await first.event("created");
+        assertEquals(descriptors, [{
+          name: "web",
+          kind: "listener",
+          addr: listen,
+          inherited: true,
+        }]);
+        assertEquals((await first.event("environment")).listen, []);
+        await first.event("ready");
+        let current = first;
+        for (let i = 1; i <= HANDOVERS; i++) {
+          const next = new Peer(group, runtime, args);
+          assertEquals((await next.event("created")).descriptors, descriptors);
+          await next.event("ready");
+          await current.gone();
+          assertEquals(await ask(target), next.pid, `after handover ${i}`);
+          current = next;
+        }
+      }),
+    { timeout: 90_000 },
+  );
+}
+
+test(`activation (${runtime}): an activated socket at another address is a DescriptorMismatchError`, () =>
+  withDir(async (group, _tmp, dir) => {
+    const port = await freePort();
+    const other = await freePort();
+    const peer = new Peer(group, runtime, [
+      "--dir",
+      dir,
+      "--fd",
+      `web=tcp:127.0.0.1:${other}`,
+    ], ["systemd-socket-activate", "-l", `127.0.0.1:${port}`, "--fdname=web"]);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await ask({ host: "127.0.0.1", port }).catch(() => {});
+    const exit = await peer.child.exited;
+    assert(exit.code !== 0, "the peer failed");
+    assert(
+      peer.child.stderrTail.includes("DescriptorMismatchError"),
+      peer.child.stderrTail,
+    );
+  }));

@@ -1,0 +1,160 @@
+/**
+ * Service manager notification: a datagram socket of the test's own stands
+ * in for systemd's `$NOTIFY_SOCKET` and receives, with the sender's
+ * credentials (`SO_PASSCRED`, as systemd reads them), what the copies of
+ * `examples/hello.ts` send across a self-upgrade, an external takeover and
+ * a stop.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import process from "node:process";
+import { runtime, test } from "./support/harness.ts";
+import { assert, assertEquals } from "./support/assert.ts";
+import { until } from "./support/until.ts";
+import { ProcessGroup } from "../examples/demo/processes.ts";
+import { commandLine } from "../examples/demo/copies.ts";
+import { freePort } from "../examples/demo/rolling.ts";
+import {
+  backend,
+  bindDatagram,
+  close,
+  setIntOption,
+  setNonBlocking,
+  type SocketAddress,
+} from "../ffi/mod.ts";
+import { IOVEC, MSG_DONTWAIT, MSGHDR } from "../ffi/platform.ts";
+
+const SO_PASSCRED = 16;
+const SCM_CREDENTIALS = 2;
+const TIMEOUT_MS = 20_000;
+
+/** One notification: who sent it and what. */
+interface Notification {
+  pid: number;
+  text: string;
+}
+
+/** Receives one datagram and its sender's pid, or `null` if none is queued. */
+function receive(fd: number): Notification | null {
+  const data = new Uint8Array(4096);
+  const control = new Uint8Array(64);
+  const iov = new Uint8Array(IOVEC.size);
+  const iovView = new DataView(iov.buffer);
+  iovView.setBigUint64(IOVEC.base, backend.addressOf(data), true);
+  iovView.setBigUint64(IOVEC.len, BigInt(data.length), true);
+  const msg = new Uint8Array(MSGHDR.size);
+  const msgView = new DataView(msg.buffer);
+  msgView.setBigUint64(MSGHDR.iov, backend.addressOf(iov), true);
+  msgView.setBigUint64(MSGHDR.iovlen, 1n, true);
+  msgView.setBigUint64(MSGHDR.control, backend.addressOf(control), true);
+  msgView.setBigUint64(MSGHDR.controllen, BigInt(control.length), true);
+  const n = backend.fn.recvmsg(fd, msg, MSG_DONTWAIT);
+  if (n < 0) return null;
+  const cmsg = new DataView(control.buffer);
+  assertEquals(cmsg.getInt32(12, true), SCM_CREDENTIALS, "credentials");
+  return {
+    pid: cmsg.getInt32(16, true),
+    text: new TextDecoder().decode(data.subarray(0, n)),
+  };
+}
+
+/** The notification socket: collects everything sent to it. */
+function listenForNotifications(address: SocketAddress) {
+  const fd = bindDatagram(address);
+  setNonBlocking(fd, true);
+  setIntOption(fd, SO_PASSCRED, 1);
+  const received: Notification[] = [];
+  const timer = setInterval(() => {
+    for (let n = receive(fd); n; n = receive(fd)) received.push(n);
+  }, 10);
+  return {
+    received,
+    close() {
+      clearInterval(timer);
+      close(fd);
+    },
+  };
+}
+
+for (const kind of ["path", "abstract"] as const) {
+  test(
+    `notify (${runtime}): the messages of a self-upgrade, an external takeover and a stop, over a ${kind} socket`,
+    async () => {
+      const tmp = mkdtempSync("/tmp/tr-");
+      const name = join(tmp, "notify");
+      const address: SocketAddress = kind === "path"
+        ? { family: "unix", path: name }
+        : { family: "unix", abstract: name };
+      const socket = listenForNotifications(address);
+      const group = new ProcessGroup();
+      const env = { NOTIFY_SOCKET: kind === "path" ? name : `@${name}` };
+      const flags = [
+        "--dir",
+        join(tmp, "dir"),
+        "--addr",
+        `127.0.0.1:${await freePort()}`,
+        "--upgrade-on-sighup",
+      ];
+      const start = () =>
+        group.spawn(...commandLine(runtime, "examples/hello.ts", flags), env);
+      const pids: number[] = [];
+      const readyLines = (child: ReturnType<typeof start>) =>
+        [...child.output.matchAll(/^READY (\d+)$/gm)].map((m) => Number(m[1]));
+      try {
+        const first = start();
+        const a = await until(() => readyLines(first)[0], "A ready");
+        pids.push(a);
+        process.kill(a, "SIGHUP");
+        const b = await until(() => readyLines(first)[1], "B ready");
+        pids.push(b);
+        await first.waitForLine(new RegExp(`^DRAINED ${a}$`), TIMEOUT_MS);
+        const second = start();
+        const c = await until(() => readyLines(second)[0], "C ready");
+        pids.push(c);
+        await until(
+          () => first.output.includes(`DRAINED ${b}\n`),
+          "B drained",
+        );
+        process.kill(c, "SIGTERM");
+        await second.exited;
+        // B exits a moment after DRAINED: give a stray message time to come.
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        const got = socket.received.map(({ pid, text }) => ({
+          pid,
+          text: text.replace(/MONOTONIC_USEC=\d+/, "MONOTONIC_USEC=<now>"),
+        }));
+        assertEquals(got, [
+          { pid: a, text: `MAINPID=${a}\nREADY=1\nSTATUS=Serving (pid ${a})` },
+          {
+            pid: a,
+            text:
+              `RELOADING=1\nMONOTONIC_USEC=<now>\nSTATUS=Upgrading: starting a new copy of ${
+                commandLine(runtime, "examples/hello.ts", [])[0]
+              }`,
+          },
+          { pid: a, text: `STATUS=Handing over to pid ${b}` },
+          { pid: b, text: `MAINPID=${b}\nREADY=1\nSTATUS=Serving (pid ${b})` },
+          { pid: b, text: `STATUS=Handing over to pid ${c}` },
+          { pid: c, text: `MAINPID=${c}\nREADY=1\nSTATUS=Serving (pid ${c})` },
+          { pid: c, text: "STOPPING=1\nSTATUS=Stopping" },
+        ]);
+        const usec = Number(
+          /MONOTONIC_USEC=(\d+)/.exec(socket.received[1].text)![1],
+        );
+        assert(usec > 0, "MONOTONIC_USEC is the monotonic clock");
+      } finally {
+        for (const pid of pids) {
+          try {
+            process.kill(pid, "SIGKILL");
+          } catch {
+            // gone
+          }
+        }
+        await group.close();
+        socket.close();
+        rmSync(tmp, { recursive: true, force: true });
+      }
+    },
+    { timeout: 60_000 },
+  );
+}

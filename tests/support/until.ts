@@ -1,0 +1,24 @@
+/**
+ * Polling for a condition in tests that watch other processes.
+ *
+ * @module
+ */
+import { assert } from "./assert.ts";
+
+/**
+ * Polls `condition` every 20 ms until it returns a value other than
+ * `undefined` or `false`, and returns that value; fails after `timeoutMs`.
+ */
+export async function until<T>(
+  condition: () => T | undefined | false,
+  what: string,
+  timeoutMs = 20_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = condition();
+    if (value !== undefined && value !== false) return value;
+    assert(Date.now() < deadline, `${what}: not within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
