@@ -9,8 +9,8 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { runtime, test } from "./support/harness.ts";
 import { assert, assertEquals } from "./support/assert.ts";
-import { ProcessGroup } from "../examples/demo/processes.ts";
-import { freePort } from "../examples/demo/rolling.ts";
+import { ProcessGroup } from "../testing/processes.ts";
+import { freePort } from "../testing/rolling.ts";
 import { ask, Peer } from "./fixtures/upgrader_peers.ts";
 
 const HANDOVERS = 5;

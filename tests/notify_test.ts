@@ -11,9 +11,9 @@ import process from "node:process";
 import { runtime, test } from "./support/harness.ts";
 import { assert, assertEquals } from "./support/assert.ts";
 import { until } from "./support/until.ts";
-import { ProcessGroup } from "../examples/demo/processes.ts";
-import { commandLine } from "../examples/demo/copies.ts";
-import { freePort } from "../examples/demo/rolling.ts";
+import { ProcessGroup } from "../testing/processes.ts";
+import { commandLine } from "../testing/copies.ts";
+import { freePort } from "../testing/rolling.ts";
 import {
   backend,
   bindDatagram,

@@ -20,10 +20,10 @@ import process from "node:process";
 import { runtime, test } from "./support/harness.ts";
 import { assert, assertEquals } from "./support/assert.ts";
 import { until } from "./support/until.ts";
-import { type Child, ProcessGroup } from "../examples/demo/processes.ts";
-import { commandLine, ROOT, runtimeBinary } from "../examples/demo/copies.ts";
-import { freePort } from "../examples/demo/rolling.ts";
-import { startLoad } from "../examples/demo/load.ts";
+import { type Child, ProcessGroup } from "../testing/processes.ts";
+import { commandLine, ROOT, runtimeBinary } from "../testing/copies.ts";
+import { freePort } from "../testing/rolling.ts";
+import { startLoad } from "../testing/load.ts";
 import { ask } from "./fixtures/upgrader_peers.ts";
 
 const UPGRADES = 20;
