@@ -86,14 +86,15 @@ const server = serve({
   onListen() {},
 });
 
-await upgrader.ready();
-console.log(`READY ${pid}`);
 if (flags["upgrade-on-sighup"]) upgradeOnSignal(upgrader, { logger });
-
+// Listening before READY is printed: a signal right after it is handled.
 const stopRequested = new Promise<void>((resolve) => {
   process.once("SIGINT", () => resolve());
   process.once("SIGTERM", () => resolve());
 });
+await upgrader.ready();
+console.log(`READY ${pid}`);
+
 await Promise.race([upgrader.upgradeComplete, stopRequested]);
 
 // After a takeover the adapter drains by itself; on a signal, stop serving.

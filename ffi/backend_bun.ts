@@ -31,6 +31,7 @@ export function openBackend(libcPath: string): Backend {
   const lib = dlopen(libcPath, {
     __errno_location: { args: [], returns: "ptr" },
     strerror: { args: ["i32"], returns: "cstring" },
+    getenv: { args: ["ptr"], returns: "cstring" },
   });
   const table: Record<string, FFIFunction> = {};
   for (const [name, sig] of Object.entries(SYMBOLS)) {
@@ -58,6 +59,10 @@ export function openBackend(libcPath: string): Backend {
     fn: fn as LibcFunctions,
     errno: () => read.i32(errnoAddress, 0),
     strerror: (errno) => lib.symbols.strerror(errno) ?? `errno ${errno}`,
+    getenv: (name) => {
+      const value = lib.symbols.getenv(name);
+      return value === null ? undefined : String(value);
+    },
     addressOf: (buf) => BigInt(ptr(buf)),
   };
 }

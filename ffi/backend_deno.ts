@@ -20,6 +20,7 @@ export function openBackend(libcPath: string): Backend {
   const definitions: Record<string, Deno.ForeignFunction> = {
     __errno_location: { parameters: [], result: "pointer" },
     strerror: { parameters: ["i32"], result: "pointer" },
+    getenv: { parameters: ["buffer"], result: "pointer" },
   };
   for (const [name, sig] of Object.entries(SYMBOLS)) {
     definitions[name] = {
@@ -47,6 +48,12 @@ export function openBackend(libcPath: string): Backend {
       Deno.UnsafePointerView.getCString(
         raw.strerror(errno) as Deno.PointerObject,
       ),
+    getenv: (name) => {
+      const value = raw.getenv(name) as Deno.PointerObject | null;
+      return value === null
+        ? undefined
+        : Deno.UnsafePointerView.getCString(value);
+    },
     addressOf: (buf) =>
       BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf))),
   };

@@ -1,10 +1,11 @@
 /**
- * The few process facilities that Deno and Bun expose differently and libc
- * cannot stand in for: the runtime's view of the environment (what its own
- * child processes inherit) and signal listeners.
+ * The few process facilities that Deno and Bun expose differently: the
+ * environment (Bun keeps its own copy apart from libc's, which its child
+ * processes inherit) and signal listeners.
  *
  * @module
  */
+import { backend, cString, libc } from "./libc.ts";
 
 /** Bun's (and Node's) `process`, as far as this module uses it. */
 interface NodeLikeProcess {
@@ -15,11 +16,7 @@ interface NodeLikeProcess {
 
 /** Deno's namespace, as far as this module uses it. */
 interface DenoLike {
-  env: {
-    toObject(): Record<string, string>;
-    get(name: string): string | undefined;
-    delete(name: string): void;
-  };
+  env: { toObject(): Record<string, string> };
   addSignalListener(signal: SignalName, listener: () => void): void;
   removeSignalListener(signal: SignalName, listener: () => void): void;
 }
@@ -38,7 +35,7 @@ export type SignalName =
 
 /**
  * The environment as the runtime sees it, which is what a child started now
- * should get. On Deno it needs `--allow-env`.
+ * should get. On Deno it needs `--allow-env` (the whole environment is read).
  *
  * @example
  * ```ts
@@ -55,15 +52,22 @@ export function environment(): Record<string, string> {
   return env;
 }
 
-/** The variable `name`, or `undefined`. */
+/**
+ * The variable `name`, or `undefined`: on Deno from libc's environment,
+ * which is Deno's too and needs no `--allow-env`; on Bun from
+ * `process.env`, which Bun keeps apart from libc's.
+ */
 export function getEnv(name: string): string | undefined {
-  return deno ? deno.env.get(name) : nodeProcess!.env[name];
+  return deno ? backend.getenv(cString(name)) : nodeProcess!.env[name];
 }
 
-/** Removes the variable `name` from this process's environment. */
+/**
+ * Removes the variable `name` from this process's environment, as the
+ * runtime and libc see it (no `--allow-env` needed on Deno).
+ */
 export function deleteEnv(name: string): void {
-  if (deno) deno.env.delete(name);
-  else delete nodeProcess!.env[name];
+  libc.unsetenv(cString(name));
+  if (!deno) delete nodeProcess!.env[name];
 }
 
 /**

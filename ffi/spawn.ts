@@ -155,10 +155,13 @@ function pointerArray(
   return { array: new Uint8Array(array.buffer), strings };
 }
 
-/** Signals 1–31 but SIGKILL and SIGSTOP, whose action cannot change. */
+/**
+ * Every signal (1–64, the real-time ones and glibc's internal 32 and 33
+ * included) but SIGKILL and SIGSTOP, whose action cannot change.
+ */
 function catchableSignals(): Uint8Array {
   const set = new Uint8Array(SIGSET_SIZE);
-  for (let signal = 1; signal <= 31; signal++) {
+  for (let signal = 1; signal <= 64; signal++) {
     if (signal === 9 || signal === 19) continue;
     set[(signal - 1) >> 3] |= 1 << ((signal - 1) & 7);
   }

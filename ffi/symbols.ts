@@ -42,6 +42,7 @@ export const SYMBOLS = {
   close: { args: ["i32"], result: "i32" },
   unlink: { args: ["ptr"], result: "i32" },
   rename: { args: ["ptr", "ptr"], result: "i32" },
+  unsetenv: { args: ["ptr"], result: "i32" },
   readlink: { args: ["ptr", "ptr", "u64"], result: "i64" },
   fstat: { args: ["i32", "ptr"], result: "i32" },
   getdents64: { args: ["i32", "ptr", "u64"], result: "i64" },
@@ -106,6 +107,8 @@ export interface Backend {
   errno(): number;
   /** `strerror(errno)`. */
   strerror(errno: number): string;
+  /** `getenv(name)`, `name` NUL-terminated: libc's environment, which needs no Deno permission. */
+  getenv(name: Uint8Array): string | undefined;
   /** The address of `buf`'s first byte, to store in a struct. */
   addressOf(buf: Uint8Array): bigint;
 }

@@ -264,6 +264,7 @@ export class Upgrader implements AsyncDisposable {
    * carries its status and the tail of its stderr),
    * {@linkcode UpgradeTimeoutError} (it did not take over in time and was
    * killed), {@linkcode UpgradeInProgressError} or {@linkcode NotOwnerError}.
+   * Deno needs `--allow-env` for it: the environment is passed on.
    *
    * @example Upgrade on SIGHUP after replacing the program
    * ```ts ignore

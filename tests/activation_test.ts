@@ -2,13 +2,17 @@
  * Socket activation with systemd's own `systemd-socket-activate` (Debian
  * package `systemd`, installed here if missing): the activated process takes
  * the named socket from `LISTEN_FDS`, removes the variables, serves, and the
- * socket then goes down a chain of handovers like any other.
+ * socket then goes down a chain of handovers like any other. And the
+ * environment as `sd_listen_fds(3)` leaves it, in this process.
  */
 import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { runtime, test } from "./support/harness.ts";
-import { assert, assertEquals } from "./support/assert.ts";
+import process from "node:process";
+import { assert, assertEquals, assertThrows } from "./support/assert.ts";
+import { ActivationError } from "../mod.ts";
+import { takeActivatedFds } from "../src/activation.ts";
 import { ProcessGroup } from "../testing/processes.ts";
 import { freePort } from "../testing/rolling.ts";
 import { ask, Peer } from "./fixtures/upgrader_peers.ts";
@@ -107,3 +111,52 @@ test(`activation (${runtime}): an activated socket at another address is a Descr
       peer.child.stderrTail,
     );
   }));
+
+const VARIABLES = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"];
+
+/** Sets the activation variables, runs `takeActivatedFds`, and checks that they are gone. */
+function takeWith(
+  env: Record<string, string>,
+): ReturnType<typeof takeActivatedFds> {
+  Object.assign(process.env, env);
+  try {
+    return takeActivatedFds();
+  } finally {
+    assertEquals(
+      VARIABLES.filter((name) => process.env[name] !== undefined),
+      [],
+      "the variables are removed in every case",
+    );
+  }
+}
+
+test(`activation (${runtime}): variables meant for another process are removed and ignored`, () => {
+  assertEquals(
+    takeWith({ LISTEN_PID: String(process.pid + 1), LISTEN_FDS: "1" }),
+    [],
+  );
+  assertEquals(takeWith({}), []);
+});
+
+test(`activation (${runtime}): contradicting variables are an ActivationError`, () => {
+  const pid = String(process.pid);
+  for (
+    const [env, message] of [
+      [{ LISTEN_FDS: "two" }, "LISTEN_FDS=two is not a number"],
+      [
+        { LISTEN_FDS: "2", LISTEN_FDNAMES: "web" },
+        "LISTEN_FDNAMES names 1 descriptors but LISTEN_FDS passes 2",
+      ],
+      [
+        { LISTEN_FDS: "2", LISTEN_FDNAMES: "web:web" },
+        'two activated descriptors are named "web"',
+      ],
+    ] as const
+  ) {
+    assertThrows(
+      () => takeWith({ LISTEN_PID: pid, ...env }),
+      ActivationError,
+      message,
+    );
+  }
+});

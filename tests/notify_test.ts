@@ -12,7 +12,7 @@ import { runtime, test } from "./support/harness.ts";
 import { assert, assertEquals } from "./support/assert.ts";
 import { until } from "./support/until.ts";
 import { ProcessGroup } from "../testing/processes.ts";
-import { commandLine } from "../testing/copies.ts";
+import { commandLine, ROOT, runtimeBinary } from "../testing/copies.ts";
 import { freePort } from "../testing/rolling.ts";
 import {
   backend,
@@ -158,3 +158,36 @@ for (const kind of ["path", "abstract"] as const) {
     { timeout: 60_000 },
   );
 }
+
+test("notify (deno): a copy without --allow-env notifies too", async () => {
+  const tmp = mkdtempSync("/tmp/tr-");
+  const path = join(tmp, "notify");
+  const socket = listenForNotifications({ family: "unix", path });
+  const group = new ProcessGroup();
+  try {
+    const child = group.spawn(runtimeBinary("deno"), [
+      "run",
+      "--allow-ffi",
+      "--allow-net",
+      "--allow-read",
+      "--allow-write",
+      `${ROOT}examples/hello.ts`,
+      "--dir",
+      join(tmp, "dir"),
+      "--addr",
+      `127.0.0.1:${await freePort()}`,
+    ], { NOTIFY_SOCKET: path });
+    await child.waitForLine(/^READY \d+$/, TIMEOUT_MS);
+    child.kill("SIGTERM");
+    assertEquals((await child.exited).code, 0);
+    await until(() => socket.received.length >= 2, "two notifications");
+    assertEquals(socket.received.map((n) => n.text), [
+      `MAINPID=${child.pid}\nREADY=1\nSTATUS=Serving (pid ${child.pid})`,
+      "STOPPING=1\nSTATUS=Stopping",
+    ]);
+  } finally {
+    await group.close();
+    socket.close();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}, { ignore: runtime !== "deno" });
