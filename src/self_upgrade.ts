@@ -311,8 +311,10 @@ class StderrRelay {
   async #relay(): Promise<void> {
     try {
       for (;;) {
+        // The copy holds only the write end: the read end is this process's alone.
         await waitReadable(this.#readEnd, {
           ref: false,
+          exclusive: true,
           signal: this.#stop.signal,
         });
         for (let chunk = read(this.#readEnd, 65536); chunk !== null;) {
