@@ -7,6 +7,10 @@
 
 /** Called by the upgrader as its state changes; every method is optional. */
 export interface LifecycleHooks {
+  /** `ready()` is about to ask the predecessor (`pid`) to step down. */
+  claimingOwnership?(predecessor: number): void;
+  /** The predecessor (`pid`) did not step down: it stays the owner. */
+  claimFailed?(predecessor: number): void;
   /** This process has just become the owner. */
   becameOwner?(): void;
   /** A successor (`pid`) connected: the handover begins. */

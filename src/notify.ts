@@ -103,15 +103,19 @@ export class SystemdNotifier {
 }
 
 /**
- * The notifications of an upgrader's life: `MAINPID` and `READY=1` when it
- * becomes the owner (so that the service manager follows the new process),
- * `STATUS` while it hands over, `STOPPING=1` only when the owner itself
- * stops. A process that handed over is no longer the unit's main process and
- * sends nothing more.
+ * The notifications of an upgrader's life: `MAINPID` as it asks its
+ * predecessor to step down (the old main process must not exit before the
+ * service manager knows the new one; if the predecessor stays, its pid is
+ * sent back), `MAINPID` and `READY=1` when it becomes the owner, `STATUS`
+ * while it hands over, `STOPPING=1` only when the owner itself stops. A
+ * process that handed over is no longer the unit's main process and sends
+ * nothing more.
  */
 export function notificationHooks(notifier: SystemdNotifier): LifecycleHooks {
   const pid = getpid();
   return {
+    claimingOwnership: () => notifier.send({ MAINPID: pid }),
+    claimFailed: (predecessor) => notifier.send({ MAINPID: predecessor }),
     becameOwner: () =>
       notifier.send({
         MAINPID: pid,

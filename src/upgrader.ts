@@ -74,6 +74,8 @@ interface Predecessor {
   conn: ControlConn;
   version: number;
   owner: string;
+  /** Its pid, from the control connection's credentials. */
+  pid: number;
 }
 
 /** Options of {@linkcode Upgrader.create}. */
@@ -312,7 +314,12 @@ export class Upgrader implements AsyncDisposable {
     ]);
     try {
       const version = await this.#receive(conn, owner, transfer);
-      this.#predecessor = { conn, version, owner };
+      this.#predecessor = {
+        conn,
+        version,
+        owner,
+        pid: peerCredentials(fd).pid,
+      };
     } catch (err) {
       conn.close();
       throw err;
@@ -377,10 +384,17 @@ export class Upgrader implements AsyncDisposable {
         }`,
       );
     }
+    const predecessor = this.#predecessor;
     try {
-      if (this.#predecessor) await this.#askToStepDown(this.#predecessor);
+      if (predecessor) {
+        // While the predecessor still runs: a service manager must hear of
+        // the new main process before the old one can exit.
+        this.#emit("claimingOwnership", predecessor.pid);
+        await this.#askToStepDown(predecessor);
+      }
       this.#lock!.writeOwner(this.id);
     } catch (err) {
+      if (predecessor) this.#emit("claimFailed", predecessor.pid);
       await this.stop();
       throw err;
     } finally {

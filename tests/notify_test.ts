@@ -3,9 +3,9 @@
  * in for systemd's `$NOTIFY_SOCKET` and receives, with the sender's
  * credentials (`SO_PASSCRED`, as systemd reads them), what the copies of
  * `examples/hello.ts` send across a self-upgrade, an external takeover and
- * a stop.
+ * a stop, and what a successor sends when its predecessor stays.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
 import { runtime, test } from "./support/harness.ts";
@@ -14,6 +14,7 @@ import { until } from "./support/until.ts";
 import { ProcessGroup } from "../testing/processes.ts";
 import { commandLine, ROOT, runtimeBinary } from "../testing/copies.ts";
 import { freePort } from "../testing/rolling.ts";
+import { Peer } from "./fixtures/upgrader_peers.ts";
 import {
   backend,
   bindDatagram,
@@ -133,8 +134,10 @@ for (const kind of ["path", "abstract"] as const) {
               }`,
           },
           { pid: a, text: `STATUS=Handing over to pid ${b}` },
+          { pid: b, text: `MAINPID=${b}` },
           { pid: b, text: `MAINPID=${b}\nREADY=1\nSTATUS=Serving (pid ${b})` },
           { pid: b, text: `STATUS=Handing over to pid ${c}` },
+          { pid: c, text: `MAINPID=${c}` },
           { pid: c, text: `MAINPID=${c}\nREADY=1\nSTATUS=Serving (pid ${c})` },
           { pid: c, text: "STOPPING=1\nSTATUS=Stopping" },
         ]);
@@ -191,3 +194,62 @@ test("notify (deno): a copy without --allow-env notifies too", async () => {
     rmSync(tmp, { recursive: true, force: true });
   }
 }, { ignore: runtime !== "deno" });
+
+test(
+  `notify (${runtime}): a successor the owner gave up on gives the main pid back`,
+  async () => {
+    const tmp = mkdtempSync("/tmp/tr-");
+    const path = join(tmp, "notify");
+    const socket = listenForNotifications({ family: "unix", path });
+    const group = new ProcessGroup();
+    const dir = join(tmp, "c");
+    mkdirSync(dir, { mode: 0o700 });
+    const withSocket = ["env", `NOTIFY_SOCKET=${path}`];
+    const args = ["--dir", dir, "--fd", "web=tcp:127.0.0.1:0"];
+    try {
+      const owner = new Peer(
+        group,
+        runtime,
+        [...args, "--upgrade-timeout", "300"],
+        withSocket,
+      );
+      await owner.event("ready");
+      const late = new Peer(
+        group,
+        runtime,
+        [...args, "--ready", "1500"],
+        withSocket,
+      );
+      await late.event("failed");
+      owner.child.kill("SIGTERM");
+      await owner.gone();
+      const [a, l] = [owner.pid, late.pid];
+      await until(
+        () => socket.received.some((n) => n.text.startsWith("STOPPING=1")),
+        "STOPPING=1",
+      );
+      const from = (pid: number) =>
+        socket.received.filter((n) => n.pid === pid).map((n) => n.text);
+      // The successor claims the main pid, then gives it back.
+      assertEquals(from(l), [`MAINPID=${l}`, `MAINPID=${a}`]);
+      // Its check whether the owner is alive is a connection the owner also
+      // takes for a successor (a second, brief handover); order between the
+      // two processes is not fixed there, so each is checked on its own.
+      const handover = [
+        `STATUS=Handing over to pid ${l}`,
+        `STATUS=Handover to pid ${l} failed; serving (pid ${a})`,
+      ];
+      assertEquals(from(a), [
+        `MAINPID=${a}\nREADY=1\nSTATUS=Serving (pid ${a})`,
+        ...handover,
+        ...handover,
+        "STOPPING=1\nSTATUS=Stopping",
+      ]);
+    } finally {
+      await group.close();
+      socket.close();
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  },
+  { timeout: 60_000 },
+);
