@@ -18,6 +18,7 @@ import { REFERENCE_ENV, ROOT, type Runtime } from "../testing/copies.ts";
 import { ProcessGroup } from "../testing/processes.ts";
 import { adapterThroughput } from "./adapters.ts";
 import { exampleStartup, handoverCost } from "./handover.ts";
+import { selfUpgradeStartup } from "./self_upgrade.ts";
 import { idleCost, WARM_UP_REQUESTS } from "./idle.ts";
 import { upgradesUnderLoad } from "./load.ts";
 import { describeMachine } from "./machine.ts";
@@ -78,7 +79,8 @@ const parts: Record<typeof PARTS[number], Part> = {
         runtimes: ["deno", "bun"],
         counts: [1, 100, 1000],
         rounds,
-      }) + "\n\n" + await exampleStartup(group, runtimes, rounds),
+      }) + "\n\n" + await exampleStartup(group, runtimes, rounds) +
+      "\n\n" + await selfUpgradeStartup(group, ["deno", "bun"], rounds),
   },
   adapters: {
     title: "Throughput: adapters against the plain native server",
