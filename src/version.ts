@@ -53,7 +53,8 @@ export function decodeVersionPrefix(
   for (; i < blob.length; i++) {
     const digit = DIGITS.indexOf(blob[i] as typeof DIGITS[number]);
     if (digit < 0) break;
-    version += digit * scale;
+    // Past 512 digits `scale` is Infinity, and 0 * Infinity would be NaN.
+    if (digit > 0) version += digit * scale;
     scale *= 4;
   }
   return { version, rest: blob.subarray(i) };
