@@ -11,6 +11,7 @@ import {
   receiveWithFds,
   sendWithFds,
   setNonBlocking,
+  TruncatedMessageError,
   waitReadable,
   waitWritable,
   write,
@@ -115,11 +116,21 @@ export class ControlConn {
     }
   }
 
-  /** Turns an I/O error on a connection the peer closed into a {@linkcode PeerClosedError}. */
+  /**
+   * Turns an I/O error on a connection the peer closed into a
+   * {@linkcode PeerClosedError}, and more descriptors than asked for into a
+   * {@linkcode ProtocolError}.
+   */
   #guard<T>(fn: () => T): T {
     try {
       return fn();
     } catch (err) {
+      if (err instanceof TruncatedMessageError) {
+        throw new ProtocolError(
+          "the peer attached more descriptors to a message than the protocol allows there",
+          { cause: err },
+        );
+      }
       const code = (err as { code?: string }).code;
       if (code === "EPIPE" || code === "ECONNRESET") {
         throw new PeerClosedError("the peer closed the control connection", {
