@@ -207,12 +207,17 @@ export class DescriptorStore implements Fds {
 
   /** Stores the descriptors received from the predecessor (they are claimed by later calls). */
   inherit(meta: readonly DescriptorMeta[], fds: readonly number[]): void {
-    meta.forEach((m, i) => {
-      if (this.#entries.has(m.id)) {
+    // Refuse before storing any: on a refusal the caller closes all of `fds`.
+    const names = new Set(this.#entries.keys());
+    for (const { id } of meta) {
+      if (names.has(id)) {
         throw new ProtocolError(
-          `the predecessor sent two descriptors named ${JSON.stringify(m.id)}`,
+          `the predecessor sent two descriptors named ${JSON.stringify(id)}`,
         );
       }
+      names.add(id);
+    }
+    meta.forEach((m, i) => {
       this.#entries.set(m.id, {
         name: m.id,
         kind: m.kind,
