@@ -260,7 +260,9 @@ async function playOwner(dir: string, script: OwnerScript): Promise<boolean> {
   const path = controlSocketPath(dir, "fake");
   const listener = listenOn({ family: "unix", path }, { nonblocking: true });
   writeFileSync(join(dir, "pid"), "fake");
-  const created = Upgrader.create(dir, { id: "next", upgradeTimeout: 5_000 })
+  // Generous: the fake always hangs up, so no case waits for it, but the
+  // first wait of a loaded machine may start the waiter thread slowly.
+  const created = Upgrader.create(dir, { id: "next", upgradeTimeout: 30_000 })
     .then((upgrader) => ({ upgrader, error: undefined }))
     .catch((error: unknown) => ({ upgrader: undefined, error }));
   const opened: number[] = [];
