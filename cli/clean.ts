@@ -3,21 +3,24 @@
  *
  * @module
  */
-import { unlinkSync } from "node:fs";
+import { readdirSync, unlinkSync } from "node:fs";
+import { MARKER_SUFFIX } from "../src/upgrade_marker.ts";
+import { markerIsLive, readMarker } from "./marker.ts";
 import { type Command, EXIT } from "./command.ts";
-import { inspectDirectory, InspectError } from "./inspect.ts";
+import { inspectDirectory } from "./inspect.ts";
 
 /** The `clean` command. */
 export const clean: Command = {
   name: "clean",
-  summary: "remove stale control sockets",
+  summary: "remove stale control sockets and self-upgrade markers",
   help: `usage: tableroll clean DIR [--dry-run] [--json]
 
 Removes the control sockets in DIR that no process serves any more, as a
 process killed before it could stop leaves them (a Go tableroll process that
-starts again with the same id fails on such a file). A socket that any live
-process has bound, or that this user cannot tell about, is never removed.
-The lock file DIR/pid is never touched.
+starts again with the same id fails on such a file), and the self-upgrade
+markers (<id>.self-upgrade) of processes that are gone. A socket that any
+live process has bound, or that this user cannot tell about, is never
+removed. The lock file DIR/pid is never touched.
 
 Options:
   --dry-run   only say what would be removed
@@ -30,25 +33,12 @@ Exit status:
   2  wrong command line`,
   options: { "dry-run": { type: "boolean", default: false } },
   run(dir, flags, output) {
-    let stale: string[];
-    let kept: string[];
-    try {
-      const before = inspectDirectory(dir).sockets;
-      stale = before.filter((s) => s.role === "stale").map((s) => s.path);
-      kept = before.filter((s) => s.role !== "stale").map((s) => s.path);
-    } catch (err) {
-      if (!(err instanceof InspectError)) throw err;
-      output.err(`tableroll clean: ${err.message}`);
-      return EXIT.failed;
-    }
+    const { stale, kept } = staleFiles(dir);
     const removed: string[] = [];
     let code: number = EXIT.ok;
     if (!flags["dry-run"] && stale.length > 0) {
       // Look again right before removing: a process may have bound one meanwhile.
-      const stillStale = new Set(
-        inspectDirectory(dir).sockets.filter((s) => s.role === "stale")
-          .map((s) => s.path),
-      );
+      const stillStale = new Set(staleFiles(dir).stale);
       for (const path of stale) {
         if (!stillStale.has(path)) {
           kept.push(path);
@@ -73,7 +63,7 @@ Exit status:
         kept,
       }));
     } else if (listed.length === 0) {
-      output.out(`no stale control socket in ${dir}`);
+      output.out(`nothing stale in ${dir}`);
     } else {
       const verb = flags["dry-run"] ? "would remove" : "removed";
       for (const path of listed) output.out(`${verb} ${path}`);
@@ -81,3 +71,22 @@ Exit status:
     return code;
   },
 };
+
+/**
+ * The control sockets nothing serves and the self-upgrade markers of
+ * processes that are gone (`stale`), and the other sockets and markers (`kept`).
+ */
+function staleFiles(dir: string): { stale: string[]; kept: string[] } {
+  const stale: string[] = [];
+  const kept: string[] = [];
+  for (const s of inspectDirectory(dir).sockets) {
+    (s.role === "stale" ? stale : kept).push(s.path);
+  }
+  for (const name of readdirSync(dir).sort()) {
+    if (!name.endsWith(MARKER_SUFFIX)) continue;
+    const marker = readMarker(dir, name.slice(0, -MARKER_SUFFIX.length));
+    // A file that is not a marker is not ours to judge.
+    (marker && !markerIsLive(marker) ? stale : kept).push(`${dir}/${name}`);
+  }
+  return { stale, kept };
+}

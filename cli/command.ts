@@ -5,6 +5,7 @@
  * @module
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { InspectError } from "./inspect.ts";
 
 /** Exit codes of every command, for scripts. */
 export const EXIT = {
@@ -98,5 +99,16 @@ export async function runCommand(
     & {
       json: boolean;
     };
-  return await command.run(parsed.positionals[0], flags, output);
+  try {
+    return await command.run(parsed.positionals[0], flags, output);
+  } catch (err) {
+    if (err instanceof InspectError) {
+      output.err(`tableroll ${command.name}: ${err.message}`);
+      return EXIT.failed;
+    }
+    if (!(err instanceof UsageError)) throw err;
+    output.err(`tableroll ${command.name}: ${err.message}`);
+    output.err(command.help.split("\n")[0]);
+    return EXIT.usage;
+  }
 }

@@ -20,6 +20,7 @@ import {
   type UnixSocket,
   unixSockets,
 } from "./procfs.ts";
+import { readMarker, whyNotEnabled } from "./marker.ts";
 
 /** What a process serving a control socket is doing. */
 export type Role =
@@ -93,6 +94,21 @@ export interface DirectoryStatus {
     connections: number;
     /** The process taking over (the lock holder), if known. */
     successorPid: number | null;
+  } | null;
+  /** Whether the owner upgrades itself on a signal (`tableroll upgrade`), or `null` without a live owner. */
+  selfUpgrade: {
+    /** Whether `tableroll upgrade` can ask it. */
+    enabled: boolean;
+    /** Why not, when it cannot. */
+    why: string | null;
+    /** The signal it advertises. */
+    signal: string | null;
+    /** Upgrades it started. */
+    started: number;
+    /** Upgrades that failed. */
+    failed: number;
+    /** Why the last failed one failed. */
+    lastFailure: string | null;
   } | null;
   /** The owner's listening sockets, its control socket left out. */
   listeners: ListenerStatus[];
@@ -185,10 +201,27 @@ export function inspectDirectory(dir: string): DirectoryStatus {
         (lock && ownerSocket && !ownerSocket.pids.includes(lock.pid))
       ? { connections: ownerConnections, successorPid: lock?.pid ?? null }
       : null,
+    selfUpgrade: ownerSocket ? selfUpgradeOf(dir, ownerSocket) : null,
     listeners: ownerSocket
       ? listenersOf(ownerSocket.pids, sockets, holders, unix, absolute, real)
       : [],
     sockets,
+  };
+}
+
+function selfUpgradeOf(
+  dir: string,
+  owner: ControlSocketStatus,
+): DirectoryStatus["selfUpgrade"] {
+  const marker = readMarker(dir, owner.id);
+  const why = whyNotEnabled(marker, owner.pids);
+  return {
+    enabled: why === null,
+    why,
+    signal: marker?.signal ?? null,
+    started: marker?.started ?? 0,
+    failed: marker?.failed ?? 0,
+    lastFailure: marker?.lastFailure ?? null,
   };
 }
 

@@ -25,11 +25,12 @@ import process from "node:process";
 import { clean } from "./clean.ts";
 import { type Command, EXIT, type Output, runCommand } from "./command.ts";
 import { status } from "./status.ts";
+import { upgrade } from "./upgrade.ts";
 
 export { EXIT } from "./command.ts";
 export type { Output } from "./command.ts";
 
-const COMMANDS: Command[] = [status, clean];
+const COMMANDS: Command[] = [status, upgrade, clean];
 
 const HELP = `usage: tableroll COMMAND DIR [options]
 

@@ -6,6 +6,7 @@
  * @module
  */
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { statStartTime } from "../src/upgrade_marker.ts";
 
 /** A Unix socket from `/proc/net/unix`. */
 export interface UnixSocket {
@@ -57,6 +58,8 @@ export interface ProcessInfo {
   command: string;
   /** How long it has run, in milliseconds. */
   ageMs: number;
+  /** When it started, in clock ticks since boot (with the pid, names one process for good). */
+  start: number;
 }
 
 const SO_ACCEPTCON = 0x10000;
@@ -222,9 +225,9 @@ export function processInfo(pid: number): ProcessInfo | null {
   // "pid (comm) state ppid …": comm may hold spaces and parentheses.
   const close = stat.lastIndexOf(")");
   const command = stat.slice(stat.indexOf("(") + 1, close);
-  const fields = stat.slice(close + 2).split(" ");
-  if (fields[0] === "Z" || fields[0] === "X") return null;
-  const startTicks = Number(fields[19]); // field 22 of the whole line
+  const state = stat.slice(close + 2, close + 3);
+  if (state === "Z" || state === "X") return null;
+  const start = statStartTime(stat);
   const uptimeSeconds = Number(
     readFileSync("/proc/uptime", "utf8").split(" ")[0],
   );
@@ -233,9 +236,22 @@ export function processInfo(pid: number): ProcessInfo | null {
     command,
     ageMs: Math.max(
       0,
-      Math.round(uptimeSeconds * 1000 - startTicks * (1000 / USER_HZ)),
+      Math.round(uptimeSeconds * 1000 - start * (1000 / USER_HZ)),
     ),
+    start,
   };
+}
+
+/** Whether process `pid` has a handler for signal number `signo` (`SigCgt` in its status). */
+export function catchesSignal(pid: number, signo: number): boolean {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const mask = status.match(/^SigCgt:\s*([0-9a-f]+)$/m)?.[1];
+    return mask !== undefined &&
+      ((BigInt("0x" + mask) >> BigInt(signo - 1)) & 1n) === 1n;
+  } catch {
+    return false;
+  }
 }
 
 /** The current directory of process `pid`, or `null` when it cannot be read. */

@@ -6,11 +6,7 @@
  */
 import { type Command, EXIT, type Output } from "./command.ts";
 import { formatDuration, table } from "./format.ts";
-import {
-  type DirectoryStatus,
-  inspectDirectory,
-  InspectError,
-} from "./inspect.ts";
+import { type DirectoryStatus, inspectDirectory } from "./inspect.ts";
 
 /** The `status` command. */
 export const status: Command = {
@@ -38,14 +34,7 @@ Exit status:
   4  a handover is under way (a process other than the owner holds the lock)`,
   options: {},
   run(dir, flags, output) {
-    let report: DirectoryStatus;
-    try {
-      report = inspectDirectory(dir);
-    } catch (err) {
-      if (!(err instanceof InspectError)) throw err;
-      output.err(`tableroll status: ${err.message}`);
-      return EXIT.failed;
-    }
+    const report = inspectDirectory(dir);
     if (flags.json) output.out(JSON.stringify(report, null, 2));
     else printReport(report, output);
     return statusCode(report);
@@ -71,6 +60,9 @@ function printReport(r: DirectoryStatus, output: Output): void {
       "handover",
       `${who} is taking over (${r.handover.connections} connection(s) open to the owner's control socket)`,
     ]);
+  }
+  if (r.selfUpgrade) {
+    rows.push(["self-upgrade", selfUpgradeLine(r.selfUpgrade)]);
   }
   const listeners = r.listeners.map((l) =>
     `${l.protocol} ${l.address}` +
@@ -130,4 +122,16 @@ function lockLine({ lock, owner }: DirectoryStatus): string {
     ? ", starting without a predecessor"
     : "";
   return `held by ${who}${held}${what}`;
+}
+
+function selfUpgradeLine(
+  s: NonNullable<DirectoryStatus["selfUpgrade"]>,
+): string {
+  if (!s.enabled) return "off (tableroll upgrade cannot ask it)";
+  const history = s.started === 0
+    ? ""
+    : ` (${s.started} started, ${s.failed} failed${
+      s.lastFailure ? `; last failure: ${s.lastFailure}` : ""
+    })`;
+  return `on ${s.signal}: tableroll upgrade asks it${history}`;
 }

@@ -90,6 +90,11 @@ export function commandLine(): string[] {
   return readProcFile("/proc/self/cmdline").replace(/\0$/, "").split("\0");
 }
 
+/** The text of `/proc/self/stat`: pid, state, start time and the like. */
+export function selfStat(): string {
+  return readProcFile("/proc/self/stat");
+}
+
 function readProcFile(path: string): string {
   const file = openFile(path, O_RDONLY);
   try {

@@ -34,10 +34,22 @@ const decoder = new TextDecoder();
  * ```
  */
 export function writePidFile(path: string, pid: number): void {
-  const temporary = `${path}.${pid}.tmp`;
-  const fd = openFile(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644);
+  writeAtomically(path, `${pid}\n`, 0o644);
+}
+
+/**
+ * Replaces `path` with `text` through a temporary file in the same directory
+ * and `rename(2)`: a reader sees the old or the new content, never a part.
+ */
+export function writeAtomically(
+  path: string,
+  text: string,
+  mode: number,
+): void {
+  const temporary = `${path}.${getpid()}.tmp`;
+  const fd = openFile(temporary, O_WRONLY | O_CREAT | O_TRUNC, mode);
   try {
-    writeAll(fd, encoder.encode(`${pid}\n`));
+    writeAll(fd, encoder.encode(text));
   } finally {
     close(fd);
   }

@@ -20,11 +20,13 @@ import {
   read,
   reapChild,
   type Reaped,
+  selfStat,
   sendSignal,
   setCloseOnExec,
   setNonBlocking,
   type SignalName,
   spawnDetached,
+  unlink,
   waitReadable,
   write,
 } from "../ffi/mod.ts";
@@ -35,6 +37,13 @@ import {
   UpgradeTimeoutError,
 } from "./errors.ts";
 import type { LifecycleHooks } from "./lifecycle.ts";
+import { writeAtomically } from "./pid_file.ts";
+import {
+  encodeUpgradeMarker,
+  statStartTime,
+  type UpgradeMarker,
+  upgradeMarkerPath,
+} from "./upgrade_marker.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import type { SystemdNotifier } from "./notify.ts";
 import type { UpgraderState } from "./upgrader.ts";
@@ -221,6 +230,11 @@ export class SelfUpgrade implements LifecycleHooks {
  * reports the outcome to `logger`. A signal that arrives while an upgrade
  * runs is ignored and logged. Returns a function that stops listening.
  *
+ * While it listens, `<dir>/<id>.self-upgrade` says so (the process, the
+ * signal, the upgrades started and failed), which is how `tableroll
+ * upgrade DIR` knows it may send the signal; the file goes when it stops
+ * listening or the upgrader stops.
+ *
  * @example
  * ```ts ignore
  * await upgrader.ready();
@@ -228,13 +242,17 @@ export class SelfUpgrade implements LifecycleHooks {
  * ```
  */
 export function upgradeOnSignal(
-  upgrader: { upgrade(options?: UpgradeOptions): Promise<void> },
+  upgrader: {
+    upgrade(options?: UpgradeOptions): Promise<void>;
+    readonly dir: string;
+    readonly id: string;
+  },
   options: { signal?: SignalName; logger?: Logger } & UpgradeOptions = {},
 ): () => void {
   const { signal = "SIGHUP", logger = silentLogger, ...upgradeOptions } =
     options;
   let running = false;
-  return onSignal(signal, () => {
+  const stopListening = onSignal(signal, () => {
     if (running) {
       logger.warn(
         `tableroll: ${signal} ignored: an upgrade is already running`,
@@ -243,11 +261,74 @@ export function upgradeOnSignal(
     }
     running = true;
     logger.info(`tableroll: ${signal}: upgrading`);
+    advert.started();
     upgrader.upgrade(upgradeOptions).then(
       () => logger.info("tableroll: upgrade complete; draining"),
-      (err) => logger.error(`tableroll: upgrade failed: ${err.message}`),
+      (err) => {
+        advert.failed(err.message);
+        logger.error(`tableroll: upgrade failed: ${err.message}`);
+      },
     ).finally(() => running = false);
   });
+  // Listening first: the marker must never promise a signal nobody handles.
+  const advert = new UpgradeAdvert(
+    upgradeMarkerPath(upgrader.dir, upgrader.id),
+    signal,
+    logger,
+  );
+  return () => {
+    stopListening();
+    advert.remove();
+  };
+}
+
+/** This process's self-upgrade marker, kept up to date (see `upgrade_marker.ts`). */
+class UpgradeAdvert {
+  readonly #path: string;
+  readonly #marker: UpgradeMarker;
+  readonly #logger: Logger;
+
+  constructor(path: string, signal: SignalName, logger: Logger) {
+    this.#path = path;
+    this.#logger = logger;
+    this.#marker = {
+      pid: getpid(),
+      start: statStartTime(selfStat()),
+      signal,
+      started: 0,
+      failed: 0,
+      lastFailure: null,
+    };
+    this.#write();
+  }
+
+  started(): void {
+    this.#marker.started++;
+    this.#write();
+  }
+
+  failed(reason: string): void {
+    this.#marker.failed++;
+    this.#marker.lastFailure = reason;
+    this.#write();
+  }
+
+  remove(): void {
+    unlink(this.#path);
+  }
+
+  #write(): void {
+    try {
+      writeAtomically(this.#path, encodeUpgradeMarker(this.#marker), 0o600);
+    } catch (err) {
+      // Only `tableroll upgrade` needs it; the signal still works.
+      this.#logger.warn(
+        `tableroll: cannot write ${this.#path}: ${
+          (err as Error).message
+        }; tableroll upgrade will not find this process`,
+      );
+    }
+  }
 }
 
 /**

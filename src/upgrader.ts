@@ -43,6 +43,7 @@ import {
 import { DescriptorStore, type Fds } from "./fds.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { emit, type LifecycleHooks } from "./lifecycle.ts";
+import { upgradeMarkerPath } from "./upgrade_marker.ts";
 import { notificationHooks, SystemdNotifier } from "./notify.ts";
 import { pidFileHooks } from "./pid_file.ts";
 import { takeActivatedFds } from "./activation.ts";
@@ -252,6 +253,7 @@ export class Upgrader implements AsyncDisposable {
     this.#lock?.release();
     close(this.#controlFd);
     unlink(controlSocketPath(this.dir, this.id));
+    unlink(upgradeMarkerPath(this.dir, this.id));
     this.#store.closeAll();
     this.#emit("stopped", wasOwner);
     return Promise.resolve();

@@ -181,7 +181,7 @@ test("cli: a killed owner leaves a stale socket; clean removes only that", () =>
     const again = await runCli(runtime, ["clean", place.dir]);
     assertEquals([again.code, again.stdout], [
       0,
-      `no stale control socket in ${place.dir}\n`,
+      `nothing stale in ${place.dir}\n`,
     ]);
   }));
 

@@ -7,7 +7,6 @@
 import { spawnSync } from "node:child_process";
 import http from "node:http";
 import {
-  mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
@@ -25,21 +24,17 @@ import { commandLine, ROOT, runtimeBinary } from "../testing/copies.ts";
 import { freePort } from "../testing/rolling.ts";
 import { startLoad } from "../testing/load.ts";
 import { ask } from "./fixtures/upgrader_peers.ts";
+import {
+  exits,
+  killAll,
+  withUpgradablePeer,
+} from "./fixtures/upgradable_peer.ts";
 
 const UPGRADES = 20;
 
 /** The pids of every `READY <pid>` line so far, in order. */
 function readyPids(child: Child): number[] {
   return [...child.output.matchAll(/^READY (\d+)$/gm)].map((m) => Number(m[1]));
-}
-
-/** Exit statuses reported by the subreaper, by pid. */
-function exits(child: Child): Map<number, string> {
-  return new Map(
-    [...child.output.matchAll(/^EXITED (\d+) (\S+)$/gm)].map((
-      m,
-    ) => [Number(m[1]), m[2]]),
-  );
 }
 
 /** The processes whose parent is `pid`, with their state letter. */
@@ -53,17 +48,6 @@ function childrenOf(pid: number): { pid: number; state: string }[] {
       return [];
     }
   });
-}
-
-/** Kills each of `pids` that still runs (a safety net; the test stops them itself). */
-function killAll(pids: number[]): void {
-  for (const pid of pids) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {
-      // already gone
-    }
-  }
 }
 
 /** The body of one GET on a new connection. */
@@ -213,78 +197,6 @@ test(
   },
   { ignore: runtime !== "bun", timeout: 180_000 },
 );
-
-/** A peer below the subreaper with `--upgrade-on-sighup`, and the place its successors look at. */
-async function withUpgradablePeer(
-  body: (peer: {
-    supervisor: Child;
-    port: number;
-    behave: (what: string) => void;
-    eventFrom: (
-      pid: number,
-      name: string,
-      pattern?: RegExp,
-    ) => Promise<Record<string, unknown>>;
-    firstPid: number;
-  }) => Promise<void>,
-): Promise<void> {
-  const tmp = mkdtempSync("/tmp/tr-");
-  const dir = join(tmp, "c");
-  mkdirSync(dir, { mode: 0o700 });
-  const behaviourFile = join(tmp, "behaviour");
-  writeFileSync(behaviourFile, "ok");
-  const group = new ProcessGroup();
-  const port = await freePort();
-  const supervisor = group.spawn(...commandLine(
-    runtime,
-    "tests/fixtures/subreaper.ts",
-    commandLine(runtime, "tests/fixtures/upgrader_peer.ts", [
-      "--dir",
-      dir,
-      "--fd",
-      `web=tcp:127.0.0.1:${port}`,
-      "--serve",
-      "--upgrade-on-sighup",
-      "--upgrade-timeout",
-      "3000",
-      "--behaviour-file",
-      behaviourFile,
-    ]).flat() as string[],
-  ));
-  const events = () =>
-    supervisor.output.split("\n").filter((l) => l.startsWith("{"))
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
-  const eventFrom = (pid: number, name: string, pattern?: RegExp) =>
-    until(
-      () =>
-        events().find((e) =>
-          e.pid === pid && e.event === name &&
-          (!pattern || pattern.test(JSON.stringify(e)))
-        ),
-      `${name} event from ${pid}${pattern ? ` matching ${pattern}` : ""}`,
-    );
-  try {
-    const ready = await until(
-      () => events().find((e) => e.event === "ready"),
-      "ready",
-    );
-    await body({
-      supervisor,
-      port,
-      behave: (what) => writeFileSync(behaviourFile, what),
-      eventFrom,
-      firstPid: ready.pid as number,
-    });
-  } finally {
-    killAll(
-      events().map((e) => e.pid as number).filter((pid) =>
-        !exits(supervisor).has(pid)
-      ),
-    );
-    await group.close();
-    rmSync(tmp, { recursive: true, force: true });
-  }
-}
 
 test(
   `self-upgrade (${runtime}): failing successors leave the owner serving, then a SIGHUP works`,
