@@ -261,18 +261,21 @@ async function startHello(
 test("cli: status shows a predecessor draining its in-flight requests", () =>
   withPlace(async (place) => {
     const addr = `127.0.0.1:${await freePort()}`;
-    const old = await startHello(place, runtime, addr, "--delay", "5000");
+    const old = await startHello(place, runtime, addr, "--delay", "12000");
     const slow = fetch(`http://${addr}/`).then((r) => r.text());
     await new Promise((resolve) => setTimeout(resolve, 300));
-    const next = await startHello(place, runtime, addr, "--delay", "5000");
-    const { code, report } = await status(place.dir);
+    const next = await startHello(place, runtime, addr, "--delay", "12000");
+    // Both views at once, while the slow request is still in flight.
+    const [{ code, report }, text] = await Promise.all([
+      status(place.dir),
+      runCli(runtime, ["status", place.dir]),
+    ]);
     assertEquals(code, 0);
     assertEquals(report.owner?.pids, [next.pid]);
     assertEquals(
       report.sockets.map((s) => [s.id, s.role]).sort(),
       [[String(next.pid), "owner"], [String(old.pid), "draining"]].sort(),
     );
-    const text = await runCli(runtime, ["status", place.dir]);
     assert(
       new RegExp(`draining\\s+pid ${old.pid}`).test(text.stdout),
       text.stdout,
