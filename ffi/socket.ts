@@ -26,6 +26,8 @@ import {
 } from "./platform.ts";
 import { decodeSockaddr, encodeSockaddr, formatAddress } from "./sockaddr.ts";
 import type { SocketAddress } from "./sockaddr.ts";
+import { pathIdentity, unlink } from "./fd.ts";
+import type { SyscallError } from "./errors.ts";
 
 /** Socket type by name. */
 export type SocketType = "stream" | "dgram" | "seqpacket";
@@ -101,6 +103,41 @@ export function listenOn(
   } catch (err) {
     libc.close(fd);
     throw err;
+  }
+}
+
+/**
+ * {@linkcode listenOn}, replacing a Unix socket file that nobody accepts on
+ * any more: the file a listener leaves behind when its last holder exits
+ * makes a later `bind(2)` fail with `EADDRINUSE`. A path that a live socket
+ * serves, or that is not a socket, still fails with `EADDRINUSE`.
+ */
+export function listenReplacingStale(
+  addr: SocketAddress,
+  options: SocketOptions & { backlog?: number } = {},
+): number {
+  try {
+    return listenOn(addr, options);
+  } catch (err) {
+    const path = addr.family === "unix" ? addr.path : undefined;
+    const inUse = (err as SyscallError).code === "EADDRINUSE";
+    if (path === undefined || !inUse || !isStaleSocketFile(path)) throw err;
+    unlink(path);
+  }
+  return listenOn(addr, options);
+}
+
+/** Whether `path` is a Unix socket file that refuses connections. */
+function isStaleSocketFile(path: string): boolean {
+  if (pathIdentity(path)?.kind !== "socket") return false;
+  const probe = openSocket("unix", "stream");
+  try {
+    connect(probe, { family: "unix", path });
+    return false;
+  } catch (err) {
+    return (err as SyscallError).code === "ECONNREFUSED";
+  } finally {
+    libc.close(probe);
   }
 }
 

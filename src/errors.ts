@@ -62,6 +62,24 @@ export class UntrustedPeerError extends TablerollError {}
 /** A requested descriptor does not match what was inherited under that name. */
 export class DescriptorMismatchError extends TablerollError {}
 
+/**
+ * A descriptor inherited under this name was closed by `ready()` because
+ * nothing had claimed it yet: opening it anew now would fail or serve on a
+ * different socket while the predecessor drains.
+ */
+export class ClaimedTooLateError extends TablerollError {
+  /** `name` is the descriptor's name. */
+  constructor(name: string) {
+    super(
+      `${
+        JSON.stringify(name)
+      } was inherited from the predecessor, but ready() closed it ` +
+        "because nothing had claimed it yet: listen on it (or serve it, or fds.claim() it) " +
+        "before calling ready()",
+    );
+  }
+}
+
 /** An id that cannot name a control socket, or that a live process already uses. */
 export class InvalidIdError extends TablerollError {}
 

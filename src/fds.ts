@@ -12,7 +12,7 @@ import {
   formatAddress,
   type InetAddress,
   InvalidAddressError,
-  listenOn,
+  listenReplacingStale,
   localAddress,
   O_CREAT,
   O_RDWR,
@@ -24,7 +24,11 @@ import {
   socketInfo,
 } from "../ffi/mod.ts";
 import type { DescriptorKind, DescriptorMeta } from "./protocol.ts";
-import { DescriptorMismatchError, ProtocolError } from "./errors.ts";
+import {
+  ClaimedTooLateError,
+  DescriptorMismatchError,
+  ProtocolError,
+} from "./errors.ts";
 
 /** Where to listen: a TCP/UDP host and port, a Unix socket path, or an abstract Unix name. */
 export type ListenAddress =
@@ -78,7 +82,9 @@ export interface Fds {
    * A TCP or Unix listener named `name`: the inherited one if the
    * predecessor had it, otherwise a new one bound to `address`. An inherited
    * listener that does not match `address` (port 0 matches any port) is a
-   * {@linkcode DescriptorMismatchError}. The listener is non-blocking.
+   * {@linkcode DescriptorMismatchError}. The listener is non-blocking. A
+   * Unix socket file that nobody accepts on any more (left by a stopped
+   * process) is replaced.
    *
    * @example
    * ```ts ignore
@@ -96,8 +102,20 @@ export interface Fds {
    * a listening socket, another socket (`"conn"`), or a file.
    */
   add(name: string, fd: number): Descriptor;
-  /** The descriptor named `name`, or `undefined`. Getting an inherited one claims it. */
+  /** The descriptor named `name`, or `undefined`. Looking does not claim it. */
   get(name: string): Descriptor | undefined;
+  /**
+   * Claims the inherited descriptor `name` as it is, whatever its kind, so
+   * that `ready()` keeps it; `undefined` if there is none. `listen`,
+   * `listenDatagram` and `openFile` claim what they return; inherited
+   * descriptors nobody claimed are closed by `ready()`.
+   *
+   * @example
+   * ```ts ignore
+   * const metrics = upgrader.fds.claim("metrics") ?? upgrader.fds.add("metrics", fd);
+   * ```
+   */
+  claim(name: string): Descriptor | undefined;
   /** Closes and forgets the descriptor named `name`; returns whether there was one. */
   remove(name: string): boolean;
   /** Every descriptor, in the order they were stored. */
@@ -119,6 +137,8 @@ export interface OpenFileOptions {
  */
 export class DescriptorStore implements Fds {
   readonly #entries = new Map<string, Entry>();
+  /** Names of inherited descriptors that `ready()` closed unclaimed. */
+  readonly #closedUnclaimed = new Set<string>();
   readonly #guard: (action: string) => void;
 
   /** @param guard throws when the upgrader's state forbids `action`. */
@@ -134,7 +154,7 @@ export class DescriptorStore implements Fds {
     // Non-blocking, as the runtimes' servers expect (a blocking listener
     // stalls Deno's event loop in accept4). The flag belongs to the shared
     // open file description, so every process holding it sees the same.
-    const fd = listenOn(wanted, { nonblocking: true });
+    const fd = listenReplacingStale(wanted, { nonblocking: true });
     return this.#store(name, "listener", fd) as Listener;
   }
 
@@ -173,6 +193,13 @@ export class DescriptorStore implements Fds {
   }
 
   get(name: string): Descriptor | undefined {
+    const entry = this.#entries.get(name);
+    return entry && publicView(entry);
+  }
+
+  claim(name: string): Descriptor | undefined {
+    this.#guard(`claim ${JSON.stringify(name)}`);
+    this.#refuseClosedUnclaimed(name);
     const entry = this.#entries.get(name);
     if (entry) entry.claimed = true;
     return entry && publicView(entry);
@@ -262,6 +289,7 @@ export class DescriptorStore implements Fds {
     for (const entry of this.#entries.values()) {
       if (!entry.inherited || entry.claimed) continue;
       this.#entries.delete(entry.name);
+      this.#closedUnclaimed.add(entry.name);
       close(entry.fd);
       names.push(entry.name);
     }
@@ -279,6 +307,7 @@ export class DescriptorStore implements Fds {
     kind: DescriptorKind,
     wanted?: SocketAddress,
   ): Descriptor | undefined {
+    this.#refuseClosedUnclaimed(name);
     const entry = this.#entries.get(name);
     if (!entry) return undefined;
     if (entry.kind !== kind) {
@@ -302,6 +331,10 @@ export class DescriptorStore implements Fds {
     }
     entry.claimed = true;
     return publicView(entry);
+  }
+
+  #refuseClosedUnclaimed(name: string): void {
+    if (this.#closedUnclaimed.has(name)) throw new ClaimedTooLateError(name);
   }
 
   /** Stores a descriptor this process created; callers made sure `name` is free. */

@@ -9,6 +9,9 @@
  *    └──────────────── stop() from any state ──────────────────────▶ stopped
  * ```
  *
+ * Every state change goes through one function that checks it against
+ * {@linkcode TRANSITIONS}, the diagram as data.
+ *
  * @module
  */
 import {
@@ -37,6 +40,7 @@ import {
   PeerClosedError,
   ProtocolError,
   StoppedError,
+  TablerollError,
   UpgradeCompletedError,
   UpgradeInProgressError,
 } from "./errors.ts";
@@ -69,6 +73,18 @@ export type UpgraderState =
   | "handing-over"
   | "upgraded"
   | "stopped";
+
+/**
+ * The edges of the diagram above: the states each state may change to. A
+ * new state or edge is one more entry here.
+ */
+const TRANSITIONS: Readonly<Record<UpgraderState, readonly UpgraderState[]>> = {
+  starting: ["owner", "stopped"],
+  owner: ["handing-over", "stopped"],
+  "handing-over": ["upgraded", "owner", "stopped"],
+  upgraded: ["stopped"],
+  stopped: [],
+};
 
 /** The owner this process is taking over from, while it waits for `ready()`. */
 interface Predecessor {
@@ -220,8 +236,10 @@ export class Upgrader implements AsyncDisposable {
 
   /**
    * Aborted when a successor has taken over, with an
-   * {@linkcode UpgradeCompletedError} as reason: pass it to a server's
-   * `signal` option to stop accepting.
+   * {@linkcode UpgradeCompletedError} as reason: stop timers, loops and
+   * background work with it. Servers of the tableroll adapters drain on their
+   * own at that moment; passing this signal to their `signal` option is safe
+   * (the drain still runs its grace period), but not needed.
    */
   get signal(): AbortSignal {
     return this.#upgraded.signal;
@@ -229,7 +247,9 @@ export class Upgrader implements AsyncDisposable {
 
   /**
    * Declares this process ready to serve: closes inherited descriptors that
-   * were not claimed, tells the predecessor to step down, records this
+   * were not claimed (with a warning: claim or listen on every inherited
+   * name first; a later `listen` of a closed name throws
+   * `ClaimedTooLateError`), tells the predecessor to step down, records this
    * process as the owner and releases the lock. If it fails, the lock is
    * released at once and the upgrader stops; the process should exit.
    */
@@ -246,7 +266,7 @@ export class Upgrader implements AsyncDisposable {
     if (this.#state === "stopped") return Promise.resolve();
     const wasOwner = this.#state === "owner" ||
       this.#state === "handing-over";
-    this.#state = "stopped";
+    this.#moveTo("stopped");
     this.#stopping.abort(new StoppedError("continue"));
     this.#predecessor?.conn.close();
     this.#predecessor = undefined;
@@ -380,10 +400,10 @@ export class Upgrader implements AsyncDisposable {
     if (this.#state !== "starting") this.#checkMutable("become ready");
     const unclaimed = this.#store.closeUnclaimed();
     if (unclaimed.length > 0) {
-      this.#logger.debug(
-        `tableroll: closed unclaimed inherited descriptors ${
+      this.#logger.warn(
+        `tableroll: ready() closed inherited descriptors nothing had claimed: ${
           unclaimed.join(", ")
-        }`,
+        }; listen on (or claim) every inherited name before ready(), or the predecessor's connections on it are lost`,
       );
     }
     const predecessor = this.#predecessor;
@@ -405,7 +425,7 @@ export class Upgrader implements AsyncDisposable {
       this.#lock?.release();
       this.#lock = undefined;
     }
-    this.#state = "owner";
+    this.#moveTo("owner");
     this.#logger.info(`tableroll: ${this.id} owns ${this.dir}`);
     this.#emit("becameOwner");
     this.#acceptSuccessors();
@@ -507,7 +527,7 @@ export class Upgrader implements AsyncDisposable {
       close(fd);
       return;
     }
-    this.#state = "handing-over";
+    this.#moveTo("handing-over");
     this.#logger.info(`tableroll: handing over to pid ${pid}`);
     this.#emit("handingOver", pid);
     const conn = new ControlConn(fd);
@@ -543,13 +563,13 @@ export class Upgrader implements AsyncDisposable {
           `successor sent 0x${first.toString(16)} instead of the ready byte`,
         );
       }
-      this.#state = "upgraded";
+      this.#moveTo("upgraded");
       this.#logger.info(`tableroll: pid ${pid} took over; draining`);
       this.#emit("handedOver", pid);
       this.#upgraded.abort(new UpgradeCompletedError("serve new work"));
     } catch (err) {
       if (this.#state !== "handing-over") return; // stopped meanwhile
-      this.#state = "owner";
+      this.#moveTo("owner");
       const reason = signal.aborted
         ? abortReason(signal, `waiting for pid ${pid} to be ready`)
         : err;
@@ -570,6 +590,16 @@ export class Upgrader implements AsyncDisposable {
       this.#logger.error(
         `tableroll: ${event} handling failed: ${(err as Error).message}`,
       ));
+  }
+
+  /** The one place the state changes; an edge not in the diagram is a bug. */
+  #moveTo(next: UpgraderState): void {
+    if (!TRANSITIONS[this.#state].includes(next)) {
+      throw new TablerollError(
+        `tableroll: no transition from ${this.#state} to ${next}; this is a bug in tableroll, please report it`,
+      );
+    }
+    this.#state = next;
   }
 
   #checkMutable(action: string): void {

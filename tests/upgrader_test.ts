@@ -36,6 +36,7 @@ import {
   waitReadable,
 } from "../ffi/mod.ts";
 import {
+  ClaimedTooLateError,
   CoordinationDirError,
   DescriptorMismatchError,
   InvalidIdError,
@@ -220,8 +221,8 @@ test("upgrader: several descriptors in one message, and a version-0 owner, are u
       upgrader.fds.list().map((d) => fileIdentity(d.fd).ino),
       [a, b].map((fd) => fileIdentity(fd).ino),
     );
-    upgrader.fds.get("a");
-    upgrader.fds.get("b");
+    upgrader.fds.claim("a");
+    upgrader.fds.claim("b");
     await upgrader.ready();
     await served;
     await upgrader.stop();
@@ -261,7 +262,7 @@ test("upgrader: the owner's upgrade timeout interrupts a successor that never ge
     assertEquals(owner.state, "owner");
 
     const successor = await Upgrader.create(dir, { id: "new" });
-    successor.fds.get("web");
+    successor.fds.claim("web");
     await successor.ready();
     await owner.upgradeComplete;
     assertEquals([owner.state, successor.state], ["upgraded", "owner"]);
@@ -311,27 +312,108 @@ test("upgrader: a connection while a handover is under way is closed at once", a
   });
 });
 
-test("upgrader: inherited descriptors nobody claimed are closed at ready(), claimed ones never", async () => {
+/** How many descriptors of this process refer to the file behind `fd`. */
+function openCopies(fd: number): number {
+  const { dev, ino } = fileIdentity(fd);
+  return listFds().filter((other) => {
+    try {
+      const id = fileIdentity(other);
+      return id.dev === dev && id.ino === ino;
+    } catch {
+      return false; // closed meanwhile
+    }
+  }).length;
+}
+
+/** A logger that keeps its warnings. */
+function warningsLogger() {
+  const warnings: string[] = [];
+  const ignore = () => {};
+  return {
+    warnings,
+    logger: {
+      debug: ignore,
+      info: ignore,
+      warn: (message: string) => warnings.push(message),
+      error: ignore,
+    },
+  };
+}
+
+test("upgrader: inherited descriptors nobody claimed are closed at ready(), with a warning; claimed ones never", async () => {
   await withDir(async (dir) => {
     const owner = await Upgrader.create(dir, { id: "old" });
     const a = owner.fds.listen("a", { hostname: "127.0.0.1", port: 0 });
-    owner.fds.listen("b", { hostname: "127.0.0.1", port: 0 });
+    const b = owner.fds.listen("b", { hostname: "127.0.0.1", port: 0 });
+    const c = owner.fds.listen("c", { hostname: "127.0.0.1", port: 0 });
     await owner.ready();
-    const successor = await Upgrader.create(dir, { id: "new" });
+    const { warnings, logger } = warningsLogger();
+    const successor = await Upgrader.create(dir, { id: "new", logger });
+    assertEquals([a, b, c].map((l) => openCopies(l.fd)), [2, 2, 2]);
     const claimed = successor.fds.listen("a", {
       hostname: "127.0.0.1",
       port: (a.address as InetAddress).port,
     });
-    const unclaimedFd = successor.fds.list().find((d) => d.name === "b")!.fd;
-    assertEquals(fileIdentity(unclaimedFd).kind, "socket");
+    assertEquals(successor.fds.claim("c")?.inherited, true);
+    assertEquals(successor.fds.get("b")?.inherited, true, "get() only looks");
     await successor.ready();
-    assertEquals(successor.fds.list().map((d) => d.name), ["a"]);
+    assertEquals(successor.fds.list().map((d) => d.name), ["a", "c"]);
     assertEquals(fileIdentity(claimed.fd).ino, fileIdentity(a.fd).ino);
-    assert(
-      !listFds().includes(unclaimedFd) ||
-        fileIdentity(unclaimedFd).ino !== fileIdentity(a.fd).ino,
-    );
+    assertEquals([a, b, c].map((l) => openCopies(l.fd)), [2, 1, 2]);
+    assertEquals(warnings.length, 1);
+    assert(warnings[0].includes("b") && warnings[0].includes("before ready()"));
     await Promise.all([owner.stop(), successor.stop()]);
+  });
+});
+
+test("upgrader: listening on an inherited name that ready() closed is a ClaimedTooLateError", async () => {
+  await withDir(async (dir) => {
+    const { owner, web } = await webOwner(dir);
+    const successor = await Upgrader.create(dir, { id: "new" });
+    await successor.ready();
+    await owner.upgradeComplete;
+    const address = {
+      hostname: "127.0.0.1",
+      port: (web.address as InetAddress).port,
+    };
+    assertThrows(
+      () => successor.fds.listen("web", address),
+      ClaimedTooLateError,
+      "before calling ready()",
+    );
+    assertThrows(() => successor.fds.claim("web"), ClaimedTooLateError);
+    successor.fds.listen("api", { hostname: "127.0.0.1", port: 0 });
+    await Promise.all([owner.stop(), successor.stop()]);
+  });
+});
+
+test("upgrader: a Unix listener opens again at the same path after a clean stop", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/web.sock`;
+    for (const id of ["first", "second"]) {
+      const upgrader = await Upgrader.create(dir, { id });
+      const web = upgrader.fds.listen("web", { path });
+      assertEquals(web.inherited, false);
+      await upgrader.ready();
+      await upgrader.stop();
+    }
+    // A live listener on the path is never replaced.
+    const live = listenOn({ family: "unix", path: `${dir}/live.sock` });
+    const upgrader = await Upgrader.create(dir, { id: "third" });
+    assertThrows(
+      () => upgrader.fds.listen("live", { path: `${dir}/live.sock` }),
+      Error,
+      "EADDRINUSE",
+    );
+    writeFileSync(`${dir}/plain`, "not a socket");
+    assertThrows(
+      () => upgrader.fds.listen("plain", { path: `${dir}/plain` }),
+      Error,
+      "EADDRINUSE",
+    );
+    assertEquals(readFileSync(`${dir}/plain`, "utf8"), "not a socket");
+    await upgrader.stop();
+    close(live);
   });
 });
 
@@ -465,9 +547,11 @@ test("upgrader: cancelling the create signal after create() does not break ready
       signal: controller.signal,
     });
     controller.abort();
-    successor.fds.get("web");
+    successor.fds.claim("web");
     await successor.ready();
+    assertEquals(standing(successor, dir), ["owner", "new", true]);
     await owner.upgradeComplete;
+    assertEquals(owner.state, "upgraded");
     await Promise.all([owner.stop(), successor.stop()]);
   });
 });
@@ -529,7 +613,7 @@ test("upgrader: an owner that dies before stepping down leaves its sockets to th
       return conn;
     });
     const upgrader = await Upgrader.create(dir, { id: "ts" });
-    upgrader.fds.get("web");
+    upgrader.fds.claim("web");
     go.close(); // the owner dies: its control socket stops accepting
     (await handedOver).close();
     await upgrader.ready();
