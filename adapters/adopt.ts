@@ -19,6 +19,7 @@ import {
   epollRegistrations,
   Errno,
   fdTarget,
+  type FileIdentity,
   fileIdentity,
   layout,
   libc,
@@ -185,6 +186,7 @@ export function adoptListener(
   );
   confirmRegistration(runtimeFd, sourceFd, registration);
 
+  const adopted = fileIdentity(sourceFd);
   let accepting = true;
   return {
     fd: runtimeFd,
@@ -193,6 +195,9 @@ export function adoptListener(
     stopAccepting() {
       if (!accepting) return;
       accepting = false;
+      // The runtime may have closed the listener and the number gone to
+      // another socket: removing that one from epoll would stall it.
+      if (!refersTo(runtimeFd, adopted)) return;
       try {
         epollControl(registration.epollFds[0], EPOLL_CTL_DEL, runtimeFd);
       } catch (err) {
@@ -203,6 +208,16 @@ export function adoptListener(
       }
     },
   };
+}
+
+/** Whether `fd` is open and refers to the file `identity` describes. */
+function refersTo(fd: number, identity: FileIdentity): boolean {
+  try {
+    const now = fileIdentity(fd);
+    return now.dev === identity.dev && now.ino === identity.ino;
+  } catch {
+    return false; // closed
+  }
 }
 
 interface Registration {

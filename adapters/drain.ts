@@ -82,6 +82,9 @@ export class Drain {
     this.#grace = Math.max(options.drainGracePeriod ?? 1000, SETTLE_MS);
     this.#deadline = options.drainDeadline ?? 30_000;
     this.finished = this.#done.promise;
+    // A failure is reported through `finished`; one nobody awaits must not
+    // take the serving process down as an unhandled rejection.
+    this.finished.catch(() => {});
   }
 
   /** Whether the drain has started. */
@@ -89,14 +92,25 @@ export class Drain {
     return this.#draining;
   }
 
-  /** Starts the drain; later calls do nothing. */
+  /**
+   * Starts the drain; later calls do nothing. It never throws: a failing
+   * step rejects {@linkcode Drain.finished} once the others ran.
+   */
   start(): void {
     if (this.#draining) return;
     this.#draining = true;
-    this.#target.stopAccepting();
     const deadline = setTimeout(() => this.#cut(), this.#deadline);
+    const failures: unknown[] = [];
+    try {
+      this.#target.stopAccepting();
+    } catch (err) {
+      failures.push(err); // close() still shuts the listener after the grace
+    }
     delay(this.#grace)
       .then(() => Promise.all([this.#target.close(), this.socketsClosed()]))
+      .then(() => {
+        if (failures.length > 0) throw failures[0];
+      })
       .then(() => this.#done.resolve(), this.#done.reject)
       .finally(() => clearTimeout(deadline));
   }
@@ -155,7 +169,11 @@ export class Drain {
         // Already closing.
       }
     }
-    this.#target.forceClose();
+    try {
+      this.#target.forceClose();
+    } catch (err) {
+      this.#done.reject(err);
+    }
   }
 }
 

@@ -16,8 +16,10 @@ const DIGITS = [0x20, 0x09, 0x0d, 0x0a] as const;
  *
  * @example
  * ```ts
+ * import { strictEqual } from "node:assert";
  * import { encodeVersionPrefix } from "./version.ts";
- * console.assert(encodeVersionPrefix(1).join() === "9,32"); // "\t "
+ *
+ * strictEqual(encodeVersionPrefix(1).join(), "9,32"); // "\t "
  * ```
  */
 export function encodeVersionPrefix(version: number): Uint8Array {
@@ -39,9 +41,11 @@ export function encodeVersionPrefix(version: number): Uint8Array {
  *
  * @example
  * ```ts
+ * import { deepStrictEqual } from "node:assert";
  * import { decodeVersionPrefix } from "./version.ts";
+ *
  * const { version, rest } = decodeVersionPrefix(new TextEncoder().encode("\t []"));
- * console.assert(version === 1 && rest.length === 2);
+ * deepStrictEqual([version, new TextDecoder().decode(rest)], [1, "[]"]);
  * ```
  */
 export function decodeVersionPrefix(

@@ -2,6 +2,7 @@ import { runtime, test } from "./support/harness.ts";
 import { assert, assertEquals, assertThrows } from "./support/assert.ts";
 import {
   close,
+  dup3,
   EPOLL_CLOEXEC,
   EPOLL_CTL_ADD,
   epollRegistrations,
@@ -181,4 +182,27 @@ test("adopt: a server that opened no listener is refused", () => {
     AdoptionError,
     "opened 0",
   );
+});
+
+test("adopt: stopAccepting leaves alone a socket that took the adopted number", () => {
+  const placeholder = listenOn(loopback);
+  const source = listenOn(loopback);
+  const epoll = libc.epoll_create1(EPOLL_CLOEXEC);
+  const other = listenOn(loopback);
+  try {
+    registerWith(epoll, placeholder, 7n);
+    const adopted = adoptListener(placeholder, source);
+    // The runtime closed its listener and the number went to another socket,
+    // which the same epoll now watches.
+    dup3(other, placeholder);
+    registerWith(epoll, placeholder, 8n);
+    adopted.stopAccepting();
+    const { ino } = fileIdentity(other);
+    const watched = epollRegistrations().filter((r) =>
+      r.epollFd === epoll && r.targetFd === placeholder && r.ino === ino
+    );
+    assertEquals(watched.map((r) => r.data), [8n]);
+  } finally {
+    for (const fd of [placeholder, source, epoll, other]) close(fd);
+  }
 });

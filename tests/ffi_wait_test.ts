@@ -29,14 +29,21 @@ import { runtime } from "./support/harness.ts";
 import { ROOT, runtimeBinary } from "../testing/copies.ts";
 
 /** `promise`'s value, or `"pending"` if it has not settled after `ms`. */
-function settledWithin<T>(
+async function settledWithin<T>(
   promise: Promise<T>,
   ms: number,
 ): Promise<T | "pending"> {
-  return Promise.race([
-    promise,
-    new Promise<"pending">((resolve) => setTimeout(resolve, ms, "pending")),
-  ]);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<"pending">((resolve) => {
+        timer = setTimeout(resolve, ms, "pending");
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** `O_ASYNC`, to see whether a wait left it set. */

@@ -22,6 +22,21 @@ const bunTest: BunTest | undefined = "Bun" in globalThis
   ? (await import("bun:" + "test") as { test: BunTest }).test
   : undefined;
 
+// The library's SIGIO listener lives as long as the process, by design: it
+// is installed here, before the first test, so that Deno's resource
+// sanitizer does not charge it to whichever test first waits on a socket.
+if (!bunTest) {
+  const { close, socketPair, waitReadable, writeAll } = await import(
+    "../../ffi/mod.ts"
+  );
+  const [a, b] = socketPair();
+  const readable = waitReadable(b, { exclusive: true });
+  writeAll(a, new Uint8Array([0]));
+  await readable;
+  close(a);
+  close(b);
+}
+
 /** Registers a test with the running runtime's test runner. */
 export function test(
   name: string,
@@ -37,9 +52,8 @@ export function test(
   Deno.test({
     name,
     ignore: options.ignore,
-    // Child processes and the SIGIO listener outlive single tests by design.
-    sanitizeOps: false,
-    sanitizeResources: false,
+    // Deno's op and resource sanitizers stay on (the defaults): a test
+    // leaves no timer, pending operation or resource behind.
     fn: () => withTimeout(fn(), timeout, name),
   });
 }

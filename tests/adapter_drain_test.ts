@@ -1,0 +1,148 @@
+/**
+ * The drain every adapter shares, on its own: the order and timing of its
+ * steps, the responses it marks, the WebSockets it waits for and closes, and
+ * what becomes of a step that fails. The adapters' end-to-end drains are in
+ * adapter_handover_test.ts.
+ */
+import { test } from "./support/harness.ts";
+import { assert, assertEquals, assertRejects } from "./support/assert.ts";
+import { Drain, type DrainTarget } from "../adapters/drain.ts";
+
+/**
+ * A server as the drain sees it, recording when each step ran; its close
+ * resolves with `closing` (default at once).
+ */
+function recordingTarget(
+  overrides: Partial<DrainTarget> = {},
+  closing: Promise<void> = Promise.resolve(),
+) {
+  const started = performance.now();
+  const steps: [string, number][] = [];
+  const at = (step: string) =>
+    steps.push([step, Math.round(performance.now() - started)]);
+  const target: DrainTarget = {
+    stopAccepting: () => at("stopAccepting"),
+    close: () => {
+      at("close");
+      return closing;
+    },
+    forceClose: () => at("forceClose"),
+    ...overrides,
+  };
+  return { target, steps, names: () => steps.map(([name]) => name) };
+}
+
+/** A WebSocket as the drain sees it, recording its close frame. */
+function recordingSocket() {
+  const closes: [number | undefined, string | undefined][] = [];
+  return {
+    closes,
+    close: (code?: number, reason?: string) => closes.push([code, reason]),
+  };
+}
+
+test("drain: stops accepting at once, closes after the grace period, once", async () => {
+  const { target, steps, names } = recordingTarget();
+  const drain = new Drain(target, { drainGracePeriod: 200 });
+  assertEquals(drain.draining, false);
+  drain.start();
+  drain.start();
+  assertEquals(drain.draining, true);
+  await drain.finished;
+  assertEquals(names(), ["stopAccepting", "close"]);
+  assert(steps[0][1] < 50, `stopAccepting after ${steps[0][1]} ms`);
+  assert(steps[1][1] >= 190, `close after ${steps[1][1]} ms, before the grace`);
+});
+
+test("drain: a grace period below the settling time is raised to it", async () => {
+  const { target, steps } = recordingTarget();
+  const drain = new Drain(target, { drainGracePeriod: 0 });
+  drain.start();
+  await drain.finished;
+  assert(steps[1][1] >= 45, `closed after ${steps[1][1]} ms`);
+});
+
+test("drain: finished waits for the server's requests and its WebSockets", async () => {
+  const closed = Promise.withResolvers<void>();
+  const { target } = recordingTarget({}, closed.promise);
+  const drain = new Drain(target, { drainGracePeriod: 50 });
+  const untrack = drain.track(recordingSocket());
+  drain.start();
+  let finished = false;
+  drain.finished.then(() => finished = true);
+  await new Promise((resolve) => setTimeout(resolve, 150));
+  closed.resolve();
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assertEquals(finished, false, "a WebSocket is still open");
+  untrack();
+  await drain.finished;
+});
+
+test("drain: at the deadline WebSockets get 1001 and the rest is cut", async () => {
+  const { target, names } = recordingTarget({}, new Promise<void>(() => {}));
+  const drain = new Drain(target, {
+    drainGracePeriod: 50,
+    drainDeadline: 200,
+  });
+  const socket = recordingSocket();
+  drain.track(socket);
+  drain.start();
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assertEquals(socket.closes, [[1001, "server restarting"]]);
+  assertEquals(names(), ["stopAccepting", "close", "forceClose"]);
+});
+
+test("drain: marks responses with Connection: close only while draining", async () => {
+  const { target } = recordingTarget();
+  const drain = new Drain(target, { drainGracePeriod: 50 });
+  assertEquals(drain.mark(new Response("a")).headers.get("connection"), null);
+  drain.start();
+  assertEquals(
+    drain.mark(new Response("b")).headers.get("connection"),
+    "close",
+  );
+  const redirect = drain.mark(Response.redirect("http://127.0.0.1/", 302));
+  assertEquals(
+    [redirect.status, redirect.headers.get("connection")],
+    [302, "close"],
+  );
+  assertEquals(redirect.headers.get("location"), "http://127.0.0.1/");
+  const upgrade = { status: 101, headers: new Headers() } as Response;
+  assertEquals(drain.mark(upgrade).headers.get("connection"), null);
+  await drain.finished;
+});
+
+test("drain: a failing stopAccepting still closes the server and rejects finished", async () => {
+  const failure = new Error("epoll_ctl failed");
+  const { target, names } = recordingTarget({
+    stopAccepting: () => {
+      throw failure;
+    },
+  });
+  const drain = new Drain(target, { drainGracePeriod: 50 });
+  drain.start();
+  const err = await assertRejects(drain.finished, Error, "epoll_ctl failed");
+  assertEquals(err, failure);
+  assertEquals(names(), ["close"]);
+});
+
+test("drain: a failing close rejects finished; nobody awaiting it is no crash", async () => {
+  const failing = Promise.reject(new Error("close failed"));
+  failing.catch(() => {});
+  const { target } = recordingTarget({}, failing);
+  const unawaited = new Drain(target, { drainGracePeriod: 50 });
+  unawaited.start();
+  const awaited = new Drain(target, { drainGracePeriod: 50 });
+  awaited.start();
+  await assertRejects(awaited.finished, Error, "close failed");
+  // Give an unhandled rejection of the first drain the time to surface.
+  await new Promise((resolve) => setTimeout(resolve, 50));
+});
+
+test("drain: settle resolves finished when the server stopped without a drain", async () => {
+  const { target, names } = recordingTarget();
+  const drain = new Drain(target);
+  drain.settle(Promise.resolve());
+  await drain.finished;
+  assertEquals(names(), []);
+});
