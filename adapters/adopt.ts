@@ -50,12 +50,12 @@ function runtimeVersion(): string {
  *
  * @example
  * ```ts ignore
- * import { AdoptionError } from "./adopt.ts";
+ * import { AdoptionError, serve } from "@tableroll/tableroll/deno";
  * try {
- *   // serve(...) from tableroll/deno or tableroll/bun
+ *   serve({ upgrader, name: "web", port: 8080, handler });
  * } catch (err) {
  *   if (!(err instanceof AdoptionError)) throw err;
- *   // serve through tableroll/node instead
+ *   // serve through @tableroll/tableroll/node instead
  * }
  * ```
  */
@@ -68,7 +68,7 @@ export class AdoptionError extends Error {
     const runtime = runtimeVersion();
     super(
       `cannot hand a socket to ${runtime}'s native server: ${reason}. ` +
-        "Serve through tableroll's node:http adapter (tableroll/node) instead.",
+        "Serve through tableroll's node:http adapter (@tableroll/tableroll/node) instead.",
       options,
     );
     this.name = "AdoptionError";

@@ -27,6 +27,7 @@ import { mkdirSync } from "node:fs";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { upgradeOnSignal, Upgrader } from "../mod.ts";
+import { serve } from "../adapters/serve/mod.ts";
 
 const { values: flags } = parseArgs({
   options: {
@@ -69,20 +70,15 @@ const upgrader = await Upgrader.create(flags.dir, {
 });
 // The running runtime's native server (Deno.serve or Bun.serve) on the
 // handed-over socket.
-const { serve } = "Bun" in globalThis
-  ? await import("../adapters/bun/mod.ts")
-  : await import("../adapters/deno/mod.ts");
-const handler = async () => {
-  await new Promise((resolve) => setTimeout(resolve, delay));
-  return new Response(body);
-};
 const server = serve({
   upgrader,
   name: flags.name,
   hostname,
   port: Number(port),
-  handler,
-  fetch: handler,
+  async handler() {
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    return new Response(body);
+  },
   onListen() {},
 });
 
@@ -98,9 +94,7 @@ console.log(`READY ${pid}`);
 await Promise.race([upgrader.upgradeComplete, stopRequested]);
 
 // After a takeover the adapter drains by itself; on a signal, stop serving.
-if (!upgrader.signal.aborted) {
-  await ("shutdown" in server ? server.shutdown() : server.stop());
-}
+if (!upgrader.signal.aborted) await server.stop();
 await server.finished;
 console.log(`DRAINED ${pid}`);
 await upgrader.stop();

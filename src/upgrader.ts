@@ -135,12 +135,38 @@ const encoder = new TextEncoder();
  * @example A service that can be upgraded by starting a new copy
  * ```ts ignore
  * import { Upgrader } from "@tableroll/tableroll";
+ * import { serve } from "@tableroll/tableroll/serve";
  *
  * await using upgrader = await Upgrader.create("/run/my-service");
- * const web = upgrader.fds.listen("web", { hostname: "127.0.0.1", port: 8080 });
- * // ... serve on web.fd (see the adapters) ...
+ * const server = serve({ upgrader, name: "web", port: 8080, handler });
  * await upgrader.ready();          // now the owner: the predecessor drains
- * await upgrader.upgradeComplete;  // a successor took over: drain, then exit
+ * await server.finished;           // a successor took over and we drained
+ * ```
+ *
+ * @example The handover of a plain listener, run in a temporary directory
+ * ```ts
+ * import { strictEqual } from "node:assert";
+ * import { mkdtempSync, rmSync } from "node:fs";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
+ * import { Upgrader } from "@tableroll/tableroll";
+ *
+ * const dir = mkdtempSync(join(tmpdir(), "tableroll-example-"));
+ * const owner = await Upgrader.create(dir, { id: "v1" });
+ * const web = owner.fds.listen("web", { hostname: "127.0.0.1", port: 0 });
+ * await owner.ready();
+ *
+ * const successor = await Upgrader.create(dir, { id: "v2" });
+ * const inherited = successor.fds.listen("web", { hostname: "127.0.0.1", port: 0 });
+ * strictEqual(inherited.inherited, true);
+ * strictEqual(inherited.addr, web.addr); // the same socket, the same port
+ * await successor.ready();
+ * await owner.upgradeComplete; // the owner drains and exits
+ * strictEqual(owner.state, "upgraded");
+ *
+ * await owner.stop();
+ * await successor.stop();
+ * rmSync(dir, { recursive: true });
  * ```
  */
 export class Upgrader implements AsyncDisposable {

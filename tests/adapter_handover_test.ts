@@ -130,22 +130,38 @@ test(
   { timeout: 120_000 },
 );
 
-test(`adapter: ${runtime} native server reports the real address`, () =>
-  singleHandover(
-    { adapter: runtime },
-    (tmp, port) => ({ dir: join(tmp, "dir"), addr: `127.0.0.1:${port}` }),
-    async (first, port) => {
-      const reported = await first.address();
-      const expected = runtime === "deno"
-        ? { transport: "tcp", hostname: "127.0.0.1", port }
-        : { hostname: "127.0.0.1", port, url: `http://127.0.0.1:${port}/` };
-      assertEquals(reported, expected);
-      if (runtime === "bun") {
-        const seen = await fetch(`http://127.0.0.1:${port}/port`);
-        assertEquals(await seen.text(), String(port), "the handler's server");
-      }
-    },
-  ));
+test(
+  `adapter: the runtime-neutral serve on ${runtime} and on ${other} hands over to each other`,
+  () =>
+    rollingUpgrades(
+      (i) => ({ adapter: "serve", runtime: i % 2 === 0 ? runtime : other }),
+      4,
+    ),
+  { timeout: 90_000 },
+);
+
+for (const adapter of [runtime, "node", "serve"] as const) {
+  test(`adapter: ${adapter} on ${runtime} reports the real address`, () =>
+    singleHandover(
+      { adapter, runtime },
+      (tmp, port) => ({ dir: join(tmp, "dir"), addr: `127.0.0.1:${port}` }),
+      async (first, port) => {
+        const native = adapter !== runtime
+          ? undefined
+          : runtime === "deno"
+          ? { transport: "tcp", hostname: "127.0.0.1", port }
+          : { hostname: "127.0.0.1", port, url: `http://127.0.0.1:${port}/` };
+        assertEquals(await first.address(), {
+          address: { family: "inet", hostname: "127.0.0.1", port },
+          ...(native && { native }),
+        });
+        if (adapter === "bun") {
+          const seen = await fetch(`http://127.0.0.1:${port}/port`);
+          assertEquals(await seen.text(), String(port), "the handler's server");
+        }
+      },
+    ));
+}
 
 for (const adapter of [runtime, "node"] as const) {
   const bunHttps = adapter === "node" && runtime === "bun";
@@ -180,7 +196,9 @@ test(
       const exit = await copy.child.exited;
       assertEquals(exit.code, 1);
       assert(
-        copy.child.stderrTail.includes("use tableroll/bun with its tls option"),
+        copy.child.stderrTail.includes(
+          "use @tableroll/tableroll/bun with its tls option",
+        ),
         copy.child.stderrTail,
       );
     }),
@@ -270,13 +288,23 @@ async function keepAliveConnection(port: number) {
   };
 }
 
-for (const adapter of [runtime, "node"] as const) {
-  test(`adapter: ${adapter} on ${runtime} keeps idle keep-alive connections for the grace period`, () =>
+const graceCopies: { label: string; copy: CopySpec }[] = [
+  { label: runtime, copy: { adapter: runtime } },
+  { label: "node", copy: { adapter: "node", runtime } },
+];
+if (runtime === "deno") {
+  graceCopies.push({
+    label: "deno given upgrader.signal",
+    copy: { adapter: "deno", signal: true },
+  });
+}
+for (const { label, copy } of graceCopies) {
+  test(`adapter: ${label} on ${runtime} keeps idle keep-alive connections for the grace period`, () =>
     withService(async (group, tmp) => {
       const port = await freePort();
       const grace = 1500;
       const spec = { dir: join(tmp, "dir"), addr: `127.0.0.1:${port}`, grace };
-      const first = startServer(group, { adapter, runtime }, spec);
+      const first = startServer(group, copy, spec);
       await first.ready();
       const busy = await keepAliveConnection(port);
       const idle = await keepAliveConnection(port);
@@ -286,7 +314,7 @@ for (const adapter of [runtime, "node"] as const) {
           assertEquals(pid, first.child.pid);
           assert(!head.includes("connection: close"), head);
         }
-        const second = startServer(group, { adapter, runtime }, spec);
+        const second = startServer(group, copy, spec);
         await second.ready();
         const handedOverAt = Date.now();
         await new Promise((resolve) => setTimeout(resolve, grace / 3));

@@ -15,7 +15,7 @@ test("ffi: monotonicNanos agrees between processes", async () => {
         `${r} read ${theirs}, not between ${before} and ${after}`,
       );
     } finally {
-      child.kill("SIGKILL");
+      await child.kill("SIGKILL");
     }
   }
 });

@@ -144,7 +144,7 @@ for (const sender of RUNTIMES) {
         assertEquals((await child.exited).code, 0);
         await checkSamples(text, fds);
       } finally {
-        child.kill("SIGKILL");
+        await child.kill("SIGKILL");
         received.forEach(close);
       }
     });
@@ -170,7 +170,7 @@ for (const relay of RUNTIMES) {
         assertEquals((await child.exited).code, 0);
         await checkSamples(back.text, back.fds);
       } finally {
-        child.kill("SIGKILL");
+        await child.kill("SIGKILL");
         [...samples, ...returned].forEach(close);
       }
     });
@@ -280,6 +280,6 @@ test("ffi: 1,000 send/receive rounds leave the descriptor table as it was", asyn
     assertEquals(report.after, report.before);
     assertEquals((await child.exited).code, 0);
   } finally {
-    child.kill("SIGKILL");
+    await child.kill("SIGKILL");
   }
 });

@@ -42,8 +42,8 @@ test(`ffi: flock held by ${runtime} is exclusive, and freed for ${other} when it
     await second.exited;
     assertEquals(flock(fd, "exclusive", { nonblocking: true }), true);
   } finally {
-    holder.kill("SIGKILL");
-    waiter?.kill("SIGKILL");
+    await holder.kill("SIGKILL");
+    await waiter?.kill("SIGKILL");
     if (fd >= 0) close(fd);
     rmSync(dir, { recursive: true, force: true });
   }

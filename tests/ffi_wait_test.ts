@@ -315,7 +315,7 @@ test(`ffi: SIGIO after the last wait ended does not kill a ${runtime} process`, 
     assertEquals(await child.nextLine(), "alive");
     assertEquals(await child.exited, { code: 0, signal: null });
   } finally {
-    child.kill("SIGKILL");
+    await child.kill("SIGKILL");
   }
 });
 
@@ -327,7 +327,7 @@ test(`ffi: a ref'd wait keeps a ${runtime} process alive until data comes`, asyn
     assertEquals(await child.nextLine(), "readable");
     assertEquals(await child.exited, { code: 0, signal: null });
   } finally {
-    child.kill("SIGKILL");
+    await child.kill("SIGKILL");
   }
 });
 
@@ -337,6 +337,6 @@ test(`ffi: process.exit ends a ${runtime} process with a wait pending`, async ()
     const exit = await settledWithin(child.exited, 10_000);
     assertEquals(exit, { code: 7, signal: null });
   } finally {
-    child.kill("SIGKILL");
+    await child.kill("SIGKILL");
   }
 });

@@ -7,8 +7,8 @@
  * @module
  */
 
-/** Bun's server, as far as the adapter uses it. */
-export interface Server<WebSocketData> {
+/** Bun's server (`Bun.Server`). */
+export interface Server<WebSocketData> extends Disposable {
   /** The port it listens on; `undefined` on a Unix socket. */
   readonly port: number | undefined;
   /** The host it listens on; `undefined` on a Unix socket. */
@@ -20,9 +20,44 @@ export interface Server<WebSocketData> {
   /** Closes connections without a request in flight; returns how many. */
   closeIdleConnections(): number;
   /** Replaces the handlers. */
-  reload(options: Serve.Options<WebSocketData>): Server<WebSocketData>;
+  reload<R extends string>(
+    options: Serve.Options<WebSocketData, R>,
+  ): Server<WebSocketData>;
   /** Upgrades `request` to a WebSocket; `false` if it is not an upgrade. */
-  upgrade(request: Request, options?: { data?: WebSocketData }): boolean;
+  upgrade(
+    request: Request,
+    options?: { headers?: HeadersInit; data?: WebSocketData },
+  ): boolean;
+  /** Answers `request` with the server's handlers, without a socket. */
+  fetch(request: Request | string): Response | Promise<Response>;
+  /** Sends `data` to every WebSocket subscribed to `topic`. */
+  publish(
+    topic: string,
+    data: string | ArrayBufferView | ArrayBuffer | SharedArrayBuffer | Blob,
+    compress?: boolean,
+  ): number;
+  /** How many WebSockets subscribed to `topic`. */
+  subscriberCount(topic: string): number;
+  /** The client's address. */
+  requestIP(
+    request: Request,
+  ): { address: string; family: "IPv4" | "IPv6"; port: number } | null;
+  /** Sets the idle timeout of `request`'s connection. */
+  timeout(request: Request, seconds: number): void;
+  /** The server keeps the process alive. */
+  ref(): void;
+  /** The server does not keep the process alive. */
+  unref(): void;
+  /** Requests in flight. */
+  readonly pendingRequests: number;
+  /** Open WebSockets. */
+  readonly pendingWebSockets: number;
+  /** `"http"`, `"https"`, or `null` on a Unix socket. */
+  readonly protocol: "http" | "https" | null;
+  /** Whether it serves in development mode. */
+  readonly development: boolean;
+  /** The server's id. */
+  readonly id: string;
 }
 
 /** A server-side WebSocket. */

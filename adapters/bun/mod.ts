@@ -12,8 +12,8 @@
  *
  * @example Serve HTTP and drain when the next version takes over
  * ```ts ignore
- * import { Upgrader } from "tableroll";
- * import { serve } from "tableroll/bun";
+ * import { Upgrader } from "@tableroll/tableroll";
+ * import { serve } from "@tableroll/tableroll/bun";
  *
  * const upgrader = await Upgrader.create("/run/myapp");
  * const server = serve({
@@ -32,12 +32,17 @@
  */
 // @ts-types="./deno_types.d.ts"
 import type { Serve, Server, ServerWebSocket, WebSocketHandler } from "bun";
-import { serveAdopted } from "../adopt.ts";
+import type { SocketAddress } from "../../ffi/mod.ts";
+import { type AdoptedListener, serveAdopted } from "../adopt.ts";
 import { Drain } from "../drain.ts";
-import { type HandoverOptions, listenAddressOf } from "../upgrader.ts";
+import {
+  type HandedOverServer,
+  type HandoverOptions,
+  listenAddressOf,
+} from "../contract.ts";
 
 export { AdoptionError } from "../adopt.ts";
-export type * from "../types.ts";
+export type * from "../contract.ts";
 // @ts-types="./deno_types.d.ts"
 export type { Serve, Server, ServerWebSocket, WebSocketHandler } from "bun";
 
@@ -46,22 +51,20 @@ export type ServeOptions<WebSocketData = undefined, R extends string = string> =
   & Serve.Options<WebSocketData, R>
   & HandoverOptions;
 
-/** Bun's server, plus the end of its drain. */
-export interface HandedOverServer<WebSocketData> extends Server<WebSocketData> {
-  /**
-   * Resolves when the server stopped: after `stop()`, or after the drain
-   * that follows a successor's takeover (requests done, WebSockets closed).
-   */
-  readonly finished: Promise<void>;
-}
-
 /** The `Bun` global, named only when serving so that Deno can load this module. */
 function bunRuntime(): {
   serve<WebSocketData, R extends string>(
     options: Serve.Options<WebSocketData, R>,
   ): Server<WebSocketData>;
+  env: Record<string, string | undefined>;
 } {
   return (globalThis as unknown as { Bun: ReturnType<typeof bunRuntime> }).Bun;
+}
+
+/** `Bun.serve`'s default port: `$BUN_PORT`, `$PORT`, `$NODE_PORT`, else 3000. */
+function defaultPort(): number {
+  const { env } = bunRuntime();
+  return Number(env.BUN_PORT || env.PORT || env.NODE_PORT || 3000);
 }
 
 /** The options whose handlers the adapter wraps. */
@@ -78,12 +81,172 @@ type AnyHandler = (
 ) => unknown;
 
 /**
+ * Bun's server on a handed-over listener, with the tableroll handle. Every
+ * member of Bun's `Server` is there and acts on Bun's server, except the
+ * address (`port`, `hostname`, `url`, `address`: the listener's real one),
+ * `stop()` and the disposers, which also stop accepting on this process's
+ * copy of the listener and settle {@linkcode HandedOverBunServer.finished},
+ * and `reload()`, which keeps the drain's handling for the new handlers.
+ * Handlers get this object as `server`. Made by {@linkcode serve}.
+ */
+export class HandedOverBunServer<WebSocketData = undefined>
+  implements Server<WebSocketData>, HandedOverServer {
+  /** The listener's real address. */
+  readonly address: SocketAddress;
+  /** The port the listener is bound to; `undefined` on a Unix socket. */
+  readonly port: number | undefined;
+  /** The host the listener is bound to; `undefined` on a Unix socket. */
+  readonly hostname: string | undefined;
+  /** The listener's URL. */
+  readonly url: URL;
+  /**
+   * Resolves when the server stopped: after `stop()`, or after the drain
+   * that follows a successor's takeover (requests done, WebSockets closed).
+   */
+  readonly finished: Promise<void>;
+  /** Bun's `upgrade`: makes `request` a WebSocket; `false` if it is not an upgrade. */
+  readonly upgrade: Server<WebSocketData>["upgrade"];
+  /** Bun's `publish`: sends to every WebSocket subscribed to a topic. */
+  readonly publish: Server<WebSocketData>["publish"];
+  readonly #server: Server<WebSocketData>;
+  readonly #adopted: AdoptedListener;
+  readonly #drain: Drain;
+  readonly #handlers: (
+    options: HandlerOptions<WebSocketData>,
+  ) => HandlerOptions<WebSocketData>;
+
+  /** Wraps `server`, which serves on `adopted`; use {@linkcode serve}. */
+  constructor(
+    server: Server<WebSocketData>,
+    adopted: AdoptedListener,
+    drain: Drain,
+    handlers: (
+      options: HandlerOptions<WebSocketData>,
+    ) => HandlerOptions<WebSocketData>,
+    tls: boolean,
+  ) {
+    this.#server = server;
+    this.#adopted = adopted;
+    this.#drain = drain;
+    this.#handlers = handlers;
+    this.finished = drain.finished;
+    this.upgrade = server.upgrade.bind(server);
+    this.publish = server.publish.bind(server);
+    const address = this.address = adopted.address;
+    if (address.family === "unix") {
+      this.url = new URL(`unix://${address.path}`);
+      return;
+    }
+    this.hostname = address.hostname;
+    this.port = address.port;
+    const host = address.family === "inet6"
+      ? `[${address.hostname}]`
+      : address.hostname;
+    this.url = new URL(`${tls ? "https" : "http"}://${host}:${address.port}/`);
+  }
+
+  /**
+   * Stops accepting on this process's copy of the listener and stops Bun's
+   * server (`closeActiveConnections` cuts requests in flight and
+   * WebSockets); resolves when every connection is closed.
+   */
+  stop(closeActiveConnections?: boolean): Promise<void> {
+    this.#adopted.stopAccepting();
+    const stopped = this.#server.stop(closeActiveConnections);
+    this.#drain.settle(stopped);
+    return stopped;
+  }
+
+  /** Calls {@linkcode HandedOverBunServer.stop} with `true`, as Bun's own does. */
+  [Symbol.dispose](): void {
+    void this.stop(true);
+  }
+
+  /** Calls {@linkcode HandedOverBunServer.stop}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
+  }
+
+  /** Replaces the handlers; responses keep `Connection: close` while draining. */
+  reload<R extends string>(
+    options: Serve.Options<WebSocketData, R>,
+  ): Server<WebSocketData> {
+    const next = options as typeof options & HandlerOptions<WebSocketData>;
+    this.#server.reload({ ...next, ...this.#handlers(next) } as typeof options);
+    return this;
+  }
+
+  /** Bun's `closeIdleConnections`. */
+  closeIdleConnections(): number {
+    return this.#server.closeIdleConnections();
+  }
+
+  /** Bun's `fetch`: a request to the server's handlers, without a socket. */
+  fetch(request: Request | string): Response | Promise<Response> {
+    return this.#server.fetch(request);
+  }
+
+  /** Bun's `subscriberCount`. */
+  subscriberCount(topic: string): number {
+    return this.#server.subscriberCount(topic);
+  }
+
+  /** Bun's `requestIP`: the client's address. */
+  requestIP(
+    request: Request,
+  ): ReturnType<Server<WebSocketData>["requestIP"]> {
+    return this.#server.requestIP(request);
+  }
+
+  /** Bun's `timeout`: the idle timeout of `request`'s connection. */
+  timeout(request: Request, seconds: number): void {
+    this.#server.timeout(request, seconds);
+  }
+
+  /** Bun's `ref`: the server keeps the process alive. */
+  ref(): void {
+    this.#server.ref();
+  }
+
+  /** Bun's `unref`: the server does not keep the process alive. */
+  unref(): void {
+    this.#server.unref();
+  }
+
+  /** Requests in flight. */
+  get pendingRequests(): number {
+    return this.#server.pendingRequests;
+  }
+
+  /** Open WebSockets. */
+  get pendingWebSockets(): number {
+    return this.#server.pendingWebSockets;
+  }
+
+  /** `"http"`, `"https"`, or `null` on a Unix socket. */
+  get protocol(): Server<WebSocketData>["protocol"] {
+    return this.#server.protocol;
+  }
+
+  /** Whether Bun serves in development mode. */
+  get development(): boolean {
+    return this.#server.development;
+  }
+
+  /** The server's id. */
+  get id(): string {
+    return this.#server.id;
+  }
+}
+
+/**
  * Serves with `Bun.serve` on the upgrader's listener `options.name`. The
- * returned server's `port`, `hostname` and `url` are the listener's real
- * address.
+ * returned server's `port`, `hostname`, `url` and `address` are the
+ * listener's real address. Without `port`, the port is Bun's default
+ * (`$BUN_PORT`, `$PORT`, `$NODE_PORT`, else 3000).
  *
  * Throws {@linkcode AdoptionError} if this Bun's internals do not allow
- * adoption; serve through `tableroll/node` then.
+ * adoption; serve through `@tableroll/tableroll/node` then.
  *
  * @example
  * ```ts ignore
@@ -93,7 +256,7 @@ type AnyHandler = (
  */
 export function serve<WebSocketData = undefined, R extends string = string>(
   options: ServeOptions<WebSocketData, R>,
-): HandedOverServer<WebSocketData> {
+): HandedOverBunServer<WebSocketData> {
   const { upgrader, name, drainGracePeriod, drainDeadline, ...bunOptions } =
     options as
       & ServeOptions<WebSocketData, R>
@@ -105,7 +268,7 @@ export function serve<WebSocketData = undefined, R extends string = string>(
       };
   const listener = upgrader.fds.listen(
     name,
-    listenAddressOf({ ...bunOptions, path: bunOptions.unix }, 3000),
+    listenAddressOf({ ...bunOptions, path: bunOptions.unix }, defaultPort()),
   );
   const drain = new Drain({
     stopAccepting: () => adopted.stopAccepting(),
@@ -143,42 +306,13 @@ export function serve<WebSocketData = undefined, R extends string = string>(
     (server) => server.stop(true),
   );
   upgrader.upgradeComplete.then(() => drain.start(), () => {});
-
-  const address = adopted.address;
-  const hostname = address.family === "unix" ? undefined : address.hostname;
-  const port = address.family === "unix" ? undefined : address.port;
-  const scheme = bunOptions.tls ? "https" : "http";
-  const url = address.family === "unix"
-    ? new URL(`unix://${address.path}`)
-    : new URL(
-      `${scheme}://${
-        address.family === "inet6" ? `[${hostname}]` : hostname
-      }:${port}/`,
-    );
-  const overrides: Record<PropertyKey, unknown> = {
-    hostname,
-    port,
-    url,
-    finished: drain.finished,
-    reload(options: Serve.Options<WebSocketData, R>) {
-      const next = options as typeof options & HandlerOptions<WebSocketData>;
-      server.reload({ ...next, ...handlers(next) } as typeof options);
-      return handedOver;
-    },
-    stop(closeActiveConnections?: boolean) {
-      adopted.stopAccepting();
-      const stopped = server.stop(closeActiveConnections);
-      drain.settle(stopped);
-      return stopped;
-    },
-  };
-  const handedOver = new Proxy(server, {
-    get(target, property) {
-      if (property in overrides) return overrides[property];
-      const value = Reflect.get(target, property, target);
-      return typeof value === "function" ? value.bind(target) : value;
-    },
-  }) as HandedOverServer<WebSocketData>;
+  const handedOver = new HandedOverBunServer(
+    server,
+    adopted,
+    drain,
+    handlers,
+    Boolean(bunOptions.tls),
+  );
   return handedOver;
 }
 

@@ -8,12 +8,14 @@
  * (plus read/write for a Unix socket path). Deno's shutdown also closes
  * WebSockets, so while any is open (tracked with {@linkcode upgradeWebSocket})
  * the drain waits for it, until the deadline, before closing idle
- * connections.
+ * connections. A `signal` stops the server like
+ * {@linkcode HandedOverDenoServer.stop}, except when its reason is the
+ * takeover (`upgrader.signal`): then the drain runs as it would without it.
  *
  * @example Serve HTTP and drain when the next version takes over
  * ```ts ignore
- * import { Upgrader } from "tableroll";
- * import { serve } from "tableroll/deno";
+ * import { Upgrader } from "@tableroll/tableroll";
+ * import { serve } from "@tableroll/tableroll/deno";
  *
  * const upgrader = await Upgrader.create("/run/myapp");
  * const server = serve({
@@ -31,12 +33,17 @@
  * @module
  */
 import type { SocketAddress } from "../../ffi/mod.ts";
+import { UpgradeCompletedError } from "../../src/errors.ts";
 import { serveAdopted } from "../adopt.ts";
 import { Drain } from "../drain.ts";
-import { type HandoverOptions, listenAddressOf } from "../upgrader.ts";
+import {
+  type HandedOverServer,
+  type HandoverOptions,
+  listenAddressOf,
+} from "../contract.ts";
 
 export { AdoptionError } from "../adopt.ts";
-export type * from "../types.ts";
+export type * from "../contract.ts";
 
 /**
  * `Deno.serve`'s options, TCP (optionally TLS with `cert`/`key`) or Unix
@@ -53,6 +60,19 @@ export type ServeOptions =
   & { handler: Deno.ServeHandler }
   & HandoverOptions;
 
+/**
+ * `Deno.serve`'s server with the tableroll handle: `addr` and `address` are
+ * the listener's real address, `shutdown()` and `stop()` both stop it.
+ */
+export interface HandedOverDenoServer
+  extends Deno.HttpServer<Deno.NetAddr | Deno.UnixAddr>, HandedOverServer {
+  /**
+   * Resolves when the server stopped: after `shutdown()` or `stop()`, or
+   * after the drain that follows a successor's takeover.
+   */
+  readonly finished: Promise<void>;
+}
+
 // The drain of the handler running right now, for upgradeWebSocket, and the
 // drains of live servers for calls after the handler's first await.
 let calling: Drain | undefined;
@@ -62,10 +82,11 @@ const live = new Set<Drain>();
  * Serves `options.handler` with `Deno.serve` on the upgrader's listener
  * `options.name`. Returns Deno's server, whose `addr` is the listener's real
  * address and whose `finished` resolves once the server stopped: after
- * `shutdown()`, or after the drain that follows a successor's takeover.
+ * `shutdown()` (or `stop()`), or after the drain that follows a successor's
+ * takeover.
  *
  * Throws {@linkcode AdoptionError} if this Deno's internals do not allow
- * adoption; serve through `tableroll/node` then.
+ * adoption; serve through `@tableroll/tableroll/node` then.
  *
  * @example
  * ```ts ignore
@@ -73,12 +94,13 @@ const live = new Set<Drain>();
  * console.log(server.addr); // { transport: "tcp", hostname: "0.0.0.0", port: 8080 }
  * ```
  */
-export function serve(options: ServeOptions): Deno.HttpServer {
+export function serve(options: ServeOptions): HandedOverDenoServer {
   const {
     upgrader,
     name,
     handler,
     onListen,
+    signal,
     drainGracePeriod,
     drainDeadline,
     ...denoOptions
@@ -130,18 +152,23 @@ export function serve(options: ServeOptions): Deno.HttpServer {
   (onListen ?? logListening("cert" in denoOptions ? "https" : "http"))(
     addr as Deno.NetAddr & Deno.UnixAddr,
   );
+  const stop = () => {
+    adopted.stopAccepting();
+    return server.shutdown();
+  };
+  signal?.addEventListener("abort", () => {
+    // At the takeover the drain stops the server after its grace period.
+    if (!(signal.reason instanceof UpgradeCompletedError)) stop();
+  }, { once: true });
   return {
     addr,
+    address: adopted.address,
     finished: drain.finished,
     ref: () => server.ref(),
     unref: () => server.unref(),
-    shutdown() {
-      adopted.stopAccepting();
-      return server.shutdown();
-    },
-    [Symbol.asyncDispose]() {
-      return this.shutdown();
-    },
+    shutdown: stop,
+    stop,
+    [Symbol.asyncDispose]: stop,
   };
 }
 

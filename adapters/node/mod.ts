@@ -9,14 +9,14 @@
  * listens on it and hands each connection to the HTTP server. (Deno's
  * `node:http` closes keep-alive connections handed to it that way, hence not
  * the same path for both.) On Bun, `node:https` servers are refused: Bun's
- * `node:https` does not encrypt connections handed to it (use `tableroll/bun`
+ * `node:https` does not encrypt connections handed to it (use `@tableroll/tableroll/bun`
  * with `tls`).
  *
  * @example Serve and drain when the next version takes over
  * ```ts ignore
  * import { createServer } from "node:http";
- * import { Upgrader } from "tableroll";
- * import { serve } from "tableroll/node";
+ * import { Upgrader } from "@tableroll/tableroll";
+ * import { serve } from "@tableroll/tableroll/node";
  *
  * const upgrader = await Upgrader.create("/run/myapp");
  * const served = await serve({
@@ -40,11 +40,15 @@ import {
   type Socket,
 } from "node:net";
 import type { Duplex } from "node:stream";
-import { close, dup, type SocketAddress } from "../../ffi/mod.ts";
+import { close, dup } from "../../ffi/mod.ts";
 import { Drain } from "../drain.ts";
-import type { HandoverOptions, ListenAddress } from "../upgrader.ts";
+import type {
+  HandedOverServer,
+  HandoverOptions,
+  ListenAddress,
+} from "../contract.ts";
 
-export type * from "../types.ts";
+export type * from "../contract.ts";
 
 /** Options of {@linkcode serve}. */
 export interface ServeOptions extends HandoverOptions {
@@ -52,19 +56,6 @@ export interface ServeOptions extends HandoverOptions {
   address: ListenAddress;
   /** The `node:http` or `node:https` server; it must not listen itself. */
   server: Server;
-}
-
-/** A server serving on a handed-over listener. */
-export interface ServedListener {
-  /** The listener's real address. */
-  readonly address: SocketAddress;
-  /**
-   * Resolves when the server stopped: after {@linkcode ServedListener.close},
-   * or after the drain that follows a successor's takeover.
-   */
-  readonly finished: Promise<void>;
-  /** Stops accepting, lets requests in flight finish, closes idle connections. */
-  close(): Promise<void>;
 }
 
 /**
@@ -75,13 +66,13 @@ export interface ServedListener {
  * const { address } = await serve({ upgrader, name: "web", address: { path: "/run/web.sock" }, server });
  * ```
  */
-export async function serve(options: ServeOptions): Promise<ServedListener> {
+export async function serve(options: ServeOptions): Promise<HandedOverServer> {
   const { upgrader, name, server } = options;
   if ("Bun" in globalThis && server instanceof HttpsServer) {
     // Bun's node:https does not encrypt connections it did not accept.
     throw new TypeError(
-      "tableroll/node cannot serve a node:https server on Bun: " +
-        "use tableroll/bun with its tls option",
+      "@tableroll/tableroll/node cannot serve a node:https server on Bun: " +
+        "use @tableroll/tableroll/bun with its tls option",
     );
   }
   const listener = upgrader.fds.listen(name, options.address);
@@ -104,15 +95,17 @@ export async function serve(options: ServeOptions): Promise<ServedListener> {
     if (drain.draining) res.setHeader("connection", "close");
   });
   upgrader.upgradeComplete.then(() => drain.start(), () => {});
+  const stop = () => {
+    acceptor.close();
+    const closed = connections.closeWhenIdle();
+    drain.settle(closed);
+    return closed;
+  };
   return {
     address: listener.address,
     finished: drain.finished,
-    close() {
-      acceptor.close();
-      const closed = connections.closeWhenIdle();
-      drain.settle(closed);
-      return closed;
-    },
+    stop,
+    [Symbol.asyncDispose]: stop,
   };
 }
 
