@@ -20,20 +20,16 @@ const NAME = "@tableroll/tableroll";
 /** The program both copies run: it knows the library only by its package name. */
 const APP = `import process from "node:process";
 import { Upgrader } from "${NAME}";
-const { serve } = "Bun" in globalThis
-  ? await import("${NAME}/bun")
-  : await import("${NAME}/deno");
+import { serve } from "${NAME}/serve";
 
 const [dir, port] = process.argv.slice(2);
 const upgrader = await Upgrader.create(dir);
-const handler = () => new Response(\`\${process.pid}\\n\`);
 const server = serve({
   upgrader,
   name: "web",
   hostname: "127.0.0.1",
   port: Number(port),
-  handler,
-  fetch: handler,
+  handler: () => new Response(\`\${process.pid}\\n\`),
   onListen() {},
 });
 await upgrader.ready();
