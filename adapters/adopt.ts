@@ -31,6 +31,7 @@ import {
   SyscallError,
 } from "../ffi/mod.ts";
 import type { EpollRegistration } from "../ffi/mod.ts";
+import { TablerollError } from "../src/errors.ts";
 import { type PlaceholderAddress, placeholderFor } from "./placeholder.ts";
 
 /** `"Deno 2.9.6"` or `"Bun 1.4.5"`: the running runtime, for error messages. */
@@ -59,7 +60,7 @@ function runtimeVersion(): string {
  * }
  * ```
  */
-export class AdoptionError extends Error {
+export class AdoptionError extends TablerollError {
   /** The runtime and version whose internals did not match. */
   readonly runtime: string;
 
@@ -71,7 +72,6 @@ export class AdoptionError extends Error {
         "Serve through tableroll's node:http adapter (@tableroll/tableroll/node) instead.",
       options,
     );
-    this.name = "AdoptionError";
     this.runtime = runtime;
   }
 }

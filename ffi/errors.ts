@@ -1,9 +1,34 @@
 /**
- * The one error type every failing libc call raises.
+ * The base of every error the library raises, and the errors of the FFI
+ * layer: the one every failing libc call raises, and a truncated
+ * descriptor message.
  *
  * @module
  */
 import { Errno, errnoName } from "./errno.ts";
+
+/**
+ * Base class of every error tableroll raises, in every layer: catch it to
+ * tell the library's errors from others. It lives in the lowest layer so
+ * that every layer can extend it.
+ *
+ * @example
+ * ```ts ignore
+ * try {
+ *   await Upgrader.create("/run/my-service");
+ * } catch (err) {
+ *   if (!(err instanceof TablerollError)) throw err;
+ *   console.error(`cannot start: ${err.message}`);
+ * }
+ * ```
+ */
+export class TablerollError extends Error {
+  /** Creates the error; `name` is the subclass name. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
 
 /**
  * A libc call failed. Carries the call's name, the errno number and its
@@ -12,7 +37,7 @@ import { Errno, errnoName } from "./errno.ts";
  * @example Telling one failure from another
  * ```ts ignore
  * try {
- *   bindTcp("127.0.0.1", 8080);
+ *   listenOn({ family: "inet", hostname: "127.0.0.1", port: 8080 });
  * } catch (err) {
  *   if (err instanceof SyscallError && err.code === "EADDRINUSE") {
  *     console.log("port taken");
@@ -20,7 +45,7 @@ import { Errno, errnoName } from "./errno.ts";
  * }
  * ```
  */
-export class SyscallError extends Error {
+export class SyscallError extends TablerollError {
   /** The libc function that failed, e.g. `"bind"`. */
   readonly syscall: string;
   /** The errno number. */
@@ -44,7 +69,6 @@ export class SyscallError extends Error {
         detail ? ` (${detail})` : ""
       } failed: ${code}: ${description}`,
     );
-    this.name = "SyscallError";
     this.syscall = syscall;
     this.errno = errno;
     this.code = code;
@@ -52,14 +76,13 @@ export class SyscallError extends Error {
 }
 
 /** Descriptors arrived but did not fit the receive buffer; the kernel closed the rest. */
-export class TruncatedMessageError extends Error {
+export class TruncatedMessageError extends TablerollError {
   /** Creates the error; `what` names the part that was cut. */
   constructor(what: string) {
     super(
       `recvmsg: ${what} was truncated (MSG_CTRUNC/MSG_TRUNC): the sender sent more than the ` +
         "receiver asked for; the descriptors that did arrive were closed",
     );
-    this.name = "TruncatedMessageError";
   }
 }
 

@@ -15,11 +15,10 @@ import {
 import {
   EFD_CLOEXEC,
   F_DUPFD_CLOEXEC,
-  F_GETFD,
   F_GETFL,
   F_SETFD,
-  F_SETFL,
   FD_CLOEXEC,
+  F_SETFL,
   LOCK_EX,
   LOCK_NB,
   LOCK_SH,
@@ -113,19 +112,9 @@ export function setNonBlocking(fd: number, on: boolean): void {
   libc.fcntl(fd, F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK);
 }
 
-/** Whether `O_NONBLOCK` is set. */
-export function isNonBlocking(fd: number): boolean {
-  return (libc.fcntl(fd, F_GETFL, 0) & O_NONBLOCK) !== 0;
-}
-
 /** Sets or clears `FD_CLOEXEC`. */
 export function setCloseOnExec(fd: number, on: boolean): void {
   libc.fcntl(fd, F_SETFD, on ? FD_CLOEXEC : 0);
-}
-
-/** Whether `FD_CLOEXEC` is set. */
-export function isCloseOnExec(fd: number): boolean {
-  return (libc.fcntl(fd, F_GETFD, 0) & FD_CLOEXEC) !== 0;
 }
 
 /** `fcntl(F_DUPFD_CLOEXEC)`: a new descriptor for the same open file. */

@@ -46,34 +46,18 @@
  *
  * @module
  */
+export { layoutFor, UnsupportedPlatformError } from "./platform.ts";
 export {
-  type Arch,
-  type Layout,
-  layoutFor,
-  UnsupportedPlatformError,
-} from "./platform.ts";
-export {
-  AF_INET,
-  AF_INET6,
-  AF_UNIX,
-  EFD_NONBLOCK,
   EPOLL_CLOEXEC,
   EPOLL_CTL_ADD,
   EPOLL_CTL_DEL,
-  EPOLL_CTL_MOD,
   LOCK_EX,
   LOCK_NB,
-  LOCK_SH,
-  LOCK_UN,
-  O_APPEND,
   O_CREAT,
-  O_EXCL,
-  O_NONBLOCK,
   O_RDONLY,
   O_RDWR,
   O_TRUNC,
   O_WRONLY,
-  POLLERR,
   POLLHUP,
   POLLIN,
   POLLNVAL,
@@ -81,35 +65,15 @@ export {
   SHUT_RD,
   SHUT_RDWR,
   SHUT_WR,
-  SO_ACCEPTCONN,
-  SO_DOMAIN,
-  SO_ERROR,
-  SO_REUSEADDR,
-  SO_TYPE,
-  SOCK_CLOEXEC,
-  SOCK_DGRAM,
-  SOCK_NONBLOCK,
-  SOCK_SEQPACKET,
-  SOCK_STREAM,
-  SOL_SOCKET,
 } from "./platform.ts";
-export { Errno, errnoName } from "./errno.ts";
+export { Errno } from "./errno.ts";
 export {
   SyscallError,
+  TablerollError,
   TruncatedMessageError,
   UnsupportedSyscallError,
 } from "./errors.ts";
-export type {
-  Backend,
-  CSignature,
-  CType,
-  JsArgs,
-  LibcFunctions,
-  PtrArg,
-  SymbolName,
-} from "./symbols.ts";
-export { SYMBOLS } from "./symbols.ts";
-export { backend, cString, layout, libc } from "./libc.ts";
+export { backend, layout, libc } from "./libc.ts";
 export * from "./sockaddr.ts";
 export * from "./socket.ts";
 export * from "./fdpass.ts";

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { TablerollError } from "./errors.ts";
 
 /** The architectures whose layouts are written down. */
 export type Arch = "x86_64" | "aarch64";
@@ -38,14 +39,13 @@ const LAYOUTS: Record<Arch, Layout> = {
 };
 
 /** Thrown at load time on a platform whose layouts are not written down. */
-export class UnsupportedPlatformError extends Error {
+export class UnsupportedPlatformError extends TablerollError {
   /** Creates the error for the platform `os`/`arch`. */
   constructor(os: string, arch: string) {
     super(
       `tableroll's FFI layer supports Linux on x86_64 and aarch64 only, not ${os}/${arch}: ` +
         "descriptor passing and the struct layouts it needs are Linux-specific",
     );
-    this.name = "UnsupportedPlatformError";
   }
 }
 
@@ -136,8 +136,6 @@ export const SOL_SOCKET = 1;
 export const SO_REUSEADDR = 2;
 /** Socket option: the socket type (read-only). */
 export const SO_TYPE = 3;
-/** Socket option: pending error, cleared on read. */
-export const SO_ERROR = 4;
 /** Socket option: credentials of a Unix socket's peer. */
 export const SO_PEERCRED = 17;
 /** Socket option: 1 if the socket is listening. */
@@ -171,12 +169,8 @@ export const O_WRONLY = 1;
 export const O_RDWR = 2;
 /** `open(2)`: create the file if missing. */
 export const O_CREAT = 0o100;
-/** `open(2)`: with `O_CREAT`, fail if the file exists. */
-export const O_EXCL = 0o200;
 /** `open(2)`: truncate to length 0. */
 export const O_TRUNC = 0o1000;
-/** `open(2)`: every write appends. */
-export const O_APPEND = 0o2000;
 /** `open(2)`/`fcntl(2)` status flag: non-blocking I/O. */
 export const O_NONBLOCK = 0o4000;
 /** `open(2)`: close on exec. */
@@ -186,10 +180,6 @@ export const O_PATH = 0o10000000;
 /** `open(2)`/`fcntl(2)`: signal readiness with `SIGIO` (owner set by `F_SETOWN`). */
 export const O_ASYNC = 0o20000;
 
-/** `fcntl(2)`: read the descriptor flags. */
-export const F_GETFD = 1;
-/** `fcntl(2)`: set the descriptor flags. */
-export const F_SETFD = 2;
 /** `fcntl(2)`: read the file status flags. */
 export const F_GETFL = 3;
 /** `fcntl(2)`: set the file status flags. */
@@ -198,6 +188,8 @@ export const F_SETFL = 4;
 export const F_SETOWN = 8;
 /** `fcntl(2)`: duplicate to the lowest free number ≥ arg, close-on-exec. */
 export const F_DUPFD_CLOEXEC = 1030;
+/** `fcntl(2)`: set the descriptor flags. */
+export const F_SETFD = 2;
 /** Descriptor flag: close on exec. */
 export const FD_CLOEXEC = 1;
 
@@ -214,8 +206,6 @@ export const LOCK_UN = 8;
 export const POLLIN = 0x1;
 /** `poll(2)` event: writable. */
 export const POLLOUT = 0x4;
-/** `poll(2)` event: error condition (always reported). */
-export const POLLERR = 0x8;
 /** `poll(2)` event: hang-up (always reported). */
 export const POLLHUP = 0x10;
 /** `poll(2)` event: the descriptor is not open. */
@@ -225,8 +215,6 @@ export const POLLNVAL = 0x20;
 export const EPOLL_CTL_ADD = 1;
 /** `epoll_ctl(2)`: remove a registration. */
 export const EPOLL_CTL_DEL = 2;
-/** `epoll_ctl(2)`: change a registration. */
-export const EPOLL_CTL_MOD = 3;
 /** `epoll_create1(2)`: close on exec. */
 export const EPOLL_CLOEXEC = 0o2000000;
 

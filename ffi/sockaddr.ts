@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { TablerollError } from "./errors.ts";
 import { AF_INET, AF_INET6, AF_UNIX, SUN_PATH_SIZE } from "./platform.ts";
 
 /** An IPv4 or IPv6 address and port. */
@@ -33,13 +34,7 @@ export interface UnixAddress {
 export type SocketAddress = InetAddress | UnixAddress;
 
 /** An address that cannot be encoded (bad IP literal, path too long…). */
-export class InvalidAddressError extends TypeError {
-  /** Creates the error with a message that names the bad part. */
-  constructor(message: string) {
-    super(message);
-    this.name = "InvalidAddressError";
-  }
-}
+export class InvalidAddressError extends TablerollError {}
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

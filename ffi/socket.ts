@@ -11,7 +11,6 @@ import {
   AF_UNIX,
   SO_ACCEPTCONN,
   SO_DOMAIN,
-  SO_ERROR,
   SO_PEERCRED,
   SO_REUSEADDR,
   SO_TYPE,
@@ -162,11 +161,6 @@ export function accept(fd: number, options: SocketOptions = {}): number | null {
   return unlessWouldBlock("accept4", backend.fn.accept4(fd, null, null, flags));
 }
 
-/** `shutdown(2)`; never use it on a listener shared with another process. */
-export function shutdown(fd: number, how: number): void {
-  libc.shutdown(fd, how);
-}
-
 function readAddress(
   fn: "getsockname" | "getpeername",
   fd: number,
@@ -177,14 +171,14 @@ function readAddress(
   return decodeSockaddr(buf, len[0]);
 }
 
+/** `shutdown(2)`; never use it on a listener shared with another process. */
+export function shutdown(fd: number, how: number): void {
+  libc.shutdown(fd, how);
+}
+
 /** The address `fd` is bound to. */
 export function localAddress(fd: number): SocketAddress {
   return readAddress("getsockname", fd);
-}
-
-/** The address of `fd`'s peer. */
-export function peerAddress(fd: number): SocketAddress {
-  return readAddress("getpeername", fd);
 }
 
 /** `getsockopt(SOL_SOCKET, option)` as an int. */
@@ -237,11 +231,6 @@ export function socketInfo(fd: number): SocketInfo {
     type: typeName,
     listening: getIntOption(fd, SO_ACCEPTCONN) === 1,
   };
-}
-
-/** The pending error of a socket (`SO_ERROR`), e.g. after a non-blocking connect. */
-export function socketError(fd: number): number {
-  return getIntOption(fd, SO_ERROR);
 }
 
 /** Credentials of the process at the other end of a Unix socket. */

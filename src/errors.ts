@@ -1,18 +1,21 @@
 /**
- * The typed errors of the upgrader. Each one says what happened and what to
- * do about it.
+ * The typed errors of the library, one family under
+ * {@linkcode TablerollError}: the upgrader's own, and those of the FFI
+ * layer it re-exports. Each one says what happened and what to do about it.
  *
  * @module
  */
 
-/** Base class of every error the upgrader raises. */
-export class TablerollError extends Error {
-  /** Creates the error; `name` is the subclass name. */
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = new.target.name;
-  }
-}
+import { TablerollError } from "../ffi/mod.ts";
+
+export {
+  InvalidAddressError,
+  SyscallError,
+  TablerollError,
+  TruncatedMessageError,
+  UnsupportedPlatformError,
+  UnsupportedSyscallError,
+} from "../ffi/mod.ts";
 
 /** The descriptor store refused a change because a handover is under way. */
 export class UpgradeInProgressError extends TablerollError {
