@@ -61,7 +61,7 @@ const SETTLE_MS = 50;
  * ```ts ignore
  * const drain = new Drain(target, { drainGracePeriod: 500 });
  * upgrader.upgradeComplete.then(() => drain.start());
- * const handler = (req: Request) => drain.mark(await app(req));
+ * const handler = async (req: Request) => drain.mark(await app(req));
  * await drain.finished;
  * ```
  */
