@@ -100,6 +100,7 @@ export const Errno = {
   ECONNRESET: 104,
   ENOTCONN: 107,
   ECONNREFUSED: 111,
+  EINPROGRESS: 115,
 } as const;
 
 /** The symbolic name of `errno` (`"EADDRINUSE"`), or `"E<number>"` if unknown. */

@@ -4,21 +4,15 @@
  *
  * @module
  */
-import {
-  backend,
-  cString,
-  layout,
-  libc,
-  syscallError,
-  unlessWouldBlock,
-} from "./libc.ts";
+import { call, cString, layout, libc } from "./libc.ts";
+import { SyscallError } from "./errors.ts";
 import {
   EFD_CLOEXEC,
   F_DUPFD_CLOEXEC,
   F_GETFL,
   F_SETFD,
-  FD_CLOEXEC,
   F_SETFL,
+  FD_CLOEXEC,
   LOCK_EX,
   LOCK_NB,
   LOCK_SH,
@@ -38,9 +32,9 @@ import { forgetDescriptor } from "./wait.ts";
 
 /** `open(2)`; `O_CLOEXEC` is always added. */
 export function openFile(path: string, flags: number, mode = 0o644): number {
-  const r = backend.fn.open(cString(path), flags | O_CLOEXEC, mode);
-  if (r < 0) throw syscallError("open", backend.errno(), path);
-  return r;
+  return call("open", [cString(path), flags | O_CLOEXEC, mode], {
+    detail: path,
+  })!;
 }
 
 /** `close(2)`; waits pending on `fd` resolve with `POLLNVAL` first. */
@@ -52,37 +46,41 @@ export function close(fd: number): void {
 /** One `read(2)` of up to `max` bytes; `null` if a non-blocking descriptor has nothing. */
 export function read(fd: number, max: number): Uint8Array | null {
   const buf = new Uint8Array(Math.max(1, max));
-  const n = unlessWouldBlock("read", backend.fn.read(fd, buf, max));
+  const n = call("read", [fd, buf, max], { unless: Errno.EAGAIN });
   return n === null ? null : buf.subarray(0, n);
 }
 
 /** One `write(2)`; returns the bytes written, or `null` if it would block. */
 export function write(fd: number, data: Uint8Array): number | null {
-  return unlessWouldBlock("write", backend.fn.write(fd, data, data.length));
+  return call("write", [fd, data, data.length], { unless: Errno.EAGAIN });
 }
 
 /** Writes all of `data` to a blocking descriptor. */
 export function writeAll(fd: number, data: Uint8Array): void {
   for (let off = 0; off < data.length;) {
     const n = write(fd, data.subarray(off));
-    if (n === null) throw syscallError("write", Errno.EAGAIN);
+    if (n === null) {
+      throw new SyscallError(
+        "write",
+        Errno.EAGAIN,
+        "the descriptor is non-blocking",
+      );
+    }
     off += n;
   }
 }
 
 /** `unlink(2)`; a missing file is not an error. Returns whether a file was removed. */
 export function unlink(path: string): boolean {
-  if (backend.fn.unlink(cString(path)) === 0) return true;
-  const errno = backend.errno();
-  if (errno === Errno.ENOENT) return false;
-  throw syscallError("unlink", errno, path);
+  return call("unlink", [cString(path)], {
+    detail: path,
+    unless: Errno.ENOENT,
+  }) !== null;
 }
 
 /** `rename(2)`: atomically replaces `to` with `from`. */
 export function rename(from: string, to: string): void {
-  if (backend.fn.rename(cString(from), cString(to)) < 0) {
-    throw syscallError("rename", backend.errno(), `${from} -> ${to}`);
-  }
+  call("rename", [cString(from), cString(to)], { detail: `${from} -> ${to}` });
 }
 
 /** Lock modes of {@linkcode flock}. */
@@ -100,10 +98,9 @@ export function flock(
   const op =
     (mode === "exclusive" ? LOCK_EX : mode === "shared" ? LOCK_SH : LOCK_UN) |
     (options.nonblocking ? LOCK_NB : 0);
-  if (backend.fn.flock(fd, op) === 0) return true;
-  const errno = backend.errno();
-  if (errno === Errno.EAGAIN && options.nonblocking) return false;
-  throw syscallError("flock", errno);
+  return call("flock", [fd, op], {
+    unless: options.nonblocking ? Errno.EAGAIN : undefined,
+  }) !== null;
 }
 
 /** Sets or clears `O_NONBLOCK`. */
@@ -202,16 +199,12 @@ export function fileIdentity(fd: number): FileIdentity {
  * none. Works for any kind of file, sockets included.
  */
 export function pathIdentity(path: string): FileIdentity | null {
-  const r = backend.fn.open(
-    cString(path),
-    O_PATH | layout.O_NOFOLLOW | O_CLOEXEC,
-    0,
+  const r = call(
+    "open",
+    [cString(path), O_PATH | layout.O_NOFOLLOW | O_CLOEXEC, 0],
+    { detail: path, unless: Errno.ENOENT },
   );
-  if (r < 0) {
-    const errno = backend.errno();
-    if (errno === Errno.ENOENT) return null;
-    throw syscallError("open", errno, path);
-  }
+  if (r === null) return null;
   try {
     return fileIdentity(r);
   } finally {

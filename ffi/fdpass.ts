@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { backend, libc, unlessWouldBlock } from "./libc.ts";
+import { backend, call, libc } from "./libc.ts";
+import { Errno } from "./errno.ts";
 import {
   CMSGHDR,
   cmsgLen,
@@ -120,10 +121,9 @@ export function sendWithFds(
     }
   }
   const flags = MSG_NOSIGNAL | (options.dontWait ? MSG_DONTWAIT : 0);
-  return unlessWouldBlock(
-    "sendmsg",
-    backend.fn.sendmsg(sock, scratch.structs, flags),
-  );
+  return call("sendmsg", [sock, scratch.structs, flags], {
+    unless: Errno.EAGAIN,
+  });
 }
 
 /** What one `recvmsg` delivered. */
@@ -154,10 +154,9 @@ export function receiveWithFds(
   const room = Math.min(Math.max(1, maxFds), MAX_FDS_PER_MESSAGE);
   scratch.prepare(maxData, cmsgSpace(room));
   const flags = MSG_CMSG_CLOEXEC | (options.dontWait ? MSG_DONTWAIT : 0);
-  const r = unlessWouldBlock(
-    "recvmsg",
-    backend.fn.recvmsg(sock, scratch.structs, flags),
-  );
+  const r = call("recvmsg", [sock, scratch.structs, flags], {
+    unless: Errno.EAGAIN,
+  });
   if (r === null) return null;
   const view = scratch.view;
   const fds = parseRights(

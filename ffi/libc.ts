@@ -45,47 +45,73 @@ export const backend: Backend = await loadBackend();
 /**
  * The libc functions, checked: a negative result throws a
  * {@linkcode SyscallError} carrying errno, read immediately after the call.
- * `EINTR` is retried.
+ * `EINTR` is retried. For a failure the caller expects, or a message that
+ * names a path or an address, use {@linkcode call}.
  */
 export const libc: LibcFunctions = checkAll(backend);
 
 function checkAll(b: Backend): LibcFunctions {
   const checked: Record<string, (...a: unknown[]) => number> = {};
   for (const name of Object.keys(b.fn) as SymbolName[]) {
-    const f = b.fn[name] as (...a: unknown[]) => number;
-    checked[name] = (...args) => {
-      for (;;) {
-        const r = f(...args);
-        if (r >= 0) return r;
-        const errno = b.errno();
-        if (errno === Errno.EINTR) continue;
-        throw new SyscallError(name, errno, b.strerror(errno));
-      }
-    };
+    checked[name] = (...args) =>
+      call(name, args as Parameters<LibcFunctions[typeof name]>)!;
   }
   return checked as LibcFunctions;
 }
 
-/** A {@linkcode SyscallError} for `errno`, for callers that inspect results themselves. */
+/** Options of {@linkcode call}. */
+export interface CallOptions {
+  /** The name the error gives the call (default `name`), e.g. for `syscall`. */
+  syscall?: string;
+  /** What the call was about (a path, an address), put in the error message. */
+  detail?: string;
+  /** An errno the caller expects: the call returns `null` instead of throwing. */
+  unless?: number;
+}
+
+/**
+ * Calls the libc function `name` the one checked way: its result if it
+ * succeeded, `null` if it failed with `options.unless`, else a
+ * {@linkcode SyscallError} (errno read right after the call). `EINTR` is
+ * retried.
+ *
+ * @example
+ * ```ts ignore
+ * const removed = call("unlink", [cString(path)], { unless: Errno.ENOENT }) !== null;
+ * ```
+ */
+export function call<N extends SymbolName>(
+  name: N,
+  args: Parameters<LibcFunctions[N]>,
+  options: CallOptions = {},
+): number | null {
+  const f = backend.fn[name] as (...a: unknown[]) => number;
+  for (;;) {
+    const r = f(...args);
+    if (r >= 0) return r;
+    const errno = backend.errno();
+    if (errno === Errno.EINTR) continue;
+    if (errno === options.unless) return null;
+    throw new SyscallError(
+      options.syscall ?? name,
+      errno,
+      backend.strerror(errno),
+      options.detail,
+    );
+  }
+}
+
+/**
+ * A {@linkcode SyscallError} for `errno`, for the calls that return the error
+ * number instead of setting errno (`posix_spawn` and its helpers); every other
+ * call goes through {@linkcode call}.
+ */
 export function syscallError(
   name: string,
   errno: number,
   detail?: string,
 ): SyscallError {
   return new SyscallError(name, errno, backend.strerror(errno), detail);
-}
-
-/**
- * The result `r` of the call `name` if it succeeded, `null` if it failed with
- * `EAGAIN` (a non-blocking descriptor that would block); otherwise throws.
- * Call it right after the call, before any other, so errno is still the
- * call's.
- */
-export function unlessWouldBlock(name: string, r: number): number | null {
-  if (r >= 0) return r;
-  const errno = backend.errno();
-  if (errno === Errno.EAGAIN) return null;
-  throw syscallError(name, errno);
 }
 
 /** NUL-terminated UTF-8 bytes of `s`, for path arguments. */

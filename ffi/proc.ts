@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { backend, cString, layout, libc, syscallError } from "./libc.ts";
+import { backend, call, cString, layout, libc } from "./libc.ts";
 import { O_RDONLY, SYS_PIDFD_OPEN } from "./platform.ts";
 import { Errno } from "./errno.ts";
 import { UnsupportedSyscallError } from "./errors.ts";
@@ -53,25 +53,26 @@ export function listFds(): number[] {
  * ```
  */
 export function pidfdOpen(pid: number): number {
-  const fd = backend.fn.syscall(SYS_PIDFD_OPEN, pid, 0);
-  if (fd >= 0) return fd;
-  const errno = backend.errno();
-  if (errno === Errno.ENOSYS) {
-    throw new UnsupportedSyscallError(
-      "pidfd_open",
-      "Linux 5.3",
-      backend.strerror(errno),
-    );
-  }
-  throw syscallError("pidfd_open", errno, `pid ${pid}`);
+  const fd = call("syscall", [SYS_PIDFD_OPEN, pid, 0], {
+    syscall: "pidfd_open",
+    detail: `pid ${pid}`,
+    unless: Errno.ENOSYS,
+  });
+  if (fd !== null) return fd;
+  throw new UnsupportedSyscallError(
+    "pidfd_open",
+    "Linux 5.3",
+    backend.strerror(Errno.ENOSYS),
+  );
 }
 
 /** The target of `/proc/self/fd/<fd>`, e.g. `socket:[1234]` or `anon_inode:[eventpoll]`. */
 export function fdTarget(fd: number): string {
   const buf = new Uint8Array(4096);
   const path = `/proc/self/fd/${fd}`;
-  const n = backend.fn.readlink(cString(path), buf, buf.length);
-  if (n < 0) throw syscallError("readlink", backend.errno(), path);
+  const n = call("readlink", [cString(path), buf, buf.length], {
+    detail: path,
+  })!;
   return decoder.decode(buf.subarray(0, n));
 }
 

@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { backend, libc, syscallError, unlessWouldBlock } from "./libc.ts";
+import { call, libc } from "./libc.ts";
+import { Errno } from "./errno.ts";
 import {
   AF_INET,
   AF_INET6,
@@ -65,19 +66,16 @@ export function openSocket(
 /** `bind(2)`; a failure names the address. */
 export function bind(fd: number, addr: SocketAddress): void {
   const sa = encodeSockaddr(addr);
-  if (backend.fn.bind(fd, sa, sa.length) < 0) {
-    throw syscallError("bind", backend.errno(), formatAddress(addr));
-  }
+  call("bind", [fd, sa, sa.length], { detail: formatAddress(addr) });
 }
 
 /** `connect(2)`; with a non-blocking socket `EINPROGRESS` is returned as `false`. */
 export function connect(fd: number, addr: SocketAddress): boolean {
   const sa = encodeSockaddr(addr);
-  const r = backend.fn.connect(fd, sa, sa.length);
-  if (r === 0) return true;
-  const errno = backend.errno();
-  if (errno === 115 /* EINPROGRESS */) return false;
-  throw syscallError("connect", errno, formatAddress(addr));
+  return call("connect", [fd, sa, sa.length], {
+    detail: formatAddress(addr),
+    unless: Errno.EINPROGRESS,
+  }) !== null;
 }
 
 /** `listen(2)`. */
@@ -158,7 +156,7 @@ export function bindDatagram(addr: SocketAddress): number {
  */
 export function accept(fd: number, options: SocketOptions = {}): number | null {
   const flags = SOCK_CLOEXEC | (options.nonblocking ? SOCK_NONBLOCK : 0);
-  return unlessWouldBlock("accept4", backend.fn.accept4(fd, null, null, flags));
+  return call("accept4", [fd, null, null, flags], { unless: Errno.EAGAIN });
 }
 
 function readAddress(

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { backend, cString, libc, syscallError } from "./libc.ts";
+import { backend, call, cString, libc, syscallError } from "./libc.ts";
 import {
   POSIX_SPAWN_SETSID,
   POSIX_SPAWN_SETSIGDEF,
@@ -136,10 +136,10 @@ export function reapChild(pid: number): Reaped | null {
 
 /** Sends `signal` (a number) to `pid`; returns false if no such process exists. */
 export function sendSignal(pid: number, signal: number): boolean {
-  if (backend.fn.kill(pid, signal) === 0) return true;
-  const errno = backend.errno();
-  if (errno === Errno.ESRCH) return false;
-  throw syscallError("kill", errno, `pid ${pid}`);
+  return call("kill", [pid, signal], {
+    detail: `pid ${pid}`,
+    unless: Errno.ESRCH,
+  }) !== null;
 }
 
 function check(name: string, r: number): void {
