@@ -66,4 +66,9 @@ export { SystemdNotifier } from "./src/notify.ts";
 export type { Logger } from "./src/logger.ts";
 export type { DescriptorKind } from "./src/protocol.ts";
 export * from "./src/errors.ts";
-export type { InetAddress, SocketAddress, UnixAddress } from "./ffi/mod.ts";
+export type {
+  InetAddress,
+  SignalName,
+  SocketAddress,
+  UnixAddress,
+} from "./ffi/mod.ts";
