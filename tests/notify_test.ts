@@ -232,17 +232,19 @@ test(
         socket.received.filter((n) => n.pid === pid).map((n) => n.text);
       // The successor claims the main pid, then gives it back.
       assertEquals(from(l), [`MAINPID=${l}`, `MAINPID=${a}`]);
-      // Its check whether the owner is alive is a connection the owner also
-      // takes for a successor (a second, brief handover); order between the
-      // two processes is not fixed there, so each is checked on its own.
+      // Its check whether the owner is alive is a connection the owner may
+      // also take for a successor (a second, brief handover) if it accepts it
+      // before it stops; order between the two processes is not fixed there,
+      // so each is checked on its own.
       const handover = [
         `STATUS=Handing over to pid ${l}`,
         `STATUS=Handover to pid ${l} failed; serving (pid ${a})`,
       ];
-      assertEquals(from(a), [
+      const ownerSent = from(a);
+      const handovers = ownerSent.length === 6 ? 2 : 1;
+      assertEquals(ownerSent, [
         `MAINPID=${a}\nREADY=1\nSTATUS=Serving (pid ${a})`,
-        ...handover,
-        ...handover,
+        ...Array(handovers).fill(handover).flat(),
         "STOPPING=1\nSTATUS=Stopping",
       ]);
     } finally {
