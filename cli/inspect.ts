@@ -144,8 +144,10 @@ export function inspectDirectory(dir: string): DirectoryStatus {
     (!entry.path.startsWith("/") && !holders.has(entry.inode) &&
       entry.path.split("/").pop() === name);
 
-  const record = readOwnerRecord(dir);
+  // The lock first: once it is free, the record read after it is final
+  // (an owner writes its record before it releases the lock).
   const lock = lockHolder(dir);
+  const record = readOwnerRecord(dir);
   const sockets: ControlSocketStatus[] = names
     .filter((n) => n.endsWith(SOCKET_SUFFIX) && isSocket(`${dir}/${n}`))
     .map((name) => {
