@@ -1,12 +1,12 @@
 /**
  * The benchmark suite: handover cost, adapter throughput, upgrades under
- * load and idle cost, each as a table with its baseline from the same run.
+ * load, a soak of many upgrades and idle cost, each as a table with its baseline from the same run.
  * Prints the machine and runtime versions first and writes everything to
  * `.tmp/bench-results.md` too. Exits 1 if a request failed under load or a
  * part could not run.
  *
  * Run with `npm run bench` or `deno run -A bench/run.ts [--quick]
- * [--only handover,adapters,load,idle]`. Set `TABLEROLL_REFERENCE_BIN` to a
+ * [--only handover,adapters,load,soak,idle]`. Set `TABLEROLL_REFERENCE_BIN` to a
  * program taking the flags of `examples/hello.ts` to measure it alongside.
  *
  * @module
@@ -22,8 +22,9 @@ import { selfUpgradeStartup } from "./self_upgrade.ts";
 import { idleCost, WARM_UP_REQUESTS } from "./idle.ts";
 import { upgradesUnderLoad } from "./load.ts";
 import { describeMachine } from "./machine.ts";
+import { soak } from "./soak.ts";
 
-const PARTS = ["handover", "adapters", "load", "idle"] as const;
+const PARTS = ["handover", "adapters", "load", "soak", "idle"] as const;
 
 const { values } = parseArgs({
   options: {
@@ -68,6 +69,7 @@ interface Part {
 const rounds = quick ? 3 : 5;
 const upgrades = quick ? 3 : 5;
 const idleSeconds = quick ? 10 : 60;
+const soakUpgrades = quick ? 20 : 200;
 const parts: Record<typeof PARTS[number], Part> = {
   handover: {
     title: "Handover cost: Upgrader.create() → ready()",
@@ -106,6 +108,16 @@ const parts: Record<typeof PARTS[number], Part> = {
         rate: 400,
         clients: 4,
       }),
+  },
+  soak: {
+    title: `Soak: ${soakUpgrades} upgrades`,
+    intro: `${soakUpgrades} upgrades in a row, Deno and Bun copies in turn ` +
+      "(odd upgrades hand to Bun, even ones to Deno), 2 keep-alive and 2 " +
+      "new-connection clients, 200 requests/s in total, 0.5 s steady between " +
+      "upgrades. The new owner's descriptors (/proc/<pid>/fd) and RSS, 0.25 s " +
+      "after its predecessor exited, against the first reading of the same runtime.",
+    run: () =>
+      soak(group, { upgrades: soakUpgrades, intervalMs: 500, rate: 200 }),
   },
   idle: {
     title: "Idle cost",
