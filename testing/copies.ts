@@ -33,9 +33,19 @@ export const REFERENCE_ENV = "TABLEROLL_REFERENCE_BIN";
 /** The repository root, for the pinned binaries and the example. */
 export const ROOT = fileURLToPath(new URL("../", import.meta.url));
 
-/** Path of a pinned runtime binary installed by `npm ci`. */
+/**
+ * The environment variables that replace the pinned runtime binaries
+ * (an emulated aarch64 build, say) for everything tests and benchmarks spawn.
+ */
+export const RUNTIME_ENV = { deno: "TABLEROLL_DENO", bun: "TABLEROLL_BUN" };
+
+/**
+ * Path of the runtime binary that runs child processes: the one
+ * {@linkcode RUNTIME_ENV} names, or else the pinned one installed by `npm ci`.
+ */
 export function runtimeBinary(runtime: "deno" | "bun"): string {
-  return `${ROOT}node_modules/.bin/${runtime}`;
+  return process.env[RUNTIME_ENV[runtime]] ||
+    `${ROOT}node_modules/.bin/${runtime}`;
 }
 
 /**

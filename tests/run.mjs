@@ -1,16 +1,23 @@
 #!/usr/bin/env node
 // Runs the whole suite under Deno and under Bun, streams both outputs, and
 // ends with one line "N passed, N failed" totalled over both runtimes.
-// Usage: node tests/run.mjs [deno|bun] [-- extra test-runner args]
+// Usage: node tests/run.mjs [deno|bun] [test files…] [-- extra test-runner args]
+// TABLEROLL_DENO / TABLEROLL_BUN replace the pinned runtime binaries (the
+// runners and every process the tests spawn), as .ci/aarch64 does.
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
-const bin = (name) => join(root, "node_modules", ".bin", name);
+const bin = (name) =>
+  process.env[`TABLEROLL_${name.toUpperCase()}`] ||
+  join(root, "node_modules", ".bin", name);
 const args = process.argv.slice(2);
-const only = args.find((a) => a === "deno" || a === "bun");
-const filter = args.includes("--") ? args.slice(args.indexOf("--") + 1) : [];
+const split = args.includes("--") ? args.indexOf("--") : args.length;
+const only = args.slice(0, split).find((a) => a === "deno" || a === "bun");
+const files = args.slice(0, split).filter((a) => a !== only);
+const filter = args.slice(split + 1);
+const paths = files.length ? files : ["tests/"];
 
 const suites = {
   deno: [bin("deno"), [
@@ -18,9 +25,16 @@ const suites = {
     "--allow-all",
     "--parallel",
     ...filter,
-    "tests/",
+    ...paths,
   ]],
-  bun: [bin("bun"), ["test", "--timeout", "120000", ...filter, "./tests/"]],
+  // Bun takes a bare argument as a name filter, a "./" one as a path.
+  bun: [bin("bun"), [
+    "test",
+    "--timeout",
+    "120000",
+    ...filter,
+    ...paths.map((p) => p.startsWith("/") ? p : `./${p.replace(/^\.\//, "")}`),
+  ]],
 };
 
 function run(name, [cmd, cmdArgs]) {
