@@ -4,6 +4,7 @@
  *
  * @module
  */
+import process from "node:process";
 
 /** A test body. */
 export type TestFn = () => void | Promise<void>;
@@ -17,6 +18,18 @@ export interface TestOptions {
 }
 
 type BunTest = (name: string, fn: TestFn, timeout?: number) => void;
+
+/**
+ * Tests this machine cannot pass, by name, with the reason: the JSON object
+ * `{"<test name>": "<reason>"}` in `TABLEROLL_SKIP` (set by `.ci/aarch64`
+ * for what qemu-user cannot emulate).
+ */
+const SKIPPED: Record<string, string> = JSON.parse(
+  process.env.TABLEROLL_SKIP || "{}",
+);
+
+/** Multiplies every time limit; emulated runs (`.ci/aarch64`) are several times slower. */
+const TIMEOUT_SCALE = Number(process.env.TABLEROLL_TIMEOUT_SCALE || 1);
 
 const bunTest: BunTest | undefined = "Bun" in globalThis
   ? (await import("bun:" + "test") as { test: BunTest }).test
@@ -43,7 +56,11 @@ export function test(
   fn: TestFn,
   options: TestOptions = {},
 ): void {
-  const timeout = options.timeout ?? 60_000;
+  const timeout = (options.timeout ?? 60_000) * TIMEOUT_SCALE;
+  if (SKIPPED[name] !== undefined) {
+    console.error(`skipped "${name}": ${SKIPPED[name]}`);
+    options = { ...options, ignore: true };
+  }
   if (bunTest) {
     if (options.ignore) return;
     bunTest(name, fn, timeout);
