@@ -1,0 +1,20 @@
+# Sourced by .ci/run and .ci/aarch64: runs test commands and totals the
+# counts of their last lines.
+passed=0 failed=0 status=0
+counts_log=$(mktemp)
+trap 'rm -f "$counts_log"' EXIT
+
+# suite LABEL COMMAND…: runs COMMAND (its output streams through) and adds
+# the counts of its last line, "LABELN passed, N failed", or one failure if
+# there is no such line. A failing COMMAND sets status to 1.
+suite() {
+  local label=$1 line
+  shift
+  "$@" | tee "$counts_log" || status=1
+  line=$(tail -n 1 "$counts_log")
+  if [[ $line =~ ^"$label"([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+    passed=$((passed + BASH_REMATCH[1])) failed=$((failed + BASH_REMATCH[2]))
+  else
+    failed=$((failed + 1)) status=1
+  fi
+}
