@@ -41,11 +41,13 @@ for (const from of runtimes) {
       const ok = succeeded(run);
       if (ok) passed++;
       else failed++;
+      // The first line of the summary: requests and failures.
       console.log(
         `handover ${from} -> ${to}: ${ok ? "ok" : "FAILED"}; ${
-          summary(run).replaceAll("\n", "; ")
+          summary(run).split("\n")[0]
         }`,
       );
+      if (!ok) console.log(summary(run));
     } finally {
       await group.close();
     }

@@ -3,7 +3,7 @@
  * the wire as an owner and as a successor, its state machine, and what it
  * does with bad input. Process-level behaviour is in upgrader_process_test.ts.
  */
-import { test } from "./support/harness.ts";
+import { scaled, test } from "./support/harness.ts";
 import {
   assert,
   assertEquals,
@@ -251,12 +251,12 @@ test("upgrader: a successor whose ready() fails releases the lock at once and st
 
 test("upgrader: the owner's upgrade timeout interrupts a successor that never gets ready", async () => {
   await withDir(async (dir) => {
-    const { owner } = await webOwner(dir, 300);
+    const { owner } = await webOwner(dir, scaled(300));
     const { peer, fds } = await receiveWeb(dir);
     const started = performance.now();
     await assertRejects(peer.readExact(1), PeerClosedError);
     assert(
-      performance.now() - started < 5000,
+      performance.now() - started < scaled(5000),
       "the owner dropped the successor within its timeout",
     );
     assertEquals(owner.state, "owner");

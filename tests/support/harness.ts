@@ -31,6 +31,11 @@ const SKIPPED: Record<string, string> = JSON.parse(
 /** Multiplies every time limit; emulated runs (`.ci/aarch64`) are several times slower. */
 const TIMEOUT_SCALE = Number(process.env.TABLEROLL_TIMEOUT_SCALE || 1);
 
+/** `ms` scaled like the tests' time limits, for a test's own deadlines. */
+export function scaled(ms: number): number {
+  return ms * TIMEOUT_SCALE;
+}
+
 const bunTest: BunTest | undefined = "Bun" in globalThis
   ? (await import("bun:" + "test") as { test: BunTest }).test
   : undefined;
@@ -56,7 +61,7 @@ export function test(
   fn: TestFn,
   options: TestOptions = {},
 ): void {
-  const timeout = (options.timeout ?? 60_000) * TIMEOUT_SCALE;
+  const timeout = scaled(options.timeout ?? 60_000);
   if (SKIPPED[name] !== undefined) {
     console.error(`skipped "${name}": ${SKIPPED[name]}`);
     options = { ...options, ignore: true };
