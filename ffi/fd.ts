@@ -21,6 +21,7 @@ import {
   O_CLOEXEC,
   O_NONBLOCK,
   O_PATH,
+  POLLFD,
   S_IFDIR,
   S_IFIFO,
   S_IFMT,
@@ -37,7 +38,10 @@ export function openFile(path: string, flags: number, mode = 0o644): number {
   })!;
 }
 
-/** `close(2)`; waits pending on `fd` resolve with `POLLNVAL` first. */
+/**
+ * `close(2)`; waits pending on `fd` resolve with `POLLNVAL` first. Never
+ * retried: on Linux the descriptor is gone even after `EINTR`.
+ */
 export function close(fd: number): void {
   forgetDescriptor(fd);
   libc.close(fd);
@@ -210,4 +214,17 @@ export function pathIdentity(path: string): FileIdentity | null {
   } finally {
     close(r);
   }
+}
+
+/**
+ * `poll(2)` of one descriptor with a zero timeout: the `revents` ready right
+ * now for `events` (`POLLIN`, `POLLOUT`), 0 if none.
+ */
+export function readyNow(fd: number, events: number): number {
+  const pollfd = new Uint8Array(POLLFD.size);
+  const view = new DataView(pollfd.buffer);
+  view.setInt32(POLLFD.fd, fd, true);
+  view.setInt16(POLLFD.events, events, true);
+  libc.poll(pollfd, 1, 0);
+  return view.getUint16(POLLFD.revents, true);
 }

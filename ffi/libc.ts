@@ -45,7 +45,7 @@ export const backend: Backend = await loadBackend();
 /**
  * The libc functions, checked: a negative result throws a
  * {@linkcode SyscallError} carrying errno, read immediately after the call.
- * `EINTR` is retried. For a failure the caller expects, or a message that
+ * `EINTR` is retried (not by `close`). For a failure the caller expects, or a message that
  * names a path or an address, use {@linkcode call}.
  */
 export const libc: LibcFunctions = checkAll(backend);
@@ -73,7 +73,7 @@ export interface CallOptions {
  * Calls the libc function `name` the one checked way: its result if it
  * succeeded, `null` if it failed with `options.unless`, else a
  * {@linkcode SyscallError} (errno read right after the call). `EINTR` is
- * retried.
+ * retried, except by `close`.
  *
  * @example
  * ```ts ignore
@@ -90,7 +90,12 @@ export function call<N extends SymbolName>(
     const r = f(...args);
     if (r >= 0) return r;
     const errno = backend.errno();
-    if (errno === Errno.EINTR) continue;
+    if (errno === Errno.EINTR) {
+      // On Linux close(2) releases the descriptor even then; a retry could
+      // close one that another thread has just been given.
+      if (name === "close") return 0;
+      continue;
+    }
     if (errno === options.unless) return null;
     throw new SyscallError(
       options.syscall ?? name,

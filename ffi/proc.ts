@@ -153,6 +153,63 @@ export function epollRegistrations(): EpollRegistration[] {
   return out;
 }
 
+/** What `/proc/<pid>/stat` says of a process that has not been reaped. */
+export interface ProcessStat {
+  /** One letter: `R`, `S`, `D`, `T`… or `Z` for a process that died but was not yet reaped. */
+  state: string;
+  /** When it started, in clock ticks since boot: with the pid, it names one process for good. */
+  startTime: bigint;
+}
+
+/** `/proc/<pid>/stat` of process `pid`, or `null` if there is none (it died and was reaped). */
+export function processStat(pid: number): ProcessStat | null {
+  let text: string;
+  try {
+    text = readProcFile(`/proc/${pid}/stat`);
+  } catch (err) {
+    if ((err as { code?: string }).code === "ENOENT") return null;
+    throw err;
+  }
+  // "pid (comm) state ppid …": comm may hold spaces and parentheses.
+  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  return { state: fields[0], startTime: BigInt(fields[19]) };
+}
+
+/**
+ * The pid of the process holding an exclusive `flock` on the file `dev`/`ino`
+ * (as {@linkcode fileIdentity} reports them), from `/proc/locks`; `null` if
+ * nobody holds one.
+ */
+export function flockHolder(dev: bigint, ino: bigint): number | null {
+  // /proc/locks prints the kernel's major:minor in hex; st_dev packs them
+  // as glibc's gnu_dev_makedev does.
+  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
+  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
+  const file = `${major.toString(16).padStart(2, "0")}:${
+    minor.toString(16).padStart(2, "0")
+  }:${ino}`;
+  for (const line of readProcFile("/proc/locks").split("\n")) {
+    // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; waiters have "->".
+    const [, kind, , mode, pid, target] = line.trim().split(/\s+/);
+    if (kind === "FLOCK" && mode === "WRITE" && target === file) {
+      return Number(pid);
+    }
+  }
+  return null;
+}
+
+/**
+ * Whether a socket of this network namespace is bound to the Unix path
+ * `path` and listening (`/proc/net/unix`), without connecting to it.
+ */
+export function unixListening(path: string): boolean {
+  return readProcFile("/proc/net/unix").split("\n").some((line) => {
+    // "Num RefCount Protocol Flags Type St Inode Path"; 00010000 is __SO_ACCEPTCON.
+    const fields = line.trim().split(/\s+/);
+    return fields[3] === "00010000" && fields.slice(7).join(" ") === path;
+  });
+}
+
 function concat(chunks: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
   let off = 0;
