@@ -8,13 +8,15 @@
  */
 import {
   close,
+  POLLIN,
+  POLLOUT,
+  readyNow,
   receiveWithFds,
   sendWithFds,
   setNonBlocking,
   TruncatedMessageError,
   waitReadable,
   waitWritable,
-  write,
 } from "../ffi/mod.ts";
 import { PeerClosedError, ProtocolError } from "./errors.ts";
 import { blobLength } from "./protocol.ts";
@@ -67,7 +69,7 @@ export class ControlConn {
   ): Promise<FdMessage> {
     const message = await this.#whenReady(
       () => receiveWithFds(this.#fd, maxData, maxFds, { dontWait: true }),
-      waitReadable,
+      POLLIN,
       signal,
     );
     if (message.data.length === 0 && message.fds.length === 0) {
@@ -76,12 +78,15 @@ export class ControlConn {
     return message;
   }
 
-  /** Writes all of `data`. */
+  /**
+   * Writes all of `data`, with `send(MSG_NOSIGNAL)`: a peer that has gone
+   * is an error here, never a `SIGPIPE` that would end the process.
+   */
   async writeAll(data: Uint8Array, signal?: AbortSignal): Promise<void> {
     for (let off = 0; off < data.length;) {
       off += await this.#whenReady(
-        () => write(this.#fd, data.subarray(off)),
-        waitWritable,
+        () => sendWithFds(this.#fd, data.subarray(off), [], { dontWait: true }),
+        POLLOUT,
         signal,
       );
     }
@@ -95,24 +100,34 @@ export class ControlConn {
   ): Promise<void> {
     const sent = await this.#whenReady(
       () => sendWithFds(this.#fd, data, [fd], { dontWait: true }),
-      waitWritable,
+      POLLOUT,
       signal,
     );
     // The descriptor travelled with the first byte; finish the data part.
     await this.writeAll(data.subarray(sent), signal);
   }
 
-  /** Runs the non-blocking `attempt` until it does not return `null` (would block), waiting in between. */
+  /**
+   * Runs the non-blocking `attempt` once the socket is ready for `events`,
+   * waiting first if it is not, until it does not return `null` (would
+   * block). Trying only when ready makes one system call per message, so a
+   * fault injected at the n-th call hits the n-th message.
+   */
   async #whenReady<T>(
     attempt: () => T | null,
-    wait: typeof waitReadable,
+    events: number,
     signal?: AbortSignal,
   ): Promise<T> {
     for (;;) {
+      if (readyNow(this.#fd, events) === 0) {
+        // This process made the connection and never passes it on.
+        await (events === POLLIN ? waitReadable : waitWritable)(this.#fd, {
+          signal,
+          exclusive: true,
+        });
+      }
       const result = this.#guard(attempt);
       if (result !== null) return result;
-      // This process made the connection and never passes it on.
-      await wait(this.#fd, { signal, exclusive: true });
     }
   }
 

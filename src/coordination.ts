@@ -12,6 +12,7 @@ import {
   type FileIdentity,
   fileIdentity,
   flock,
+  flockHolder,
   getuid,
   InvalidAddressError,
   listenOn,
@@ -26,6 +27,7 @@ import {
   peerCredentials,
   read,
   type SyscallError,
+  unixListening,
   unlink,
   writeAll,
 } from "../ffi/mod.ts";
@@ -35,6 +37,7 @@ import {
   UntrustedPeerError,
   UpgradeTimeoutError,
 } from "./errors.ts";
+import { type Logger, silentLogger } from "./logger.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -184,8 +187,8 @@ export function checkOwnerPeer(fd: number, path: string): PeerCredentials {
 
 /**
  * Binds and listens on this process's control socket. A socket file left by
- * a process that died (nobody accepts on it) is replaced; one that a live
- * process serves is an error, since two processes cannot share an id.
+ * a process that died (nobody listens on it) is replaced; one that a live
+ * process listens on is an error, since two processes cannot share an id.
  */
 export function listenControl(path: string): number {
   try {
@@ -194,7 +197,7 @@ export function listenControl(path: string): number {
     if ((err as SyscallError).code !== "EADDRINUSE") throw err;
   }
   checkOwnFile(path, "socket");
-  if (isServed(path)) {
+  if (unixListening(path)) {
     throw new InvalidIdError(
       `${path} is served by a live process: another process uses this id; give each process its own`,
     );
@@ -203,86 +206,134 @@ export function listenControl(path: string): number {
   return listenOn({ family: "unix", path }, { nonblocking: true });
 }
 
-function isServed(path: string): boolean {
-  const fd = openSocket("unix", "stream");
-  try {
-    connect(fd, { family: "unix", path });
-    return true;
-  } catch (err) {
-    if (["ECONNREFUSED", "ENOENT"].includes((err as SyscallError).code)) {
-      return false;
+/**
+ * Connects to the owner's control socket. Returns `null` when nobody listens
+ * on it any more (the owner died): the caller then has no predecessor. A
+ * socket that is listening but refuses (its backlog is full, say) is tried
+ * again until `signal` aborts.
+ */
+export async function connectOwner(
+  path: string,
+  signal: AbortSignal,
+): Promise<number | null> {
+  for (let delay = 5;; delay = Math.min(delay * 2, 100)) {
+    const fd = openSocket("unix", "stream", { nonblocking: true });
+    try {
+      connect(fd, { family: "unix", path });
+      return fd;
+    } catch (err) {
+      close(fd);
+      const code = (err as SyscallError).code;
+      if (code === "ENOENT") return null;
+      if (code !== "ECONNREFUSED" && code !== "EAGAIN") throw err;
+      if (!unixListening(path)) return null;
     }
-    throw err;
-  } finally {
-    close(fd);
+    await sleep(
+      delay,
+      signal,
+      `connecting to ${path}, which refuses connections although it is listening`,
+    );
   }
 }
 
-/**
- * Connects to the owner's control socket. Returns `null` when nobody serves
- * it any more (the owner died): the caller then has no predecessor.
- */
-export function connectOwner(path: string): number | null {
-  const fd = openSocket("unix", "stream");
-  try {
-    connect(fd, { family: "unix", path });
-    return fd;
-  } catch (err) {
-    close(fd);
-    if (["ECONNREFUSED", "ENOENT"].includes((err as SyscallError).code)) {
-      return null;
-    }
-    throw err;
-  }
+/** Device and inode of `<dir>/pid`, which name its lock in `/proc/locks`. */
+export interface LockFile {
+  /** The device. */
+  dev: bigint;
+  /** The inode. */
+  ino: bigint;
 }
+
+/** The pid of the process holding the lock on `file`, or `null` if it is free. */
+export function lockHolder(file: LockFile): number | null {
+  return flockHolder(file.dev, file.ino);
+}
+
+/** How often a process waiting for the lock says who holds it. */
+const STALL_REPORT_MS = 5_000;
 
 /** The held lock on `<dir>/pid`. */
 export class OwnerLock {
   readonly #path: string;
   #fd: number | undefined;
+  /** Where the lock lives. */
+  readonly file: LockFile;
 
-  private constructor(path: string, fd: number) {
+  private constructor(path: string, fd: number, file: LockFile) {
     this.#path = path;
     this.#fd = fd;
+    this.file = file;
   }
 
   /**
    * Takes the exclusive `flock` on `<dir>/pid`, retrying until `signal`
-   * aborts. The file is created if missing and never deleted: the lock lives
-   * on its inode.
+   * aborts; every few seconds it reports to `logger` which pid holds the
+   * lock and for how long this process has waited. The file is created if
+   * missing and never deleted: the lock lives on its inode.
    */
-  static async acquire(dir: string, signal?: AbortSignal): Promise<OwnerLock> {
+  static async acquire(
+    dir: string,
+    signal?: AbortSignal,
+    logger: Logger = silentLogger,
+  ): Promise<OwnerLock> {
     const path = `${dir}/${PID_FILE}`;
     // Opened and created exactly as Go tableroll does; a read-only descriptor can hold a flock.
     const fd = openFile(path, O_RDONLY | O_CREAT, PID_FILE_MODE);
+    const { dev, ino } = fileIdentity(fd);
+    const since = Date.now();
+    const stall = () => {
+      const holder = lockHolder({ dev, ino });
+      const seconds = ((Date.now() - since) / 1000).toFixed(1);
+      return holder === null
+        ? `the lock on ${path} was busy for ${seconds} s`
+        : `pid ${holder} has held the lock on ${path} for at least ${seconds} s`;
+    };
     try {
+      let reportAt = since + STALL_REPORT_MS / 5;
       for (let delay = 5; !flock(fd, "exclusive", { nonblocking: true });) {
-        await sleep(delay, signal, `waiting for the lock on ${path}`);
+        if (Date.now() >= reportAt) {
+          logger.warn(`tableroll: waiting: ${stall()}`);
+          reportAt = Date.now() + STALL_REPORT_MS;
+        }
+        try {
+          await sleep(delay, signal, "waiting for the lock");
+        } catch (err) {
+          if (!(err instanceof UpgradeTimeoutError)) throw err;
+          throw new UpgradeTimeoutError(
+            `timed out waiting for the lock: ${stall()}; ` +
+              "it is taking over or stuck: stop that process if it does not finish",
+            { cause: err },
+          );
+        }
         delay = Math.min(delay * 2, 100);
       }
-      return new OwnerLock(path, fd);
+      return new OwnerLock(path, fd, { dev, ino });
     } catch (err) {
       close(fd);
       throw err;
     }
   }
 
+  /** Takes the lock if it is free right now; `null` if another process holds it. */
+  static tryAcquire(dir: string): OwnerLock | null {
+    const path = `${dir}/${PID_FILE}`;
+    const fd = openFile(path, O_RDONLY | O_CREAT, PID_FILE_MODE);
+    try {
+      if (flock(fd, "exclusive", { nonblocking: true })) {
+        const { dev, ino } = fileIdentity(fd);
+        return new OwnerLock(path, fd, { dev, ino });
+      }
+    } catch (err) {
+      close(fd);
+      throw err;
+    }
+    close(fd);
+    return null;
+  }
+
   /** The owner id recorded in the file, or `""` if none. */
   readOwner(): string {
-    const fd = openFile(this.#path, O_RDONLY);
-    try {
-      const chunks: number[] = [];
-      for (
-        let chunk = read(fd, 4096);
-        chunk && chunk.length > 0;
-        chunk = read(fd, 4096)
-      ) {
-        chunks.push(...chunk);
-      }
-      return decoder.decode(new Uint8Array(chunks));
-    } finally {
-      close(fd);
-    }
+    return readOwnerRecord(this.#path);
   }
 
   /** Records `id` as the owner: raw bytes, no newline, as Go writes it. */
@@ -307,7 +358,26 @@ export class OwnerLock {
   }
 }
 
-function sleep(
+/** The owner id recorded in the file at `path`, or `""` if none; needs no lock. */
+export function readOwnerRecord(path: string): string {
+  const fd = openFile(path, O_RDONLY);
+  try {
+    const chunks: number[] = [];
+    for (
+      let chunk = read(fd, 4096);
+      chunk && chunk.length > 0;
+      chunk = read(fd, 4096)
+    ) {
+      chunks.push(...chunk);
+    }
+    return decoder.decode(new Uint8Array(chunks));
+  } finally {
+    close(fd);
+  }
+}
+
+/** Resolves after `ms`; rejects with {@linkcode abortReason} for `what` if `signal` aborts first. */
+export function sleep(
   ms: number,
   signal: AbortSignal | undefined,
   what: string,

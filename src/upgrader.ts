@@ -3,14 +3,20 @@
  * state machine.
  *
  * ```
- * starting ──ready()──▶ owner ──successor connects──▶ handing-over ──ready──▶ upgraded
- *    │                    ▲                               │
- *    │                    └──── successor failed/died ────┘
- *    └──────────────── stop() from any state ──────────────────────▶ stopped
+ * starting ──ready()──▶ owner ──lock holder connects──▶ handing-over ──recorded──▶ upgraded
+ *    │                    ▲                                   │
+ *    │                    └── successor failed, died or left ─┘
+ *    └──────────────── stop() from any state ──────────────────────────▶ stopped
  * ```
  *
  * Every state change goes through one function that checks it against
  * {@linkcode TRANSITIONS}, the diagram as data.
+ *
+ * `handing-over` lasts from the successor's connection until it has
+ * recorded itself as owner in `<dir>/pid` ("recorded"), not merely until
+ * this process said it steps down: a successor that dies or gives up before
+ * recording leaves this process the owner, serving as before. So `upgraded`,
+ * `upgradeComplete` and `signal` all mean "a successor took over".
  *
  * @module
  */
@@ -33,8 +39,13 @@ import {
   connectOwner,
   controlSocketPath,
   listenControl,
+  type LockFile,
+  lockHolder,
   OwnerLock,
+  sleep,
 } from "./coordination.ts";
+import { handoverStanding, reclaimOwnership } from "./handover.ts";
+import { diesWithin, observe, type ProcessRef } from "./process_ref.ts";
 import { ControlConn } from "./control_conn.ts";
 import {
   PeerClosedError,
@@ -45,6 +56,7 @@ import {
   UpgradeInProgressError,
 } from "./errors.ts";
 import { DescriptorStore, type Fds } from "./fds.ts";
+import type { DescriptorMeta } from "./protocol.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import { emit, type LifecycleHooks } from "./lifecycle.ts";
 import { upgradeMarkerPath } from "./upgrade_marker.ts";
@@ -93,6 +105,23 @@ interface Predecessor {
   owner: string;
   /** Its pid, from the control connection's credentials. */
   pid: number;
+  /** Its process (`null` if it was dead already), to tell its death from a refusal. */
+  process: ProcessRef | null;
+}
+
+/** How long a peer that hung up gets to be seen dead in `/proc`. */
+const DEATH_GRACE_MS = 500;
+
+/** Whether `process` is dead or dies within {@linkcode DEATH_GRACE_MS}. */
+function hasDied(process: ProcessRef | null): Promise<boolean> {
+  return process === null
+    ? Promise.resolve(true)
+    : diesWithin(process, DEATH_GRACE_MS);
+}
+
+/** ` (pid N)`, for messages. */
+function pidOf(process: ProcessRef | null): string {
+  return process ? ` (pid ${process.pid})` : "";
 }
 
 /** Options of {@linkcode Upgrader.create}. */
@@ -183,7 +212,11 @@ export class Upgrader implements AsyncDisposable {
   readonly #upgradeTimeout: number;
   readonly #controlFd: number;
   #lock: OwnerLock | undefined;
+  /** Where the lock lives, if `/proc/locks` shows it; set once it was first taken. */
+  #lockFile: LockFile | undefined;
   #predecessor: Predecessor | undefined;
+  /** The successor this process stepped down for, until it records itself as owner or goes away. */
+  #steppingDownFor: ProcessRef | undefined;
   #ready: Promise<void> | undefined;
   readonly #stopping = new AbortController();
   readonly #upgraded = new AbortController();
@@ -333,7 +366,15 @@ export class Upgrader implements AsyncDisposable {
   }
 
   async #join(signal?: AbortSignal): Promise<void> {
-    this.#lock = await OwnerLock.acquire(this.dir, signal);
+    this.#lock = await OwnerLock.acquire(this.dir, signal, this.#logger);
+    this.#lockFile = this.#lock.file;
+    if (lockHolder(this.#lockFile) !== getpid()) {
+      this.#lockFile = undefined;
+      this.#logger.warn(
+        `tableroll: /proc/locks does not show the lock on ${this.dir}/pid; ` +
+          "any process of this user that connects will be handed the descriptors",
+      );
+    }
     const owner = this.#lock.readOwner();
     if (owner === "" || owner === this.id) {
       this.#logger.debug(`tableroll: no predecessor in ${this.dir}`);
@@ -341,84 +382,109 @@ export class Upgrader implements AsyncDisposable {
     }
     const path = controlSocketPath(this.dir, owner);
     checkOwnFile(path, "socket");
-    const fd = connectOwner(path);
+    // An owner that stalls mid-transfer must not hold this process forever.
+    const transfer = AbortSignal.any([
+      AbortSignal.timeout(this.#upgradeTimeout),
+      ...(signal ? [signal] : []),
+    ]);
+    const fd = await connectOwner(path, transfer);
     if (fd === null) {
       this.#logger.warn(
         `tableroll: owner ${owner} is gone; starting without a predecessor`,
       );
       return;
     }
+    let pid: number;
+    let process: ProcessRef | null;
     try {
-      checkOwnerPeer(fd, path);
+      pid = checkOwnerPeer(fd, path).pid;
+      process = observe(pid);
     } catch (err) {
       close(fd);
       throw err;
     }
     const conn = new ControlConn(fd);
-    // An owner that stalls mid-transfer must not hold this process forever.
-    const transfer = AbortSignal.any([
-      AbortSignal.timeout(this.#upgradeTimeout),
-      ...(signal ? [signal] : []),
-    ]);
+    const predecessor = { conn, version: 0, owner, pid, process };
     try {
-      const version = await this.#receive(conn, owner, transfer);
-      this.#predecessor = {
-        conn,
-        version,
-        owner,
-        pid: peerCredentials(fd).pid,
-      };
+      const version = await this.#receive(predecessor, transfer);
+      if (version === null) conn.close();
+      else this.#predecessor = { ...predecessor, version };
     } catch (err) {
       conn.close();
       throw err;
     }
   }
 
+  /**
+   * Receives the predecessor's descriptors into the store and returns its
+   * protocol version; `null` if it died on the way, in which case the store
+   * keeps what arrived and this process goes on without a predecessor.
+   */
   async #receive(
-    conn: ControlConn,
-    owner: string,
-    signal?: AbortSignal,
-  ): Promise<number> {
+    { conn, owner, process }: Predecessor,
+    signal: AbortSignal,
+  ): Promise<number | null> {
     const what = `receiving descriptors from ${owner}`;
+    let entries: DescriptorMeta[] = [];
+    let version = 0;
+    const fds: number[] = [];
     try {
-      const { version, entries } = decodeMetadata(await conn.readBlob(signal));
+      ({ version, entries } = decodeMetadata(await conn.readBlob(signal)));
       if (version > PROTOCOL_VERSION) {
         throw new ProtocolError(
           `owner ${owner} speaks protocol version ${version}; this library speaks ${PROTOCOL_VERSION}`,
         );
       }
-      const fds: number[] = [];
-      try {
-        while (fds.length < entries.length) {
-          const message = await conn.readFdMessage(
-            MAX_FD_MESSAGE_BYTES,
-            entries.length - fds.length,
-            signal,
+      while (fds.length < entries.length) {
+        const message = await conn.readFdMessage(
+          MAX_FD_MESSAGE_BYTES,
+          entries.length - fds.length,
+          signal,
+        );
+        if (message.fds.length === 0) {
+          throw new ProtocolError(
+            `owner ${owner} sent a descriptor message without a descriptor`,
           );
-          if (message.fds.length === 0) {
-            throw new ProtocolError(
-              `owner ${owner} sent a descriptor message without a descriptor`,
-            );
-          }
-          fds.push(...message.fds);
         }
-        this.#store.inherit(entries, fds);
-      } catch (err) {
-        fds.forEach(close);
-        throw err;
+        fds.push(...message.fds);
       }
-      this.#logger.info(
-        `tableroll: inherited ${entries.length} descriptors from ${owner}`,
-      );
-      return version;
     } catch (err) {
+      if (err instanceof PeerClosedError && await hasDied(process)) {
+        this.#inherit(entries.slice(0, fds.length), fds);
+        this.#logger.warn(
+          `tableroll: owner ${owner}${
+            pidOf(process)
+          } died while handing over; starting with the ${fds.length} of ` +
+            `${entries.length} descriptors it sent, the others are created anew`,
+        );
+        return null;
+      }
+      fds.forEach(close);
       if (err instanceof PeerClosedError) {
         throw new PeerClosedError(
-          `owner ${owner} closed the connection while ${what}: it is handing over to another process or stopping; retry later`,
+          `owner ${owner}${
+            pidOf(process)
+          } closed the connection while ${what}: it is stopping, or has just ` +
+            "handed over to another process; retry later",
           { cause: err },
         );
       }
-      throw signal?.aborted ? abortReason(signal, what) : err;
+      throw signal.aborted ? abortReason(signal, what) : err;
+    }
+    this.#inherit(entries, fds);
+    this.#logger.info(
+      `tableroll: inherited ${entries.length} descriptors from ${owner}`,
+    );
+    return version;
+  }
+
+  /** Stores inherited descriptors; if that fails, they are closed. */
+  #inherit(entries: readonly DescriptorMeta[], fds: readonly number[]): void {
+    try {
+      this.#store.inherit(entries, fds);
+    } catch (err) {
+      fds.forEach(close);
+      throw err;
     }
   }
 
@@ -458,7 +524,7 @@ export class Upgrader implements AsyncDisposable {
   }
 
   async #askToStepDown(
-    { conn, version, owner }: Predecessor,
+    { conn, version, owner, process }: Predecessor,
   ): Promise<void> {
     const signal = AbortSignal.any([
       this.#stopping.signal,
@@ -477,9 +543,11 @@ export class Upgrader implements AsyncDisposable {
         throw abortReason(signal, "waiting for the owner to step down");
       }
       if (!(err instanceof PeerClosedError)) throw err;
-      if (this.#ownerIsAlive(owner)) {
+      if (!await hasDied(process)) {
         throw new PeerClosedError(
-          `owner ${owner} closed the connection instead of stepping down: its upgrade ` +
+          `owner ${owner}${
+            pidOf(process)
+          } closed the connection instead of stepping down: its upgrade ` +
             "timeout ran out before ready() or it is stopping; it stays the owner, so exit and start again",
           { cause: err },
         );
@@ -487,16 +555,11 @@ export class Upgrader implements AsyncDisposable {
       // The owner died after handing over: this process holds its sockets
       // and the lock, so it takes over instead of leaving nobody serving.
       this.#logger.warn(
-        `tableroll: owner ${owner} died before stepping down; taking over`,
+        `tableroll: owner ${owner}${
+          pidOf(process)
+        } died before stepping down; taking over`,
       );
     }
-  }
-
-  #ownerIsAlive(owner: string): boolean {
-    const fd = connectOwner(controlSocketPath(this.dir, owner));
-    if (fd === null) return false;
-    close(fd);
-    return true;
   }
 
   async #acceptSuccessors(): Promise<void> {
@@ -538,29 +601,66 @@ export class Upgrader implements AsyncDisposable {
   }
 
   #onSuccessor(fd: number): void {
+    let pid: number | null;
+    try {
+      pid = this.#admit(fd);
+    } catch (err) {
+      this.#logger.error(
+        `tableroll: refused a connection whose credentials cannot be read: ${
+          (err as Error).message
+        }`,
+      );
+      pid = null;
+    }
+    const successor = pid === null ? null : observe(pid);
+    if (successor === null) {
+      close(fd);
+      return;
+    }
+    this.#moveTo("handing-over");
+    this.#logger.info(`tableroll: handing over to pid ${pid}`);
+    this.#emit("handingOver", successor.pid);
+    const conn = new ControlConn(fd);
+    this.#handOver(conn, successor);
+  }
+
+  /**
+   * Whether the process behind the control connection `fd` may take over:
+   * this process must be the owner, and the peer must run as the same user
+   * and hold the lock, as a successor does from before it connects until it
+   * is the owner. Returns its pid, or `null` after logging why not.
+   */
+  #admit(fd: number): number | null {
+    if (this.#state !== "owner") {
+      this.#settleHandover();
+    }
     if (this.#state !== "owner") {
       this.#logger.debug(
         `tableroll: refused a connection in state ${this.#state}`,
       );
-      close(fd);
-      return;
+      return null;
     }
     const { uid, pid } = peerCredentials(fd);
     if (uid !== getuid()) {
       this.#logger.warn(
         `tableroll: refused pid ${pid} of uid ${uid}: only the same user may take over`,
       );
-      close(fd);
-      return;
+      return null;
     }
-    this.#moveTo("handing-over");
-    this.#logger.info(`tableroll: handing over to pid ${pid}`);
-    this.#emit("handingOver", pid);
-    const conn = new ControlConn(fd);
-    this.#handOver(conn, pid).finally(() => conn.close());
+    const holder = this.#lockFile && lockHolder(this.#lockFile);
+    if (holder !== undefined && holder !== pid) {
+      this.#logger.warn(
+        `tableroll: refused pid ${pid}: only the process holding the lock on ${this.dir}/pid may take over, and ${
+          holder === null ? "nobody holds it" : `pid ${holder} does`
+        }`,
+      );
+      return null;
+    }
+    return pid;
   }
 
-  async #handOver(conn: ControlConn, pid: number): Promise<void> {
+  async #handOver(conn: ControlConn, successor: ProcessRef): Promise<void> {
+    const pid = successor.pid;
     const signal = AbortSignal.any([
       this.#stopping.signal,
       AbortSignal.timeout(this.#upgradeTimeout),
@@ -589,11 +689,8 @@ export class Upgrader implements AsyncDisposable {
           `successor sent 0x${first.toString(16)} instead of the ready byte`,
         );
       }
-      this.#moveTo("upgraded");
-      this.#logger.info(`tableroll: pid ${pid} took over; draining`);
-      this.#emit("handedOver", pid);
-      this.#upgraded.abort(new UpgradeCompletedError("serve new work"));
     } catch (err) {
+      conn.close();
       if (this.#state !== "handing-over") return; // stopped meanwhile
       this.#moveTo("owner");
       const reason = signal.aborted
@@ -605,7 +702,57 @@ export class Upgrader implements AsyncDisposable {
         }`,
       );
       this.#emit("handoverFailed", pid, reason);
+      return;
     }
+    conn.close();
+    this.#logger.info(
+      `tableroll: stepped down for pid ${pid}; waiting for it to record itself as owner`,
+    );
+    this.#steppingDownFor = successor;
+    for (
+      let delay = 1;
+      !this.#settleHandover();
+      delay = Math.min(delay * 2, 50)
+    ) {
+      try {
+        await sleep(delay, this.#stopping.signal, "stepping down");
+      } catch {
+        return; // stopped
+      }
+    }
+  }
+
+  /**
+   * After stepping down: checks whether the successor has recorded itself
+   * as owner (the handover is complete: this process is `upgraded`) or went
+   * away before that (this process is the owner again). Returns whether it
+   * is settled.
+   */
+  #settleHandover(): boolean {
+    const successor = this.#steppingDownFor;
+    if (successor === undefined || this.#state !== "handing-over") return true;
+    const standing = this.#lockFile
+      ? handoverStanding(this.dir, this.id, this.#lockFile, successor)
+      : "complete"; // without /proc/locks, stepping down is all one can know
+    if (standing === "pending") return false;
+    if (standing === "abandoned" && !reclaimOwnership(this.dir, this.id)) {
+      return false; // the lock is busy; look again shortly
+    }
+    this.#steppingDownFor = undefined;
+    if (standing === "abandoned") {
+      this.#moveTo("owner");
+      const reason = new PeerClosedError(
+        `pid ${successor.pid} went away before recording itself as owner; ${this.id} is the owner again and keeps serving`,
+      );
+      this.#logger.warn(`tableroll: ${reason.message}`);
+      this.#emit("handoverFailed", successor.pid, reason);
+      return true;
+    }
+    this.#moveTo("upgraded");
+    this.#logger.info(`tableroll: pid ${successor.pid} took over; draining`);
+    this.#emit("handedOver", successor.pid);
+    this.#upgraded.abort(new UpgradeCompletedError("serve new work"));
+    return true;
   }
 
   #emit<E extends keyof LifecycleHooks>(

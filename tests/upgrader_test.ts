@@ -61,11 +61,31 @@ const bytes = (...parts: (string | number[] | Uint8Array)[]) =>
     ),
   );
 
-/** Connects to `<dir>/<id>.sock` the way a successor does. */
-function dialOwner(dir: string, id: string): ControlConn {
+/** A control connection that holds the lock on `<dir>/pid` until it is closed. */
+class LockedConn extends ControlConn {
+  readonly #lockFd: number;
+
+  constructor(fd: number, lockFd: number) {
+    super(fd);
+    this.#lockFd = lockFd;
+  }
+
+  override close(): void {
+    super.close();
+    close(this.#lockFd);
+  }
+}
+
+/**
+ * Connects to `<dir>/<id>.sock` the way a successor does: holding the lock
+ * on `<dir>/pid`, unless `locked` is false.
+ */
+function dialOwner(dir: string, id: string, locked = true): ControlConn {
+  const lockFd = locked ? openFile(`${dir}/pid`, O_RDWR) : -1;
+  if (locked) assert(flock(lockFd, "exclusive", { nonblocking: true }));
   const fd = openSocket("unix", "stream");
   connect(fd, { family: "unix", path: `${dir}/${id}.sock` });
-  return new ControlConn(fd);
+  return locked ? new LockedConn(fd, lockFd) : new ControlConn(fd);
 }
 
 /** Plays a Go owner: records `id` in the pid file and accepts one successor on `<dir>/<id>.sock`. */
@@ -148,6 +168,11 @@ test("upgrader: as owner it sends the Go bytes, one descriptor per message, and 
 
     await peer.writeAll(encodeReady());
     assertEquals(await peer.readExact(28), encodeSteppingDown());
+    // Complete only once the successor has recorded itself as owner.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assertEquals(owner.state, "handing-over");
+    writeFileSync(`${dir}/pid`, "new");
+    peer.close(); // releases the lock
     await owner.upgradeComplete;
     assertEquals([owner.state, owner.signal.aborted], ["upgraded", true]);
     assert(owner.signal.reason instanceof UpgradeCompletedError);
@@ -155,7 +180,6 @@ test("upgrader: as owner it sends the Go bytes, one descriptor per message, and 
 
     await owner.stop();
     assertThrows(() => owner.fds.listen("web", { port: 0 }), StoppedError);
-    peer.close();
     close(fds[0]);
   });
 });
@@ -260,6 +284,8 @@ test("upgrader: the owner's upgrade timeout interrupts a successor that never ge
       "the owner dropped the successor within its timeout",
     );
     assertEquals(owner.state, "owner");
+    peer.close();
+    fds.forEach(close);
 
     const successor = await Upgrader.create(dir, { id: "new" });
     successor.fds.claim("web");
@@ -267,8 +293,6 @@ test("upgrader: the owner's upgrade timeout interrupts a successor that never ge
     await owner.upgradeComplete;
     assertEquals([owner.state, successor.state], ["upgraded", "owner"]);
     await Promise.all([owner.stop(), successor.stop()]);
-    peer.close();
-    fds.forEach(close);
   });
 });
 
@@ -299,13 +323,54 @@ test("upgrader: garbage and a wrong version leave the owner serving, with no des
   });
 });
 
+test("upgrader: a client that does not hold the lock gets nothing and cannot make the owner step down", async () => {
+  await withDir(async (dir) => {
+    const { owner } = await webOwner(dir);
+    const before = listFds().length;
+    const intruder = dialOwner(dir, "old", false);
+    await intruder.writeAll(new Uint8Array([0x2a])); // the legacy ready byte
+    await assertRejects(intruder.readBlob(), PeerClosedError);
+    intruder.close();
+    assertEquals(owner.state, "owner");
+    await waitFor(() => listFds().length === before);
+    assertEquals(listFds().length, before);
+    const successor = await Upgrader.create(dir, { id: "new" });
+    successor.fds.claim("web");
+    await successor.ready();
+    await owner.upgradeComplete;
+    await Promise.all([owner.stop(), successor.stop()]);
+  });
+});
+
+test("upgrader: a successor that leaves after 'stepping down' without recording itself leaves the owner in charge", async () => {
+  await withDir(async (dir) => {
+    const { owner, web } = await webOwner(dir);
+    const { peer, fds } = await receiveWeb(dir);
+    await peer.writeAll(encodeReady());
+    assertEquals(await peer.readExact(28), encodeSteppingDown());
+    peer.close(); // releases the lock; <dir>/pid still names "old"
+    fds.forEach(close);
+    await waitFor(() => owner.state === "owner");
+    assertEquals(standing(owner, dir), ["owner", "old", true]);
+    assertEquals(owner.signal.aborted, false);
+    // It serves and hands over as before.
+    assertEquals(owner.fds.get("web")?.fd, web.fd);
+    const successor = await Upgrader.create(dir, { id: "new" });
+    successor.fds.claim("web");
+    await successor.ready();
+    await owner.upgradeComplete;
+    assertEquals(standing(successor, dir), ["owner", "new", true]);
+    await Promise.all([owner.stop(), successor.stop()]);
+  });
+});
+
 test("upgrader: a connection while a handover is under way is closed at once", async () => {
   await withDir(async (dir) => {
     const owner = await Upgrader.create(dir, { id: "old" });
     await owner.ready();
     const first = dialOwner(dir, "old");
     await first.readBlob();
-    const second = dialOwner(dir, "old");
+    const second = dialOwner(dir, "old", false);
     await assertRejects(second.readExact(1), PeerClosedError);
     await owner.stop();
     await assertRejects(first.readExact(1), PeerClosedError);
@@ -600,28 +665,6 @@ test("upgrader: an owner that stalls mid-transfer fails create() after the upgra
     assertEquals(lockIsFree(dir), true);
     (await stalled).close();
     go.close();
-  });
-});
-
-test("upgrader: an owner that dies before stepping down leaves its sockets to the successor", async () => {
-  await withDir(async (dir) => {
-    const go = goOwner(dir, "go");
-    const listener = tcpListener();
-    const handedOver = go.successor.then(async ({ conn }) => {
-      await conn.writeAll(
-        frame(bytes([0x09, 0x20], '[{"kind":"listener","id":"web"}]\n')),
-      );
-      await conn.sendFd(encoder.encode("listener(web)"), listener);
-      return conn;
-    });
-    const upgrader = await Upgrader.create(dir, { id: "ts" });
-    upgrader.fds.claim("web");
-    go.close(); // the owner dies: its control socket stops accepting
-    (await handedOver).close();
-    await upgrader.ready();
-    assertEquals(standing(upgrader, dir), ["owner", "ts", true]);
-    await upgrader.stop();
-    close(listener);
   });
 });
 
