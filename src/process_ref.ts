@@ -15,8 +15,13 @@ export interface ProcessRef {
   startTime: bigint;
 }
 
-/** Names the running process `pid`; `null` if it is already dead. */
+/**
+ * Names the running process `pid`; `null` if it is already dead. A pid of 0
+ * (`SO_PEERCRED` of a process in a pid namespace this one cannot see) names
+ * a process that is always taken to be alive: nothing about it can be known.
+ */
 export function observe(pid: number): ProcessRef | null {
+  if (pid <= 0) return { pid: 0, startTime: 0n };
   const stat = processStat(pid);
   if (stat === null || isDead(stat.state)) return null;
   return { pid, startTime: stat.startTime };
@@ -24,6 +29,7 @@ export function observe(pid: number): ProcessRef | null {
 
 /** Whether `process` still runs (a zombie, or a new process with its pid, does not count). */
 export function isAlive(process: ProcessRef): boolean {
+  if (process.pid <= 0) return true;
   const stat = processStat(process.pid);
   return stat !== null && !isDead(stat.state) &&
     stat.startTime === process.startTime;
