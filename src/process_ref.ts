@@ -1,19 +1,32 @@
 /**
- * One process, named for good: its pid plus its start time, so that a pid
- * reused by a new process is not mistaken for the one that died. Liveness is
- * judged from `/proc`, never by talking to the process.
+ * One process, named for good: a pidfd where the kernel has `pidfd_open`
+ * (Linux 5.3), else its pid plus its start time, so that a pid reused by a
+ * new process is not mistaken for the one that died. Liveness is judged by
+ * the kernel, never by talking to the process.
  *
  * @module
  */
-import { processStat } from "../ffi/mod.ts";
+import {
+  close,
+  pidfdOpen,
+  POLLIN,
+  processStat,
+  readyNow,
+  UnsupportedSyscallError,
+  waitReadable,
+} from "../ffi/mod.ts";
 
-/** A process observed alive once. */
+/** A process observed alive once; {@linkcode forget} it when done. */
 export interface ProcessRef {
   /** Its pid. */
   pid: number;
   /** Its start time in clock ticks since boot. */
   startTime: bigint;
+  /** A pidfd for it, readable once it has exited; absent without `pidfd_open`. */
+  pidfd?: number;
 }
+
+let pidfdsWork = true;
 
 /**
  * Names the running process `pid`; `null` if it is already dead. A pid of 0
@@ -24,12 +37,26 @@ export function observe(pid: number): ProcessRef | null {
   if (pid <= 0) return { pid: 0, startTime: 0n };
   const stat = processStat(pid);
   if (stat === null || isDead(stat.state)) return null;
-  return { pid, startTime: stat.startTime };
+  const process: ProcessRef = { pid, startTime: stat.startTime };
+  if (pidfdsWork) {
+    try {
+      process.pidfd = pidfdOpen(pid);
+    } catch (err) {
+      if (err instanceof UnsupportedSyscallError) pidfdsWork = false;
+      else if ((err as { code?: string }).code === "ESRCH") return null;
+      else throw err;
+    }
+  }
+  // The pid may have been reused between the two looks: check it again.
+  return isAlive(process) ? process : (forget(process), null);
 }
 
 /** Whether `process` still runs (a zombie, or a new process with its pid, does not count). */
 export function isAlive(process: ProcessRef): boolean {
   if (process.pid <= 0) return true;
+  if (process.pidfd !== undefined && readyNow(process.pidfd, POLLIN) !== 0) {
+    return false;
+  }
   const stat = processStat(process.pid);
   return stat !== null && !isDead(stat.state) &&
     stat.startTime === process.startTime;
@@ -41,16 +68,31 @@ function isDead(state: string): boolean {
 
 /**
  * Resolves `true` once `process` has died, `false` if it still runs after
- * `ms`. A process killed closes its sockets a moment before it is gone from
- * `/proc`, so a peer that hung up is given this long to finish dying.
+ * `ms`. A process killed closes its sockets a moment before it is gone, so a
+ * peer that hung up is given this long to finish dying.
  */
 export async function diesWithin(
   process: ProcessRef,
   ms: number,
 ): Promise<boolean> {
+  if (process.pidfd !== undefined) {
+    try {
+      await waitReadable(process.pidfd, { signal: AbortSignal.timeout(ms) });
+    } catch {
+      return !isAlive(process);
+    }
+    return true;
+  }
   for (const end = Date.now() + ms; isAlive(process);) {
     if (Date.now() >= end) return false;
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
   return true;
+}
+
+/** Releases what names `process` (its pidfd). Idempotent. */
+export function forget(process: ProcessRef | null | undefined): void {
+  if (process?.pidfd === undefined) return;
+  close(process.pidfd);
+  process.pidfd = undefined;
 }

@@ -45,7 +45,7 @@ import {
   sleep,
 } from "./coordination.ts";
 import { handoverStanding, reclaimOwnership } from "./handover.ts";
-import { diesWithin, observe, type ProcessRef } from "./process_ref.ts";
+import { diesWithin, forget, observe, type ProcessRef } from "./process_ref.ts";
 import { ControlConn } from "./control_conn.ts";
 import {
   PeerClosedError,
@@ -327,8 +327,8 @@ export class Upgrader implements AsyncDisposable {
       this.#state === "handing-over";
     this.#moveTo("stopped");
     this.#stopping.abort(new StoppedError("continue"));
-    this.#predecessor?.conn.close();
-    this.#predecessor = undefined;
+    this.#releasePredecessor();
+    forget(this.#steppingDownFor);
     this.#lock?.release();
     close(this.#controlFd);
     unlink(controlSocketPath(this.dir, this.id));
@@ -407,12 +407,24 @@ export class Upgrader implements AsyncDisposable {
     const predecessor = { conn, version: 0, owner, pid, process };
     try {
       const version = await this.#receive(predecessor, transfer);
-      if (version === null) conn.close();
-      else this.#predecessor = { ...predecessor, version };
+      if (version !== null) {
+        this.#predecessor = { ...predecessor, version };
+        return;
+      }
     } catch (err) {
       conn.close();
+      forget(process);
       throw err;
     }
+    conn.close();
+    forget(process);
+  }
+
+  /** Closes the connection to the predecessor and lets go of its process. */
+  #releasePredecessor(): void {
+    this.#predecessor?.conn.close();
+    forget(this.#predecessor?.process);
+    this.#predecessor = undefined;
   }
 
   /**
@@ -512,8 +524,7 @@ export class Upgrader implements AsyncDisposable {
       await this.stop();
       throw err;
     } finally {
-      this.#predecessor?.conn.close();
-      this.#predecessor = undefined;
+      this.#releasePredecessor();
       this.#lock?.release();
       this.#lock = undefined;
     }
@@ -691,6 +702,7 @@ export class Upgrader implements AsyncDisposable {
       }
     } catch (err) {
       conn.close();
+      forget(successor);
       if (this.#state !== "handing-over") return; // stopped meanwhile
       this.#moveTo("owner");
       const reason = signal.aborted
@@ -739,6 +751,7 @@ export class Upgrader implements AsyncDisposable {
       return false; // the lock is busy; look again shortly
     }
     this.#steppingDownFor = undefined;
+    forget(successor);
     if (standing === "abandoned") {
       this.#moveTo("owner");
       const reason = new PeerClosedError(
