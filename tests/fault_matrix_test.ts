@@ -16,6 +16,7 @@
  * runtime runs together cover Deno→Deno, Bun→Bun, Deno→Bun and Bun→Deno.
  */
 import { join } from "node:path";
+import process from "node:process";
 import { runtime, test } from "./support/harness.ts";
 import { assert, assertEquals } from "./support/assert.ts";
 import { freePort } from "../testing/rolling.ts";
@@ -29,6 +30,10 @@ import {
 import { describeFault, type Fault, injectFault } from "./fixtures/faults.ts";
 
 type Runtime = "deno" | "bun";
+
+// Deno's update check opens a socket at a time of its own, which the
+// descriptor counts below would take for a leak.
+process.env.DENO_NO_UPDATE_CHECK = "1";
 
 /** One cell of the matrix. */
 interface Case {
@@ -210,10 +215,17 @@ async function runCase(
     if (c.says) await survivor.log("\\w+", c.says);
     await assertOwner(place, survivor, port);
     assert(lockIsFree(place), "the lock is free");
-    const held = (await survivor.fds()).fds;
     const expected = survivor === owner
       ? ownerFds
       : baseline[runtime as Runtime];
+    // A leak stays; a runtime's own short-lived descriptor goes again.
+    let held = (await survivor.fds()).fds;
+    for (
+      const end = Date.now() + 2000;
+      held !== expected && Date.now() < end;
+    ) {
+      held = (await survivor.fds()).fds;
+    }
     assertEquals(held, expected, `descriptors of the ${c.survivor}`);
   });
 }
