@@ -54,6 +54,19 @@ export {
   type UpgraderOptions,
   type UpgraderState,
 } from "./src/upgrader.ts";
+export type {
+  DrainFinishedEvent,
+  DrainStartedEvent,
+  EventBase,
+  HandoverFailedEvent,
+  HandoverStartedEvent,
+  InheritedEvent,
+  ReadyEvent,
+  StoppedEvent,
+  UpgradedEvent,
+  UpgraderEvent,
+  UpgraderEventListener,
+} from "./src/events.ts";
 export {
   type Descriptor,
   type Fds,

@@ -14,6 +14,12 @@
  * @module
  */
 
+import {
+  type EventInput,
+  type EventReporter,
+  reporterOf,
+} from "../src/events.ts";
+
 /** Timing of the drain. */
 export interface DrainOptions {
   /**
@@ -38,6 +44,8 @@ export interface DrainTarget {
   close(): Promise<void>;
   /** Cuts what is still open at the deadline. */
   forceClose(): void;
+  /** Connections open now, when the runtime can tell. */
+  openConnections?(): number;
 }
 
 /** A WebSocket the drain closes at the deadline. */
@@ -75,9 +83,20 @@ export class Drain {
   #sockets = new Set<ClosableWebSocket>();
   #noSockets?: PromiseWithResolvers<void>;
   #done = Promise.withResolvers<void>();
+  #events: { reporter: EventReporter; name: string } | undefined;
 
-  /** `target` acts on the server; `options` set the timing. */
-  constructor(target: DrainTarget, options: DrainOptions = {}) {
+  /**
+   * `target` acts on the server; `options` set the timing; the drain is
+   * reported as `drain-started` and `drain-finished` events of `upgrader`
+   * (the listener `name`).
+   */
+  constructor(
+    target: DrainTarget,
+    options: DrainOptions = {},
+    reportTo?: { upgrader: object; name: string },
+  ) {
+    const reporter = reportTo && reporterOf(reportTo.upgrader);
+    this.#events = reporter && { reporter, name: reportTo!.name };
     this.#target = target;
     this.#grace = Math.max(options.drainGracePeriod ?? 1000, SETTLE_MS);
     this.#deadline = options.drainDeadline ?? 30_000;
@@ -99,6 +118,11 @@ export class Drain {
   start(): void {
     if (this.#draining) return;
     this.#draining = true;
+    const started = performance.now();
+    this.#report(
+      { type: "drain-started", name: "", connections: this.#open() },
+      "draining",
+    );
     const deadline = setTimeout(() => this.#cut(), this.#deadline);
     const failures: unknown[] = [];
     try {
@@ -112,7 +136,31 @@ export class Drain {
         if (failures.length > 0) throw failures[0];
       })
       .then(() => this.#done.resolve(), this.#done.reject)
-      .finally(() => clearTimeout(deadline));
+      .finally(() => {
+        clearTimeout(deadline);
+        this.#report({
+          type: "drain-finished",
+          name: "",
+          connections: this.#open(),
+          durationMs: performance.now() - started,
+        }, "drained");
+      });
+  }
+
+  #open(): number | null {
+    return this.#target.openConnections?.() ?? null;
+  }
+
+  #report(
+    event: Extract<EventInput, { name: string }>,
+    message: string,
+  ): void {
+    if (!this.#events) return;
+    const { reporter, name } = this.#events;
+    const connections = event.connections === null
+      ? ""
+      : ` (${event.connections} connections open)`;
+    reporter.emit({ ...event, name }, `${message} ${name}${connections}`);
   }
 
   /** Resolves `finished` once the server stopped on its own (no drain needed). */

@@ -58,6 +58,12 @@ import {
 import { DescriptorStore, type Fds } from "./fds.ts";
 import type { DescriptorMeta } from "./protocol.ts";
 import { type Logger, silentLogger } from "./logger.ts";
+import {
+  type EventInput,
+  EventReporter,
+  registerReporter,
+  type UpgraderEventListener,
+} from "./events.ts";
 import { emit, type LifecycleHooks } from "./lifecycle.ts";
 import { upgradeMarkerPath } from "./upgrade_marker.ts";
 import { notificationHooks, SystemdNotifier } from "./notify.ts";
@@ -136,8 +142,18 @@ export interface UpgraderOptions {
    * `ready()` exchange and the transfer from the predecessor. Default 60 000.
    */
   upgradeTimeout?: number;
-  /** Where to report progress: `console`, an `@std/log` logger… Default: silent. */
+  /**
+   * Where to report progress: `console`, an `@std/log` logger… Each
+   * event below is also logged as a message and a data object. Default:
+   * silent.
+   */
   logger?: Logger;
+  /**
+   * Called with each {@linkcode UpgraderEvent}, synchronously, from inside
+   * `create()` on (`inherited` happens there): for metrics and audit logs.
+   * What it throws is logged, never raised.
+   */
+  onEvent?: UpgraderEventListener;
   /**
    * Notify the service manager over `$NOTIFY_SOCKET` (`sd_notify(3)`):
    * `MAINPID` and `READY=1` on becoming the owner, `RELOADING=1` when
@@ -209,6 +225,11 @@ export class Upgrader implements AsyncDisposable {
 
   #state: UpgraderState = "starting";
   readonly #logger: Logger;
+  readonly #events: EventReporter;
+  /** When `create()` began, for the `ready` event's duration. */
+  readonly #createdAt = performance.now();
+  /** When the current handover began. */
+  #handoverStartedAt = 0;
   readonly #upgradeTimeout: number;
   readonly #controlFd: number;
   #lock: OwnerLock | undefined;
@@ -234,6 +255,8 @@ export class Upgrader implements AsyncDisposable {
     this.id = id;
     this.#controlFd = controlFd;
     this.#logger = options.logger ?? silentLogger;
+    this.#events = new EventReporter(id, this.#logger, options.onEvent);
+    registerReporter(this, this.#events);
     this.#upgradeTimeout = options.upgradeTimeout ?? 60_000;
     this.#store = new DescriptorStore((action) => this.#checkMutable(action));
     this.fds = this.#store;
@@ -323,9 +346,9 @@ export class Upgrader implements AsyncDisposable {
    */
   stop(): Promise<void> {
     if (this.#state === "stopped") return Promise.resolve();
-    const wasOwner = this.#state === "owner" ||
-      this.#state === "handing-over";
-    this.#moveTo("stopped");
+    const from = this.#state;
+    const wasOwner = from === "owner" || from === "handing-over";
+    this.#moveTo("stopped", { type: "stopped", from }, `${this.id} stopped`);
     this.#stopping.abort(new StoppedError("continue"));
     this.#releasePredecessor();
     forget(this.#steppingDownFor);
@@ -437,6 +460,7 @@ export class Upgrader implements AsyncDisposable {
     signal: AbortSignal,
   ): Promise<number | null> {
     const what = `receiving descriptors from ${owner}`;
+    const started = performance.now();
     let entries: DescriptorMeta[] = [];
     let version = 0;
     const fds: number[] = [];
@@ -484,9 +508,12 @@ export class Upgrader implements AsyncDisposable {
       throw signal.aborted ? abortReason(signal, what) : err;
     }
     this.#inherit(entries, fds);
-    this.#logger.info(
-      `tableroll: inherited ${entries.length} descriptors from ${owner}`,
-    );
+    this.#events.emit({
+      type: "inherited",
+      from: owner,
+      count: entries.length,
+      durationMs: performance.now() - started,
+    }, `inherited ${entries.length} descriptors from ${owner}`);
     return version;
   }
 
@@ -528,8 +555,11 @@ export class Upgrader implements AsyncDisposable {
       this.#lock?.release();
       this.#lock = undefined;
     }
-    this.#moveTo("owner");
-    this.#logger.info(`tableroll: ${this.id} owns ${this.dir}`);
+    this.#moveTo("owner", {
+      type: "ready",
+      predecessor: predecessor?.owner ?? null,
+      durationMs: performance.now() - this.#createdAt,
+    }, `${this.id} owns ${this.dir}`);
     this.#emit("becameOwner");
     this.#acceptSuccessors();
   }
@@ -628,8 +658,12 @@ export class Upgrader implements AsyncDisposable {
       close(fd);
       return;
     }
-    this.#moveTo("handing-over");
-    this.#logger.info(`tableroll: handing over to pid ${pid}`);
+    this.#handoverStartedAt = performance.now();
+    this.#moveTo(
+      "handing-over",
+      { type: "handover-started", successorPid: successor.pid },
+      `handing over to pid ${pid}`,
+    );
     this.#emit("handingOver", successor.pid);
     const conn = new ControlConn(fd);
     this.#handOver(conn, successor);
@@ -704,14 +738,13 @@ export class Upgrader implements AsyncDisposable {
       conn.close();
       forget(successor);
       if (this.#state !== "handing-over") return; // stopped meanwhile
-      this.#moveTo("owner");
       const reason = signal.aborted
         ? abortReason(signal, `waiting for pid ${pid} to be ready`)
         : err;
-      this.#logger.warn(
-        `tableroll: handover to pid ${pid} failed, still the owner: ${
-          (reason as Error).message ?? reason
-        }`,
+      this.#handoverFailed(
+        pid,
+        reason,
+        `handover to pid ${pid} failed, still the owner`,
       );
       this.#emit("handoverFailed", pid, reason);
       return;
@@ -753,16 +786,18 @@ export class Upgrader implements AsyncDisposable {
     this.#steppingDownFor = undefined;
     forget(successor);
     if (standing === "abandoned") {
-      this.#moveTo("owner");
       const reason = new PeerClosedError(
         `pid ${successor.pid} went away before recording itself as owner; ${this.id} is the owner again and keeps serving`,
       );
-      this.#logger.warn(`tableroll: ${reason.message}`);
+      this.#handoverFailed(successor.pid, reason, "handover failed");
       this.#emit("handoverFailed", successor.pid, reason);
       return true;
     }
-    this.#moveTo("upgraded");
-    this.#logger.info(`tableroll: pid ${successor.pid} took over; draining`);
+    this.#moveTo("upgraded", {
+      type: "upgraded",
+      successorPid: successor.pid,
+      durationMs: performance.now() - this.#handoverStartedAt,
+    }, `pid ${successor.pid} took over; draining`);
     this.#emit("handedOver", successor.pid);
     this.#upgraded.abort(new UpgradeCompletedError("serve new work"));
     return true;
@@ -778,14 +813,31 @@ export class Upgrader implements AsyncDisposable {
       ));
   }
 
-  /** The one place the state changes; an edge not in the diagram is a bug. */
-  #moveTo(next: UpgraderState): void {
+  /** Back to owner after a failed handover to `pid`, reported with `context`. */
+  #handoverFailed(pid: number, reason: unknown, context: string): void {
+    const why = String((reason as Error)?.message ?? reason);
+    this.#moveTo("owner", {
+      type: "handover-failed",
+      successorPid: pid,
+      reason: why,
+      error: reason,
+      durationMs: performance.now() - this.#handoverStartedAt,
+    }, `${context}: ${why}`);
+  }
+
+  /**
+   * The one place the state changes, and so where each change is reported:
+   * `event` to `onEvent`, with `message` to the logger. An edge not in the
+   * diagram is a bug.
+   */
+  #moveTo(next: UpgraderState, event: EventInput, message: string): void {
     if (!TRANSITIONS[this.#state].includes(next)) {
       throw new TablerollError(
         `tableroll: no transition from ${this.#state} to ${next}; this is a bug in tableroll, please report it`,
       );
     }
     this.#state = next;
+    this.#events.emit(event, message);
   }
 
   #checkMutable(action: string): void {

@@ -270,15 +270,21 @@ export function serve<WebSocketData = undefined, R extends string = string>(
     name,
     listenAddressOf({ ...bunOptions, path: bunOptions.unix }, defaultPort()),
   );
-  const drain = new Drain({
-    stopAccepting: () => adopted.stopAccepting(),
-    async close() {
-      const stopped = server.stop(false);
-      server.closeIdleConnections();
-      await stopped;
+  const drain = new Drain(
+    {
+      stopAccepting: () => adopted.stopAccepting(),
+      async close() {
+        const stopped = server.stop(false);
+        server.closeIdleConnections();
+        await stopped;
+      },
+      forceClose: () => void server.stop(true),
+      openConnections: (): number =>
+        server.pendingRequests + server.pendingWebSockets,
     },
-    forceClose: () => void server.stop(true),
-  }, { drainGracePeriod, drainDeadline });
+    { drainGracePeriod, drainDeadline },
+    { upgrader, name },
+  );
   const mark = (response: unknown) =>
     response instanceof Response ? drain.mark(response) : response;
   // Handlers see the server with the real address, as `this` and argument.

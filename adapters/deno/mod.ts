@@ -109,14 +109,19 @@ export function serve(options: ServeOptions): HandedOverDenoServer {
     name,
     listenAddressOf(options as { port?: number; path?: string }, 8000),
   );
-  const drain = new Drain({
-    stopAccepting: () => adopted.stopAccepting(),
-    // Deno's shutdown also closes upgraded connections: WebSockets first.
-    close: (): Promise<void> =>
-      drain.socketsClosed().then(() => server.shutdown()),
-    // Deno.serve cannot cut requests in flight; WebSockets are closed.
-    forceClose: () => {},
-  }, { drainGracePeriod, drainDeadline });
+  const drain = new Drain(
+    {
+      stopAccepting: () => adopted.stopAccepting(),
+      // Deno's shutdown also closes upgraded connections: WebSockets first.
+      close: (): Promise<void> =>
+        drain.socketsClosed().then(() => server.shutdown()),
+      // Deno.serve cannot cut requests in flight; WebSockets are closed.
+      forceClose: () => {},
+      // Deno.serve does not count its connections: the events say null.
+    },
+    { drainGracePeriod, drainDeadline },
+    { upgrader, name },
+  );
   const mark = (response: Response) => drain.mark(response);
   const handle: Deno.ServeHandler = (request, info) => {
     let response;

@@ -86,11 +86,16 @@ export async function serve(options: ServeOptions): Promise<HandedOverServer> {
     close(fd);
     throw err;
   }
-  const drain = new Drain({
-    stopAccepting: () => acceptor.close(),
-    close: () => connections.closeWhenIdle(),
-    forceClose: () => connections.destroyAll(),
-  }, options);
+  const drain = new Drain(
+    {
+      stopAccepting: () => acceptor.close(),
+      close: () => connections.closeWhenIdle(),
+      forceClose: () => connections.destroyAll(),
+      openConnections: () => connections.open,
+    },
+    options,
+    { upgrader, name },
+  );
   server.prependListener("request", (_req, res: ServerResponse) => {
     if (drain.draining) res.setHeader("connection", "close");
   });
@@ -136,6 +141,12 @@ async function listenOnDescriptor(
  */
 class ConnectionTracker {
   #accepted = new Set<Socket>();
+
+  /** Connections accepted and not closed yet. */
+  get open(): number {
+    return this.#accepted.size;
+  }
+
   #inFlight = new Map<Duplex, number>();
   #closing = false;
   #allClosed?: PromiseWithResolvers<void>;
