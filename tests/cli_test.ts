@@ -261,10 +261,11 @@ async function startHello(
 test("cli: status shows a predecessor draining its in-flight requests", () =>
   withPlace(async (place) => {
     const addr = `127.0.0.1:${await freePort()}`;
-    const old = await startHello(place, runtime, addr, "--delay", "12000");
+    // Under Bun.serve's 10 s idle timeout, which would cut a slower request.
+    const old = await startHello(place, runtime, addr, "--delay", "9000");
     const slow = fetch(`http://${addr}/`).then((r) => r.text());
     await new Promise((resolve) => setTimeout(resolve, 300));
-    const next = await startHello(place, runtime, addr, "--delay", "12000");
+    const next = await startHello(place, runtime, addr, "--delay", "9000");
     // Both views at once, while the slow request is still in flight.
     const [{ code, report }, text] = await Promise.all([
       status(place.dir),
