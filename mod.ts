@@ -62,6 +62,7 @@ export type {
   HandoverStartedEvent,
   InheritedEvent,
   ReadyEvent,
+  RolledBackEvent,
   StoppedEvent,
   UpgradedEvent,
   UpgraderEvent,

@@ -135,6 +135,12 @@ export interface AdoptedListener {
    * keep accepting. Idempotent.
    */
   stopAccepting(): void;
+  /**
+   * Undoes {@linkcode AdoptedListener.stopAccepting}: registers the socket
+   * with the runtime's epoll again, with the same events and data, so the
+   * runtime accepts on it again. Idempotent.
+   */
+  resumeAccepting(): void;
 }
 
 /**
@@ -206,6 +212,21 @@ export function adoptListener(
           throw err;
         }
       }
+    },
+    resumeAccepting() {
+      if (accepting) return;
+      if (!refersTo(runtimeFd, adopted)) {
+        throw new AdoptionError(
+          `descriptor ${runtimeFd} no longer refers to the adopted socket: the server was closed, it cannot accept again`,
+        );
+      }
+      epollControl(
+        registration.epollFds[0],
+        EPOLL_CTL_ADD,
+        runtimeFd,
+        registration,
+      );
+      accepting = true;
     },
   };
 }

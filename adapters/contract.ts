@@ -38,6 +38,10 @@ export interface ListenerSource {
   };
   /** Resolves when a successor took over: time to drain. */
   readonly upgradeComplete: Promise<void>;
+  /** Resolves when the takeover is final (its rollback window is over). Default: at once. */
+  readonly upgradeFinal?: Promise<void>;
+  /** Resolves when the upgrader took the service back: time to accept again. */
+  readonly rolledBack?: Promise<void>;
 }
 
 /** What every adapter's `serve` takes besides the server's own options. */

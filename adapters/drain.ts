@@ -11,8 +11,13 @@
  * 4. at the deadline WebSockets get a close frame (1001, going away) and
  *    whatever is left is closed.
  *
+ * With a rollback window the server is closed (step 3) only once the window
+ * is over; until then the drain can be undone: if the upgrader takes the
+ * service back, the runtime accepts again and the marking stops.
+ *
  * @module
  */
+import type { ListenerSource } from "./contract.ts";
 
 import {
   type EventInput,
@@ -40,6 +45,8 @@ export interface DrainOptions {
 export interface DrainTarget {
   /** Stops accepting on this process's copy of the listener, at once. */
   stopAccepting(): void;
+  /** Accepts again on this process's copy of the listener after a rollback. */
+  resumeAccepting(): void | Promise<void>;
   /** Closes the listener and idle connections; resolves when requests in flight are done. */
   close(): Promise<void>;
   /** Cuts what is still open at the deadline. */
@@ -80,6 +87,10 @@ export class Drain {
   #grace: number;
   #deadline: number;
   #draining = false;
+  /** The application stopped the server: it never accepts again. */
+  #stopped = false;
+  /** Counts drains started, so that a drain undone does not close the server later. */
+  #drains = 0;
   #sockets = new Set<ClosableWebSocket>();
   #noSockets?: PromiseWithResolvers<void>;
   #done = Promise.withResolvers<void>();
@@ -112,39 +123,83 @@ export class Drain {
   }
 
   /**
-   * Starts the drain; later calls do nothing. It never throws: a failing
-   * step rejects {@linkcode Drain.finished} once the others ran.
+   * Starts the drain; later calls do nothing until {@linkcode Drain.resume}.
+   * It never throws: a failing step rejects {@linkcode Drain.finished} once
+   * the others ran.
+   * The server is closed after the grace period, but not before `final`
+   * resolves (the end of a rollback window); the deadline counts from the
+   * start, but nothing is cut before `final`.
    */
-  start(): void {
+  start(final: Promise<void> = Promise.resolve()): void {
     if (this.#draining) return;
     this.#draining = true;
+    const drain = ++this.#drains;
     const started = performance.now();
     this.#report(
       { type: "drain-started", name: "", connections: this.#open() },
       "draining",
     );
-    const deadline = setTimeout(() => this.#cut(), this.#deadline);
     const failures: unknown[] = [];
     try {
       this.#target.stopAccepting();
     } catch (err) {
       failures.push(err); // close() still shuts the listener after the grace
     }
-    delay(this.#grace)
-      .then(() => Promise.all([this.#target.close(), this.socketsClosed()]))
-      .then(() => {
-        if (failures.length > 0) throw failures[0];
-      })
-      .then(() => this.#done.resolve(), this.#done.reject)
-      .finally(() => {
-        clearTimeout(deadline);
-        this.#report({
-          type: "drain-finished",
-          name: "",
-          connections: this.#open(),
-          durationMs: performance.now() - started,
-        }, "drained");
+    Promise.all([delay(this.#grace), final]).then(() => {
+      if (drain !== this.#drains) return; // undone by resume()
+      const left = this.#deadline - (performance.now() - started);
+      const deadline = setTimeout(() => this.#cut(), Math.max(left, 0));
+      Promise.all([this.#target.close(), this.socketsClosed()])
+        .then(() => {
+          if (failures.length > 0) throw failures[0];
+        })
+        .then(() => this.#done.resolve(), this.#done.reject)
+        .finally(() => {
+          clearTimeout(deadline);
+          this.#report({
+            type: "drain-finished",
+            name: "",
+            connections: this.#open(),
+            durationMs: performance.now() - started,
+          }, "drained");
+        });
+    });
+  }
+
+  /**
+   * Undoes a drain whose server is not closed yet: accepts again and stops
+   * marking responses. Returns whether it did.
+   */
+  async resume(): Promise<boolean> {
+    if (!this.#draining || this.#stopped) return false;
+    this.#draining = false;
+    this.#drains++;
+    await this.#target.resumeAccepting();
+    return true;
+  }
+
+  /**
+   * Drains whenever a successor of `source` takes over, and resumes
+   * whenever `source` takes the service back within its rollback window.
+   */
+  follow(source: ListenerSource): void {
+    source.upgradeComplete.then(() => {
+      this.start(source.upgradeFinal);
+      source.rolledBack?.then(() => {
+        // A listener that cannot accept again is reported like a failed drain.
+        this.resume().catch(this.#done.reject);
+        this.follow(source);
       });
+    }, () => {});
+  }
+
+  /**
+   * The application stops the server itself: `finished` resolves with
+   * `closed`, drain or not, and a rollback no longer makes it accept.
+   */
+  stopped(closed: Promise<void>): void {
+    this.#stopped = true;
+    closed.then(() => this.#done.resolve(), this.#done.reject);
   }
 
   #open(): number | null {

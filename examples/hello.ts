@@ -14,7 +14,11 @@
  * `127.0.0.1:8080`), `--delay MS` (response delay, default 0),
  * `--pid-file PATH` (the owner's pid, for a service manager),
  * `--upgrade-on-sighup` (on `SIGHUP`, start a new copy of the program, which
- * takes over and prints its own `READY <pid>` to the same stdout).
+ * takes over and prints its own `READY <pid>` to the same stdout),
+ * `--rollback-window MS` (default 0: none). With a window, a copy that was
+ * taken over stays on standby that long; if the new copy dies meanwhile, the
+ * old one serves again and prints `ROLLED-BACK <pid>` instead of draining
+ * and exiting.
  *
  * Under systemd it notifies the service manager (`Type=notify`) and takes
  * the socket named `web` from socket activation: see `examples/systemd/`.
@@ -38,12 +42,13 @@ const { values: flags } = parseArgs({
     delay: { type: "string", default: "0" },
     "pid-file": { type: "string" },
     "upgrade-on-sighup": { type: "boolean", default: false },
+    "rollback-window": { type: "string", default: "0" },
   },
 });
 if (!flags.dir) {
   console.error(
     "usage: hello.ts --dir DIR [--id ID] [--name NAME] [--addr HOST:PORT] [--delay MS]" +
-      " [--pid-file PATH] [--upgrade-on-sighup]",
+      " [--pid-file PATH] [--upgrade-on-sighup] [--rollback-window MS]",
   );
   process.exit(2);
 }
@@ -67,6 +72,7 @@ const upgrader = await Upgrader.create(flags.dir, {
   id: flags.id,
   logger,
   pidFile: flags["pid-file"],
+  rollbackWindow: Number(flags["rollback-window"]),
 });
 // The running runtime's native server (Deno.serve or Bun.serve) on the
 // handed-over socket.
@@ -84,17 +90,31 @@ const server = serve({
 
 if (flags["upgrade-on-sighup"]) upgradeOnSignal(upgrader, { logger });
 // Listening before READY is printed: a signal right after it is handled.
-const stopRequested = new Promise<void>((resolve) => {
-  process.once("SIGINT", () => resolve());
-  process.once("SIGTERM", () => resolve());
+const stopRequested = new Promise<"stop">((resolve) => {
+  process.once("SIGINT", () => resolve("stop"));
+  process.once("SIGTERM", () => resolve("stop"));
 });
 await upgrader.ready();
 console.log(`READY ${pid}`);
 
-await Promise.race([upgrader.upgradeComplete, stopRequested]);
-
-// After a takeover the adapter drains by itself; on a signal, stop serving.
-if (!upgrader.signal.aborted) await server.stop();
+// After a takeover the adapter drains by itself, and accepts again if the
+// successor dies within the rollback window; on a signal, stop serving.
+for (;;) {
+  const upgraded = upgrader.upgradeComplete.then(() => "upgraded" as const);
+  if (await Promise.race([upgraded, stopRequested]) === "stop") {
+    await server.stop();
+    break;
+  }
+  const outcome = await Promise.race([
+    server.finished.then(() => "drained" as const),
+    upgrader.rolledBack.then(() => "rolled-back" as const),
+    stopRequested,
+  ]);
+  // Stopping the upgrader ends the window at once.
+  if (outcome === "stop") await upgrader.stop();
+  if (outcome !== "rolled-back") break;
+  console.log(`ROLLED-BACK ${pid}`);
+}
 await server.finished;
 console.log(`DRAINED ${pid}`);
 await upgrader.stop();

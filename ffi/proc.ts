@@ -167,7 +167,9 @@ export function processStat(pid: number): ProcessStat | null {
   try {
     text = readProcFile(`/proc/${pid}/stat`);
   } catch (err) {
-    if ((err as { code?: string }).code === "ENOENT") return null;
+    // ESRCH: it was reaped between opening the file and reading it.
+    const code = (err as { code?: string }).code;
+    if (code === "ENOENT" || code === "ESRCH") return null;
     throw err;
   }
   // "pid (comm) state ppid …": comm may hold spaces and parentheses.

@@ -76,6 +76,20 @@ export interface UpgradedEvent extends EventBase {
   durationMs: number;
 }
 
+/**
+ * A successor that had taken over died within the rollback window while
+ * still the recorded owner: this process took the service back and serves
+ * again (`upgrader.rolledBack` resolves too).
+ */
+export interface RolledBackEvent extends EventBase {
+  /** The event's kind. */
+  type: "rolled-back";
+  /** The successor's pid. */
+  successorPid: number;
+  /** Milliseconds from the successor's takeover (`upgraded`) to now. */
+  durationMs: number;
+}
+
 /** `stop()` ran. */
 export interface StoppedEvent extends EventBase {
   /** The event's kind. */
@@ -113,6 +127,7 @@ export type UpgraderEvent =
   | HandoverStartedEvent
   | HandoverFailedEvent
   | UpgradedEvent
+  | RolledBackEvent
   | StoppedEvent
   | DrainStartedEvent
   | DrainFinishedEvent;
@@ -131,6 +146,8 @@ const LEVELS: Record<UpgraderEvent["type"], keyof Logger> = {
   "handover-started": "info",
   "handover-failed": "warn",
   upgraded: "info",
+  // Loud: the new version died and the old one serves again.
+  "rolled-back": "error",
   stopped: "debug",
   "drain-started": "info",
   "drain-finished": "info",

@@ -7,7 +7,9 @@
  *
  * @module
  */
+import { unixListening } from "../ffi/mod.ts";
 import {
+  controlSocketPath,
   type LockFile,
   lockHolder,
   OwnerLock,
@@ -40,6 +42,29 @@ export function handoverStanding(
   if (record !== "" && record !== selfId) return "complete";
   // A process killed holding the lock loses it a moment after it is dead.
   return holdsLock ? "pending" : "abandoned";
+}
+
+/** How long a dead process's control socket may take to close (its last thread closes it). */
+const SOCKET_CLOSE_GRACE_MS = 500;
+
+/**
+ * Whether the process recorded as owner under `id`, seen dead, is gone
+ * while still recorded: `<dir>/pid` names it and nothing listens on its
+ * control socket, so nobody serves and nobody can take over from it. A
+ * process that handed over to the next one is no longer recorded, so this is
+ * `false` then. A multi-threaded process shows dead in `/proc` a moment
+ * before its last thread closed its sockets: that moment is waited for.
+ */
+export async function recordedOwnerGone(
+  dir: string,
+  id: string,
+): Promise<boolean> {
+  const socket = controlSocketPath(dir, id);
+  for (const end = Date.now() + SOCKET_CLOSE_GRACE_MS; unixListening(socket);) {
+    if (Date.now() >= end) return false;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  return readOwnerRecord(`${dir}/${PID_FILE}`) === id;
 }
 
 /**

@@ -15,6 +15,7 @@ import {
   UnsupportedSyscallError,
   waitReadable,
 } from "../ffi/mod.ts";
+import { sleep } from "./coordination.ts";
 
 /** A process observed alive once; {@linkcode forget} it when done. */
 export interface ProcessRef {
@@ -95,4 +96,32 @@ export function forget(process: ProcessRef | null | undefined): void {
   if (process?.pidfd === undefined) return;
   close(process.pidfd);
   process.pidfd = undefined;
+}
+
+/** How often {@linkcode exited} looks at `/proc` without a pidfd. */
+const EXIT_POLL_MS = 5;
+
+/**
+ * Resolves once `process` has died; rejects with the signal's reason if
+ * `signal` aborts first. Woken through the pidfd within a few milliseconds
+ * of the death (a wait that does not keep this process alive), or by a look
+ * at `/proc` every 5 ms on a kernel without `pidfd_open`.
+ *
+ * @example
+ * ```ts ignore
+ * const successor = observe(pid);
+ * if (successor) await exited(successor, AbortSignal.timeout(5_000));
+ * ```
+ */
+export async function exited(
+  process: ProcessRef,
+  signal: AbortSignal,
+): Promise<void> {
+  if (process.pidfd !== undefined) {
+    await waitReadable(process.pidfd, { ref: false, signal });
+    return;
+  }
+  while (isAlive(process)) {
+    await sleep(EXIT_POLL_MS, signal, "watching a process");
+  }
 }

@@ -4,8 +4,9 @@
  *
  * ```
  * starting ──ready()──▶ owner ──lock holder connects──▶ handing-over ──recorded──▶ upgraded
- *    │                    ▲                                   │
- *    │                    └── successor failed, died or left ─┘
+ *    │                    ▲ ▲                                 │                        │
+ *    │                    │ └── successor failed, died or left ┘                        │
+ *    │                    └──── rolled back: the successor died within the window ─────┘
  *    └──────────────── stop() from any state ──────────────────────────▶ stopped
  * ```
  *
@@ -17,6 +18,13 @@
  * this process said it steps down: a successor that dies or gives up before
  * recording leaves this process the owner, serving as before. So `upgraded`,
  * `upgradeComplete` and `signal` all mean "a successor took over".
+ *
+ * With a `rollbackWindow`, an `upgraded` process keeps its descriptors for
+ * that long and watches the successor: if it dies while still the recorded
+ * owner, this process takes the service back (the same way as a successor
+ * that died before recording) and `rolledBack` resolves. `upgradeComplete`
+ * and `signal` are then renewed for the next takeover; `upgradeFinal` and
+ * `rolledBack` are renewed when it happens, so they stay readable until then.
  *
  * @module
  */
@@ -42,10 +50,23 @@ import {
   type LockFile,
   lockHolder,
   OwnerLock,
+  PID_FILE,
+  readOwnerRecord,
   sleep,
 } from "./coordination.ts";
-import { handoverStanding, reclaimOwnership } from "./handover.ts";
-import { diesWithin, forget, observe, type ProcessRef } from "./process_ref.ts";
+import {
+  handoverStanding,
+  reclaimOwnership,
+  recordedOwnerGone,
+} from "./handover.ts";
+import {
+  diesWithin,
+  exited,
+  forget,
+  isAlive,
+  observe,
+  type ProcessRef,
+} from "./process_ref.ts";
 import { ControlConn } from "./control_conn.ts";
 import {
   PeerClosedError,
@@ -56,6 +77,7 @@ import {
   UpgradeInProgressError,
 } from "./errors.ts";
 import { DescriptorStore, type Fds } from "./fds.ts";
+
 import type { DescriptorMeta } from "./protocol.ts";
 import { type Logger, silentLogger } from "./logger.ts";
 import {
@@ -100,7 +122,7 @@ const TRANSITIONS: Readonly<Record<UpgraderState, readonly UpgraderState[]>> = {
   starting: ["owner", "stopped"],
   owner: ["handing-over", "stopped"],
   "handing-over": ["upgraded", "owner", "stopped"],
-  upgraded: ["stopped"],
+  upgraded: ["owner", "stopped"], // owner: rolled back
   stopped: [],
 };
 
@@ -169,9 +191,49 @@ export interface UpgraderOptions {
    * returns the passed socket of that name. Default true.
    */
   socketActivation?: boolean;
+  /**
+   * Milliseconds after a successor took over during which this process
+   * stays a warm standby: it keeps its descriptors, and takes the service
+   * back if the successor dies while still the recorded owner (see
+   * {@linkcode Upgrader.rolledBack}). The process lives that much longer.
+   * Default 0: no window.
+   */
+  rollbackWindow?: number;
+}
+
+/**
+ * The next takeover: renewed when this process takes the service back, so
+ * that the application waits for the next one.
+ */
+class Takeover {
+  /** Aborted when a successor took over. */
+  readonly upgraded = new AbortController();
+  /** Resolves when a successor took over. */
+  readonly complete: Promise<void>;
+
+  constructor() {
+    this.complete = new Promise((resolve) =>
+      this.upgraded.signal.addEventListener("abort", () => resolve(), {
+        once: true,
+      })
+    );
+  }
 }
 
 const encoder = new TextEncoder();
+
+/** How a takeover ends: final, or rolled back within the window. */
+interface Outcome {
+  final: PromiseWithResolvers<void>;
+  rolledBack: PromiseWithResolvers<void>;
+}
+
+function newOutcome(): Outcome {
+  return {
+    final: Promise.withResolvers(),
+    rolledBack: Promise.withResolvers(),
+  };
+}
 
 /**
  * Takes over the descriptors of the process that currently owns the
@@ -230,6 +292,8 @@ export class Upgrader implements AsyncDisposable {
   readonly #createdAt = performance.now();
   /** When the current handover began. */
   #handoverStartedAt = 0;
+  /** When the latest successor took over, for the `rolled-back` event. */
+  #upgradedAt = 0;
   readonly #upgradeTimeout: number;
   readonly #controlFd: number;
   #lock: OwnerLock | undefined;
@@ -240,10 +304,15 @@ export class Upgrader implements AsyncDisposable {
   #steppingDownFor: ProcessRef | undefined;
   #ready: Promise<void> | undefined;
   readonly #stopping = new AbortController();
-  readonly #upgraded = new AbortController();
-  readonly #upgradeComplete: Promise<void>;
   readonly #hooks: LifecycleHooks[] = [];
   readonly #selfUpgrade: SelfUpgrade;
+  readonly #rollbackWindow: number;
+  #takeover = new Takeover();
+  /**
+   * How the latest takeover ends; renewed when the next one happens, so that
+   * an outcome stays readable until then.
+   */
+  #outcome = newOutcome();
 
   private constructor(
     dir: string,
@@ -258,6 +327,7 @@ export class Upgrader implements AsyncDisposable {
     this.#events = new EventReporter(id, this.#logger, options.onEvent);
     registerReporter(this, this.#events);
     this.#upgradeTimeout = options.upgradeTimeout ?? 60_000;
+    this.#rollbackWindow = options.rollbackWindow ?? 0;
     this.#store = new DescriptorStore((action) => this.#checkMutable(action));
     this.fds = this.#store;
     const notifier = options.notify === false
@@ -272,11 +342,6 @@ export class Upgrader implements AsyncDisposable {
     this.#hooks.push(this.#selfUpgrade);
     if (notifier) this.#hooks.push(notificationHooks(notifier));
     if (options.pidFile) this.#hooks.push(pidFileHooks(options.pidFile));
-    this.#upgradeComplete = new Promise((resolve) =>
-      this.#upgraded.signal.addEventListener("abort", () => resolve(), {
-        once: true,
-      })
-    );
   }
 
   /**
@@ -311,9 +376,12 @@ export class Upgrader implements AsyncDisposable {
     return this.#state;
   }
 
-  /** Resolves when a successor has taken over: time to drain and exit. */
+  /**
+   * Resolves when a successor has taken over: time to stop accepting and
+   * drain. After a rollback this is a new promise, for the next takeover.
+   */
   get upgradeComplete(): Promise<void> {
-    return this.#upgradeComplete;
+    return this.#takeover.complete;
   }
 
   /**
@@ -321,10 +389,39 @@ export class Upgrader implements AsyncDisposable {
    * {@linkcode UpgradeCompletedError} as reason: stop timers, loops and
    * background work with it. Servers of the tableroll adapters drain on their
    * own at that moment; passing this signal to their `signal` option is safe
-   * (the drain still runs its grace period), but not needed.
+   * (the drain still runs its grace period), but not needed. After a
+   * rollback this is a new signal, for the next takeover.
    */
   get signal(): AbortSignal {
-    return this.#upgraded.signal;
+    return this.#takeover.upgraded.signal;
+  }
+
+  /**
+   * Resolves when the takeover is final: the rollback window ended with the
+   * successor still serving, or at once after `upgradeComplete` without a
+   * window. Time to close the server and exit. Each takeover has its own,
+   * readable until the next takeover.
+   */
+  get upgradeFinal(): Promise<void> {
+    return this.#outcome.final.promise;
+  }
+
+  /**
+   * Resolves when this process took the service back: a successor that had
+   * taken over died within the rollback window while still the recorded
+   * owner. This process is the owner again (state `owner`), its control
+   * socket admits the next successor, and it should accept again (the
+   * adapters do so by themselves). Each takeover has its own, readable
+   * until the next takeover: read it once `upgradeComplete` resolved.
+   *
+   * @example Serving again after the new version died
+   * ```ts ignore
+   * const upgrader = await Upgrader.create(dir, { rollbackWindow: 10_000 });
+   * upgrader.rolledBack.then(() => console.error("serving again"));
+   * ```
+   */
+  get rolledBack(): Promise<void> {
+    return this.#outcome.rolledBack.promise;
   }
 
   /**
@@ -780,26 +877,120 @@ export class Upgrader implements AsyncDisposable {
       ? handoverStanding(this.dir, this.id, this.#lockFile, successor)
       : "complete"; // without /proc/locks, stepping down is all one can know
     if (standing === "pending") return false;
-    if (standing === "abandoned" && !reclaimOwnership(this.dir, this.id)) {
-      return false; // the lock is busy; look again shortly
+    if (standing === "abandoned") {
+      // If the lock is busy, look again shortly.
+      return this.#resume(
+        successor,
+        [],
+        `pid ${successor.pid} went away before recording itself as owner`,
+      );
     }
     this.#steppingDownFor = undefined;
+    this.#upgradedAt = performance.now();
+    this.#moveTo("upgraded", {
+      type: "upgraded",
+      successorPid: successor.pid,
+      durationMs: this.#upgradedAt - this.#handoverStartedAt,
+    }, `pid ${successor.pid} took over; draining`);
+    this.#emit("handedOver", successor.pid);
+    const outcome = this.#outcome = newOutcome();
+    this.#takeover.upgraded.abort(new UpgradeCompletedError("serve new work"));
+    if (this.#rollbackWindow > 0) {
+      const id = readOwnerRecord(`${this.dir}/${PID_FILE}`);
+      this.#standBy(outcome, successor, id);
+    } else {
+      forget(successor);
+      outcome.final.resolve();
+    }
+    return true;
+  }
+
+  /**
+   * The rollback window: waits for `successor` (recorded as `id`) to die;
+   * if it does within the window while still the recorded owner, this
+   * process resumes, otherwise the takeover is final.
+   */
+  async #standBy(
+    outcome: Outcome,
+    successor: ProcessRef,
+    id: string,
+  ): Promise<void> {
+    this.#logger.info(
+      `tableroll: standing by for ${this.#rollbackWindow} ms in case pid ${successor.pid} dies`,
+    );
+    const window = new AbortController();
+    // This timer keeps the process alive for the window.
+    const timer = setTimeout(() => window.abort(), this.#rollbackWindow);
+    try {
+      await exited(
+        successor,
+        AbortSignal.any([window.signal, this.#stopping.signal]),
+      );
+    } catch {
+      // A successor that died just as the window ended still counts.
+      if (this.#state !== "upgraded" || isAlive(successor)) {
+        if (this.#state === "upgraded") {
+          this.#logger.info(
+            `tableroll: rollback window over; pid ${successor.pid} keeps the service`,
+          );
+        }
+        forget(successor);
+        outcome.final.resolve();
+        return;
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+    const why =
+      `pid ${successor.pid} (${id}) died within the rollback window while still the recorded owner`;
+    const gone = this.#state === "upgraded" &&
+      await recordedOwnerGone(this.dir, id);
+    if (this.#state !== "upgraded") {
+      forget(successor); // stopped meanwhile
+    } else if (!gone || !this.#resume(successor, [id], why)) {
+      forget(successor);
+      this.#logger.info(
+        `tableroll: pid ${successor.pid} died, but another process is taking over from it; finishing the drain`,
+      );
+      outcome.final.resolve();
+    }
+  }
+
+  /**
+   * Makes this process the owner again after `successor`, which it stepped
+   * down for, went away: the single way back, before the successor recorded
+   * itself and within the rollback window after. `replaceable` are the
+   * records it may overwrite. Returns `false` if that cannot be done now.
+   */
+  #resume(
+    successor: ProcessRef,
+    replaceable: readonly string[],
+    why: string,
+  ): boolean {
+    if (!reclaimOwnership(this.dir, this.id, replaceable)) return false;
+    this.#steppingDownFor = undefined;
     forget(successor);
-    if (standing === "abandoned") {
+    const rolledBack = this.#state === "upgraded";
+    if (!rolledBack) {
       const reason = new PeerClosedError(
-        `pid ${successor.pid} went away before recording itself as owner; ${this.id} is the owner again and keeps serving`,
+        `${why}; ${this.id} is the owner again and keeps serving`,
       );
       this.#handoverFailed(successor.pid, reason, "handover failed");
       this.#emit("handoverFailed", successor.pid, reason);
       return true;
     }
-    this.#moveTo("upgraded", {
-      type: "upgraded",
-      successorPid: successor.pid,
-      durationMs: performance.now() - this.#handoverStartedAt,
-    }, `pid ${successor.pid} took over; draining`);
-    this.#emit("handedOver", successor.pid);
-    this.#upgraded.abort(new UpgradeCompletedError("serve new work"));
+    this.#moveTo(
+      "owner",
+      {
+        type: "rolled-back",
+        successorPid: successor.pid,
+        durationMs: performance.now() - this.#upgradedAt,
+      },
+      `ROLLED BACK: ${why}; ${this.id} is the owner of ${this.dir} again and accepts again`,
+    );
+    this.#takeover = new Takeover();
+    this.#emit("becameOwner");
+    this.#outcome.rolledBack.resolve();
     return true;
   }
 

@@ -81,6 +81,8 @@ export interface ServiceFlags {
   addr: string;
   /** Response delay in milliseconds (`--delay`). */
   delay: number;
+  /** Rollback window in milliseconds (`--rollback-window`); absent: none. */
+  rollbackWindow?: number;
 }
 
 /** A running copy of the service. */
@@ -93,6 +95,8 @@ export interface Copy {
   ready(timeoutMs: number): Promise<Line>;
   /** Resolves when it printed `DRAINED <pid>`: its in-flight requests are done. */
   drained(timeoutMs: number): Promise<Line>;
+  /** Resolves when it printed `ROLLED-BACK <pid>` (also earlier): it serves again. */
+  rolledBack(timeoutMs: number): Promise<Line>;
 }
 
 /**
@@ -114,6 +118,9 @@ export function startCopy(
     flags.addr,
     "--delay",
     String(flags.delay),
+    ...(flags.rollbackWindow
+      ? ["--rollback-window", String(flags.rollbackWindow)]
+      : []),
   ]);
   const child = group.spawn(command, args);
   return {
@@ -123,5 +130,6 @@ export function startCopy(
     // started through a wrapper may differ from the spawned pid.
     ready: (ms) => child.waitForLine(/^READY \d+$/, ms),
     drained: (ms) => child.waitForLine(/^DRAINED \d+$/, ms),
+    rolledBack: (ms) => child.waitForLine(/^ROLLED-BACK \d+$/, ms),
   };
 }

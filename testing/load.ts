@@ -113,6 +113,24 @@ export function startLoad(options: LoadOptions): Load {
   };
 }
 
+/** One GET on a new connection to 127.0.0.1:`port`, failing after `timeoutMs`. */
+export async function getOnce(
+  port: number,
+  timeoutMs?: number,
+): Promise<Sample> {
+  const load = startLoad({
+    hostname: "127.0.0.1",
+    port,
+    keepAliveClients: 0,
+    newConnectionClients: 1,
+    rate: 0,
+    maxRequests: 1,
+    requestTimeoutMs: timeoutMs,
+  });
+  await load.done;
+  return load.samples[0];
+}
+
 function request(
   options: LoadOptions,
   kind: ClientKind,

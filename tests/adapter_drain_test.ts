@@ -22,6 +22,7 @@ function recordingTarget(
     steps.push([step, Math.round(performance.now() - started)]);
   const target: DrainTarget = {
     stopAccepting: () => at("stopAccepting"),
+    resumeAccepting: () => void at("resumeAccepting"),
     close: () => {
       at("close");
       return closing;
@@ -145,4 +146,85 @@ test("drain: settle resolves finished when the server stopped without a drain", 
   drain.settle(Promise.resolve());
   await drain.finished;
   assertEquals(names(), []);
+});
+
+test("drain: with a rollback window the server is closed only once the window is final", async () => {
+  const { target, steps, names } = recordingTarget();
+  const drain = new Drain(target, { drainGracePeriod: 50 });
+  const final = Promise.withResolvers<void>();
+  drain.start(final.promise);
+  await new Promise((resolve) => setTimeout(resolve, 150));
+  assertEquals(names(), ["stopAccepting"], "nothing closed before final");
+  final.resolve();
+  await drain.finished;
+  assertEquals(names(), ["stopAccepting", "close"]);
+  assert(steps[1][1] >= 140, `closed after ${steps[1][1]} ms`);
+});
+
+test("drain: resume accepts again, stops marking, and the undone drain never closes", async () => {
+  const { target, names } = recordingTarget();
+  const drain = new Drain(target, { drainGracePeriod: 50 });
+  const final = Promise.withResolvers<void>();
+  drain.start(final.promise);
+  assertEquals(await drain.resume(), true);
+  assertEquals(drain.draining, false);
+  assertEquals(drain.mark(new Response("a")).headers.get("connection"), null);
+  final.resolve(); // a late end of the undone window closes nothing
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assertEquals(names(), ["stopAccepting", "resumeAccepting"]);
+  drain.start(); // the next takeover drains as usual
+  await drain.finished;
+  assertEquals(names(), [
+    "stopAccepting",
+    "resumeAccepting",
+    "stopAccepting",
+    "close",
+  ]);
+});
+
+test("drain: a server the application stopped is never resumed; finished follows its stop", async () => {
+  const { target, names } = recordingTarget();
+  const drain = new Drain(target, { drainGracePeriod: 50 });
+  drain.start(new Promise<void>(() => {}));
+  drain.stopped(Promise.resolve());
+  await drain.finished;
+  assertEquals(await drain.resume(), false);
+  assertEquals(names(), ["stopAccepting"]);
+});
+
+test("drain: follow drains at each takeover and resumes at each rollback", async () => {
+  const { target, names } = recordingTarget();
+  const drain = new Drain(target, { drainGracePeriod: 50 });
+  let takeover = Promise.withResolvers<void>();
+  let rollback = Promise.withResolvers<void>();
+  const source = {
+    fds: { listen: () => ({ fd: -1, address: { family: "unix" as const } }) },
+    get upgradeComplete() {
+      return takeover.promise;
+    },
+    upgradeFinal: new Promise<void>(() => {}),
+    get rolledBack() {
+      return rollback.promise;
+    },
+  };
+  drain.follow(source);
+  const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
+  for (let round = 0; round < 2; round++) {
+    takeover.resolve();
+    await settle();
+    assertEquals(drain.draining, true, `round ${round}: draining`);
+    const next = Promise.withResolvers<void>();
+    const done = rollback;
+    takeover = next;
+    rollback = Promise.withResolvers();
+    done.resolve();
+    await settle();
+    assertEquals(drain.draining, false, `round ${round}: resumed`);
+  }
+  assertEquals(names(), [
+    "stopAccepting",
+    "resumeAccepting",
+    "stopAccepting",
+    "resumeAccepting",
+  ]);
 });

@@ -10,7 +10,7 @@ import { runtime, test } from "./support/harness.ts";
 import { assert, assertEquals } from "./support/assert.ts";
 import { type Copy, startCopy } from "../testing/copies.ts";
 import { freePort } from "../testing/rolling.ts";
-import { type Sample, startLoad } from "../testing/load.ts";
+import { getOnce, startLoad } from "../testing/load.ts";
 import { ask, type Peer, TIMEOUT_MS } from "./fixtures/upgrader_peers.ts";
 import {
   assertOwner,
@@ -32,20 +32,6 @@ function everyKind({ tmp }: Place, tag: string): string[] {
     ["--fd", "dgram=udp:127.0.0.1:0"],
     ["--fd", `log=file:${join(tmp, `${tag}.log`)}`],
   ].flat();
-}
-
-/** One GET on a new connection to 127.0.0.1:`port`. */
-async function getOnce(port: number): Promise<Sample> {
-  const load = startLoad({
-    hostname: "127.0.0.1",
-    port,
-    keepAliveClients: 0,
-    newConnectionClients: 1,
-    rate: 0,
-    maxRequests: 1,
-  });
-  await load.done;
-  return load.samples[0];
 }
 
 /**

@@ -153,7 +153,7 @@ export class HandedOverBunServer<WebSocketData = undefined>
   stop(closeActiveConnections?: boolean): Promise<void> {
     this.#adopted.stopAccepting();
     const stopped = this.#server.stop(closeActiveConnections);
-    this.#drain.settle(stopped);
+    this.#drain.stopped(stopped);
     return stopped;
   }
 
@@ -273,6 +273,7 @@ export function serve<WebSocketData = undefined, R extends string = string>(
   const drain = new Drain(
     {
       stopAccepting: () => adopted.stopAccepting(),
+      resumeAccepting: (): void => adopted.resumeAccepting(),
       async close() {
         const stopped = server.stop(false);
         server.closeIdleConnections();
@@ -311,7 +312,7 @@ export function serve<WebSocketData = undefined, R extends string = string>(
       } as Serve.Options<WebSocketData, R>),
     (server) => server.stop(true),
   );
-  upgrader.upgradeComplete.then(() => drain.start(), () => {});
+  drain.follow(upgrader);
   const handedOver = new HandedOverBunServer(
     server,
     adopted,

@@ -112,6 +112,7 @@ export function serve(options: ServeOptions): HandedOverDenoServer {
   const drain = new Drain(
     {
       stopAccepting: () => adopted.stopAccepting(),
+      resumeAccepting: (): void => adopted.resumeAccepting(),
       // Deno's shutdown also closes upgraded connections: WebSockets first.
       close: (): Promise<void> =>
         drain.socketsClosed().then(() => server.shutdown()),
@@ -151,7 +152,7 @@ export function serve(options: ServeOptions): HandedOverDenoServer {
   drain.settle(server.finished);
   const forget = () => live.delete(drain);
   drain.finished.then(forget, forget);
-  upgrader.upgradeComplete.then(() => drain.start(), () => {});
+  drain.follow(upgrader);
 
   const addr = denoAddr(adopted.address);
   (onListen ?? logListening("cert" in denoOptions ? "https" : "http"))(
@@ -159,7 +160,9 @@ export function serve(options: ServeOptions): HandedOverDenoServer {
   );
   const stop = () => {
     adopted.stopAccepting();
-    return server.shutdown();
+    const closed = server.shutdown();
+    drain.stopped(closed);
+    return closed;
   };
   signal?.addEventListener("abort", () => {
     // At the takeover the drain stops the server after its grace period.

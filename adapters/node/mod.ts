@@ -77,18 +77,13 @@ export async function serve(options: ServeOptions): Promise<HandedOverServer> {
   }
   const listener = upgrader.fds.listen(name, options.address);
   const connections = new ConnectionTracker(server);
-  // The server owns and closes its descriptor: give it a copy.
-  const fd = dup(listener.fd);
-  let acceptor: { close(): unknown };
-  try {
-    acceptor = await listenOnDescriptor(server, fd);
-  } catch (err) {
-    close(fd);
-    throw err;
-  }
+  let acceptor = await listenOnCopy(server, listener.fd);
   const drain = new Drain(
     {
       stopAccepting: () => acceptor.close(),
+      resumeAccepting: async () => {
+        acceptor = await listenOnCopy(server, listener.fd);
+      },
       close: () => connections.closeWhenIdle(),
       forceClose: () => connections.destroyAll(),
       openConnections: () => connections.open,
@@ -99,11 +94,11 @@ export async function serve(options: ServeOptions): Promise<HandedOverServer> {
   server.prependListener("request", (_req, res: ServerResponse) => {
     if (drain.draining) res.setHeader("connection", "close");
   });
-  upgrader.upgradeComplete.then(() => drain.start(), () => {});
+  drain.follow(upgrader);
   const stop = () => {
     acceptor.close();
     const closed = connections.closeWhenIdle();
-    drain.settle(closed);
+    drain.stopped(closed);
     return closed;
   };
   return {
@@ -112,6 +107,24 @@ export async function serve(options: ServeOptions): Promise<HandedOverServer> {
     stop,
     [Symbol.asyncDispose]: stop,
   };
+}
+
+/**
+ * Makes `server` accept on a copy of the store's descriptor `fd` (the server
+ * owns and closes the descriptor it listens on); returns what stops
+ * accepting.
+ */
+async function listenOnCopy(
+  server: Server,
+  fd: number,
+): Promise<{ close(): unknown }> {
+  const copy = dup(fd);
+  try {
+    return await listenOnDescriptor(server, copy);
+  } catch (err) {
+    close(copy);
+    throw err;
+  }
 }
 
 /** Makes `server` accept on `fd`; returns what stops accepting. */
