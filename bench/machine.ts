@@ -22,6 +22,9 @@ export function describeMachine(): string[] {
     `date: ${new Date().toISOString().replace(/\.\d+Z$/, "Z")}`,
     `runtimes: ${version("deno")}; bun ${version("bun")}; driver: ${driver()}`,
     `machine: ${os.cpus().length} CPUs (nproc), ${cpu}, ${os.type()} ${os.release()} ${os.arch()}`,
+    `load average at the start: ${
+      os.loadavg().map((l) => l.toFixed(2)).join(", ")
+    } (1, 5, 15 min)`,
     ...(reference ? [`reference implementation: ${reference}`] : []),
   ];
 }

@@ -6,7 +6,7 @@
  * part could not run.
  *
  * Run with `npm run bench` or `deno run -A bench/run.ts [--quick]
- * [--only handover,adapters,load,soak,idle]`. Set `TABLEROLL_REFERENCE_BIN` to a
+ * [--only handover,adapters,load,soak,idle,rollback]`. Set `TABLEROLL_REFERENCE_BIN` to a
  * program taking the flags of `examples/hello.ts` to measure it alongside.
  *
  * @module
@@ -22,9 +22,17 @@ import { selfUpgradeStartup } from "./self_upgrade.ts";
 import { idleCost, WARM_UP_REQUESTS } from "./idle.ts";
 import { upgradesUnderLoad } from "./load.ts";
 import { describeMachine } from "./machine.ts";
+import { rollbackUnderLoad } from "./rollback.ts";
 import { soak } from "./soak.ts";
 
-const PARTS = ["handover", "adapters", "load", "soak", "idle"] as const;
+const PARTS = [
+  "handover",
+  "adapters",
+  "load",
+  "soak",
+  "idle",
+  "rollback",
+] as const;
 
 const { values } = parseArgs({
   options: {
@@ -126,6 +134,30 @@ const parts: Record<typeof PARTS[number], Part> = {
       "server with the same handler and no upgrader. CPU time from " +
       "/proc/<pid>/stat (10 ms ticks), RSS from /proc/<pid>/status.",
     run: () => idleCost(group, runtimes, idleSeconds),
+  },
+  rollback: {
+    title: "Rollback: the new version killed right after READY",
+    intro: "Per row: the old version serves, the new one takes over and is " +
+      "killed (SIGKILL) as soon as it printed READY; 8 clients of one kind, " +
+      "400 requests/s in total, watched for 3 s after the kill. Without a " +
+      "window (the baseline, as Go tableroll does) the old version drains " +
+      "and exits; with one it takes the service back. Lost: requests that " +
+      "were on the killed process. Without service: the longest time after " +
+      "the kill with no answer.",
+    run: () =>
+      rollbackUnderLoad(group, {
+        pairs: [
+          ["deno", "deno"],
+          ["bun", "bun"],
+          ["deno", "bun"],
+          ["bun", "deno"],
+          ...(hasReference ? [["reference", "reference"] as const] : []),
+        ] as [Runtime, Runtime][],
+        windowMs: 5000,
+        observeMs: 3000,
+        rate: 400,
+        clients: 8,
+      }),
   },
 };
 
