@@ -151,7 +151,10 @@ const parts: Record<typeof PARTS[number], Part> = {
           ["bun", "bun"],
           ["deno", "bun"],
           ["bun", "deno"],
-          ...(hasReference ? [["reference", "reference"] as const] : []),
+          // A Go successor dying is rolled back from; a Go predecessor has no window.
+          ...(hasReference
+            ? [["deno", "reference"], ["reference", "reference"]] as const
+            : []),
         ] as [Runtime, Runtime][],
         windowMs: 5000,
         observeMs: 3000,
