@@ -1,6 +1,8 @@
 /**
  * The benchmark suite: handover cost, adapter throughput, upgrades under
- * load, a soak of many upgrades and idle cost, each as a table with its baseline from the same run.
+ * load, a soak of many upgrades, idle cost and a successor killed with and
+ * without a rollback window, each as a table with its baseline from the same
+ * run.
  * Prints the machine and runtime versions first and writes everything to
  * `.tmp/bench-results.md` too. Exits 1 if a request failed under load or a
  * part could not run.
