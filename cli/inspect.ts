@@ -275,7 +275,7 @@ function lockHolder(dir: string): { pid: number } | null {
   }
   const [major, minor] = deviceNumbers(dev);
   const lock = fileLocks().find((l) =>
-    !l.waiting && l.type === "FLOCK" && l.inode === Number(ino) &&
+    !l.waiting && l.type === "FLOCK" && l.inode === BigInt(ino) &&
     l.major === major && l.minor === minor
   );
   return lock ? { pid: lock.pid } : null;

@@ -6,19 +6,17 @@
  * @module
  */
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
-import { statStartTime } from "../src/upgrade_marker.ts";
+import {
+  type FileLock,
+  parseLocks,
+  parseProcessStat,
+  parseUnixSockets,
+  type ProcessStat,
+  type UnixSocket,
+} from "../ffi/procfs_text.ts";
 
-/** A Unix socket from `/proc/net/unix`. */
-export interface UnixSocket {
-  /** The socket's inode (the number in `socket:[N]`). */
-  inode: number;
-  /** The bound path as the binding process gave it (`@…` when abstract, `""` when unbound). */
-  path: string;
-  /** Whether it is a listening socket. */
-  listening: boolean;
-  /** Whether it is a connected stream (an accepted connection carries its listener's path). */
-  connected: boolean;
-}
+export { deviceNumbers } from "../ffi/procfs_text.ts";
+export type { FileLock, UnixSocket };
 
 /** A TCP or UDP socket from `/proc/net/{tcp,tcp6,udp,udp6}`. */
 export interface InetSocket {
@@ -32,38 +30,14 @@ export interface InetSocket {
   listening: boolean;
 }
 
-/** One entry of `/proc/locks`. */
-export interface FileLock {
-  /** `FLOCK` (what tableroll takes), `POSIX`, `OFDLCK`… */
-  type: string;
-  /** `WRITE` (exclusive) or `READ`. */
-  access: string;
-  /** The process that took it. */
-  pid: number;
-  /** The locked file's device and inode. */
-  major: number;
-  /** See {@linkcode FileLock.major}. */
-  minor: number;
-  /** See {@linkcode FileLock.major}. */
-  inode: number;
-  /** Whether this process is waiting for the lock rather than holding it. */
-  waiting: boolean;
-}
-
 /** A process as `/proc/<pid>/stat` describes it. */
-export interface ProcessInfo {
-  /** Its pid. */
-  pid: number;
-  /** The executable's name, as the kernel keeps it (15 characters at most). */
-  command: string;
+export interface ProcessInfo extends Pick<ProcessStat, "pid" | "command"> {
   /** How long it has run, in milliseconds. */
   ageMs: number;
   /** When it started, in clock ticks since boot (with the pid, names one process for good). */
   start: number;
 }
 
-const SO_ACCEPTCON = 0x10000;
-const SS_CONNECTED = 3;
 const TCP_LISTEN = 0x0a;
 const UDP_UNCONNECTED = 0x07;
 /** `/proc/<pid>/stat` counts in USER_HZ, which is 100 on every Linux ABI. */
@@ -71,19 +45,7 @@ const USER_HZ = 100;
 
 /** Every Unix socket of this network namespace. */
 export function unixSockets(): UnixSocket[] {
-  return readLines("/proc/net/unix").slice(1).flatMap((line) => {
-    // Num RefCount Protocol Flags Type St Inode [Path]; the path may hold spaces.
-    const m = line.match(
-      /^\s*\S+:\s+\S+\s+\S+\s+([0-9A-Fa-f]+)\s+\S+\s+([0-9A-Fa-f]+)\s+(\d+)(?: (.*))?$/,
-    );
-    if (!m) return [];
-    return [{
-      inode: Number(m[3]),
-      path: m[4] ?? "",
-      listening: (parseInt(m[1], 16) & SO_ACCEPTCON) !== 0,
-      connected: parseInt(m[2], 16) === SS_CONNECTED,
-    }];
-  });
+  return parseUnixSockets(readText("/proc/net/unix"));
 }
 
 /** Every TCP and UDP socket (IPv4 and IPv6) of this network namespace, by inode. */
@@ -147,30 +109,7 @@ function compressIpv6(groups: string[]): string {
 
 /** The kernel's table of file locks. */
 export function fileLocks(): FileLock[] {
-  return readLines("/proc/locks").flatMap((line) => {
-    // "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"; waiters have "->" after the number.
-    const m = line.match(
-      /^\d+:\s+(->\s+)?(\S+)\s+\S+\s+(\S+)\s+(\d+)\s+([0-9a-f]+):([0-9a-f]+):(\d+)\s/,
-    );
-    if (!m) return [];
-    return [{
-      type: m[2],
-      access: m[3],
-      pid: Number(m[4]),
-      major: parseInt(m[5], 16),
-      minor: parseInt(m[6], 16),
-      inode: Number(m[7]),
-      waiting: m[1] !== undefined,
-    }];
-  });
-}
-
-/** The major and minor numbers of a `st_dev`, decoded as glibc's `major()`/`minor()` do. */
-export function deviceNumbers(dev: number | bigint): [number, number] {
-  const d = BigInt(dev);
-  const major = ((d >> 8n) & 0xfffn) | ((d >> 32n) & ~0xfffn);
-  const minor = (d & 0xffn) | ((d >> 12n) & ~0xffn);
-  return [Number(major), Number(minor)];
+  return parseLocks(readText("/proc/locks"));
 }
 
 /**
@@ -222,12 +161,9 @@ export function processInfo(pid: number): ProcessInfo | null {
   } catch {
     return null;
   }
-  // "pid (comm) state ppid …": comm may hold spaces and parentheses.
-  const close = stat.lastIndexOf(")");
-  const command = stat.slice(stat.indexOf("(") + 1, close);
-  const state = stat.slice(close + 2, close + 3);
+  const { command, state, startTime } = parseProcessStat(stat);
   if (state === "Z" || state === "X") return null;
-  const start = statStartTime(stat);
+  const start = Number(startTime);
   const uptimeSeconds = Number(
     readFileSync("/proc/uptime", "utf8").split(" ")[0],
   );
@@ -264,9 +200,13 @@ export function processCwd(pid: number): string | null {
 }
 
 function readLines(path: string): string[] {
+  return readText(path).split("\n").filter((l) => l !== "");
+}
+
+function readText(path: string): string {
   try {
-    return readFileSync(path, "utf8").split("\n").filter((l) => l !== "");
+    return readFileSync(path, "utf8");
   } catch {
-    return [];
+    return "";
   }
 }

@@ -79,6 +79,7 @@ export * from "./socket.ts";
 export * from "./fdpass.ts";
 export * from "./fd.ts";
 export * from "./proc.ts";
+export * from "./procfs_text.ts";
 export * from "./spawn.ts";
 export * from "./runtime.ts";
 export { monotonicNanos } from "./clock.ts";

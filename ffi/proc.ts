@@ -9,6 +9,13 @@ import { O_RDONLY, SYS_PIDFD_OPEN } from "./platform.ts";
 import { Errno } from "./errno.ts";
 import { UnsupportedSyscallError } from "./errors.ts";
 import { close, openFile, read } from "./fd.ts";
+import {
+  deviceNumbers,
+  parseLocks,
+  parseProcessStat,
+  parseUnixSockets,
+  type ProcessStat,
+} from "./procfs_text.ts";
 
 const decoder = new TextDecoder();
 
@@ -153,14 +160,6 @@ export function epollRegistrations(): EpollRegistration[] {
   return out;
 }
 
-/** What `/proc/<pid>/stat` says of a process that has not been reaped. */
-export interface ProcessStat {
-  /** One letter: `R`, `S`, `D`, `T`… or `Z` for a process that died but was not yet reaped. */
-  state: string;
-  /** When it started, in clock ticks since boot: with the pid, it names one process for good. */
-  startTime: bigint;
-}
-
 /** `/proc/<pid>/stat` of process `pid`, or `null` if there is none (it died and was reaped). */
 export function processStat(pid: number): ProcessStat | null {
   let text: string;
@@ -172,9 +171,7 @@ export function processStat(pid: number): ProcessStat | null {
     if (code === "ENOENT" || code === "ESRCH") return null;
     throw err;
   }
-  // "pid (comm) state ppid …": comm may hold spaces and parentheses.
-  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
-  return { state: fields[0], startTime: BigInt(fields[19]) };
+  return parseProcessStat(text);
 }
 
 /**
@@ -183,21 +180,12 @@ export function processStat(pid: number): ProcessStat | null {
  * nobody holds one.
  */
 export function flockHolder(dev: bigint, ino: bigint): number | null {
-  // /proc/locks prints the kernel's major:minor in hex; st_dev packs them
-  // as glibc's gnu_dev_makedev does.
-  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
-  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
-  const file = `${major.toString(16).padStart(2, "0")}:${
-    minor.toString(16).padStart(2, "0")
-  }:${ino}`;
-  for (const line of readProcFile("/proc/locks").split("\n")) {
-    // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; waiters have "->".
-    const [, kind, , mode, pid, target] = line.trim().split(/\s+/);
-    if (kind === "FLOCK" && mode === "WRITE" && target === file) {
-      return Number(pid);
-    }
-  }
-  return null;
+  const [major, minor] = deviceNumbers(dev);
+  const lock = parseLocks(readProcFile("/proc/locks")).find((l) =>
+    !l.waiting && l.type === "FLOCK" && l.access === "WRITE" &&
+    l.major === major && l.minor === minor && l.inode === ino
+  );
+  return lock ? lock.pid : null;
 }
 
 /**
@@ -205,11 +193,9 @@ export function flockHolder(dev: bigint, ino: bigint): number | null {
  * `path` and listening (`/proc/net/unix`), without connecting to it.
  */
 export function unixListening(path: string): boolean {
-  return readProcFile("/proc/net/unix").split("\n").some((line) => {
-    // "Num RefCount Protocol Flags Type St Inode Path"; 00010000 is __SO_ACCEPTCON.
-    const fields = line.trim().split(/\s+/);
-    return fields[3] === "00010000" && fields.slice(7).join(" ") === path;
-  });
+  return parseUnixSockets(readProcFile("/proc/net/unix")).some((socket) =>
+    socket.listening && socket.path === path
+  );
 }
 
 function concat(chunks: Uint8Array[]): Uint8Array {

@@ -16,6 +16,7 @@ import {
   getEnv,
   getpid,
   onSignal,
+  parseProcessStat,
   pipe,
   read,
   reapChild,
@@ -40,7 +41,6 @@ import type { LifecycleHooks } from "./lifecycle.ts";
 import { writeAtomically } from "./pid_file.ts";
 import {
   encodeUpgradeMarker,
-  statStartTime,
   type UpgradeMarker,
   upgradeMarkerPath,
 } from "./upgrade_marker.ts";
@@ -293,7 +293,7 @@ class UpgradeAdvert {
     this.#logger = logger;
     this.#marker = {
       pid: getpid(),
-      start: statStartTime(selfStat()),
+      start: Number(parseProcessStat(selfStat()).startTime),
       signal,
       started: 0,
       failed: 0,

@@ -69,9 +69,3 @@ export function decodeUpgradeMarker(text: string): UpgradeMarker | null {
     lastFailure: m.lastFailure,
   };
 }
-
-/** The start time field of a `/proc/<pid>/stat` line (its comm may hold spaces and parentheses). */
-export function statStartTime(stat: string): number {
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return Number(fields[19]);
-}
