@@ -22,8 +22,11 @@ interface DenoLike {
 }
 
 const deno = (globalThis as { Deno?: DenoLike }).Deno;
-// Read from the global, never imported: no `node:` module is loaded on Deno.
-const nodeProcess = (globalThis as { process?: NodeLikeProcess }).process;
+// Read from the global, never imported, and only where there is no Deno: on
+// Deno, reading the `process` global loads the Node compatibility layer.
+const nodeProcess = deno
+  ? undefined
+  : (globalThis as { process?: NodeLikeProcess }).process;
 
 /** A signal that {@linkcode onSignal} can listen to. */
 export type SignalName =
