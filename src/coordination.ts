@@ -13,6 +13,7 @@ import {
   fileIdentity,
   flock,
   flockHolder,
+  flockHolderThrough,
   getuid,
   InvalidAddressError,
   listenOn,
@@ -329,6 +330,14 @@ export class OwnerLock {
     }
     close(fd);
     return null;
+  }
+
+  /**
+   * Whether the kernel shows this lock as held by process `pid`; where it
+   * does not, {@linkcode lockHolder} cannot be relied on.
+   */
+  shownHeldBy(pid: number): boolean {
+    return this.#fd !== undefined && flockHolderThrough(this.#fd) === pid;
   }
 
   /** The owner id recorded in the file, or `""` if none. */

@@ -3,7 +3,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runtime, test } from "./support/harness.ts";
 import { assertEquals } from "./support/assert.ts";
-import { close, flock, O_RDWR, openFile } from "../ffi/mod.ts";
+import {
+  close,
+  fileIdentity,
+  flock,
+  flockHolder,
+  flockHolderThrough,
+  getpid,
+  O_CREAT,
+  O_RDWR,
+  openFile,
+} from "../ffi/mod.ts";
 import { Child, RUNTIMES } from "./fixtures/ffi_child.ts";
 
 /** The runtime that is not running the tests. */
@@ -45,6 +55,27 @@ test(`ffi: flock held by ${runtime} is exclusive, and freed for ${other} when it
     await holder.kill("SIGKILL");
     await waiter?.kill("SIGKILL");
     if (fd >= 0) close(fd);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test(`ffi: ${runtime} sees its own exclusive flock through the descriptor holding it, as /proc/locks shows it`, () => {
+  const dir = mkdtempSync(join(tmpdir(), "tableroll-flock-"));
+  const path = join(dir, "lock");
+  const fd = openFile(path, O_RDWR | O_CREAT, 0o600);
+  const other = openFile(path, O_RDWR);
+  try {
+    const { dev, ino } = fileIdentity(fd);
+    assertEquals(flockHolderThrough(fd), null);
+    assertEquals(flock(fd, "shared"), true);
+    assertEquals(flockHolderThrough(fd), null); // shared is not exclusive
+    assertEquals(flock(fd, "exclusive"), true);
+    assertEquals(flockHolderThrough(fd), getpid());
+    assertEquals(flockHolder(dev, ino), getpid());
+    assertEquals(flockHolderThrough(other), null); // held through fd only
+  } finally {
+    close(other);
+    close(fd);
     rmSync(dir, { recursive: true, force: true });
   }
 });
