@@ -108,6 +108,7 @@ async function signalAndWait(
   const elapsed = () => Math.round(performance.now() - started);
   const oldPid = marker.pid;
   process.kill(oldPid, marker.signal as NodeJS.Signals);
+  let goneBefore = false;
   while (elapsed() < timeoutMs) {
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     const now = inspectDirectory(dir);
@@ -129,8 +130,11 @@ async function signalAndWait(
       };
     }
     // An owner that stepped down may exit before its successor records
-    // itself; the successor holds the lock until it has.
-    if (!now.owner?.alive && !now.lock) {
+    // itself; the successor holds the lock until it has. One look can still
+    // straddle the successor's steps (the lock read free before it took it,
+    // the record read while it rewrites it), so two looks in a row decide.
+    const gone = !now.owner?.alive && !now.lock;
+    if (gone && goneBefore) {
       return {
         result: "failed",
         oldPid,
@@ -139,6 +143,7 @@ async function signalAndWait(
         durationMs: elapsed(),
       };
     }
+    goneBefore = gone;
   }
   return { result: "timeout", oldPid, durationMs: elapsed() };
 }
