@@ -63,6 +63,20 @@ function body(port: number): Promise<string> {
 }
 
 /**
+ * The body of the first GET on a new connection that `pid` answers. The old
+ * copy may still accept a connection or two after the new one printed
+ * `READY`: both accept on the socket until the old one hears it took over.
+ */
+async function servedBy(port: number, pid: number): Promise<string> {
+  const deadline = Date.now() + 5_000;
+  for (;;) {
+    const text = await body(port);
+    if (text.startsWith(`hello from ${pid}`)) return text;
+    assert(Date.now() < deadline, `no request served by ${pid}: ${text}`);
+  }
+}
+
+/**
  * Runs `command` (hello.ts flags appended) below the subreaper, upgrades it
  * `UPGRADES` times with SIGHUP under keep-alive and new-connection load,
  * calling `beforeUpgrade(i)` first; checks every request, every exit status,
@@ -114,9 +128,10 @@ async function sighupUpgrades(
         assert(next !== current, `upgrade ${i} started a new process`);
         assertEquals(readFileSync(pidFile, "utf8"), `${next}\n`);
         if (version) {
+          const text = await servedBy(port, next);
           assert(
-            (await body(port)).includes(`(version ${version})`),
-            `upgrade ${i} serves version ${version}`,
+            text.includes(`(version ${version})`),
+            `upgrade ${i} serves version ${version}: ${text}`,
           );
         }
         // Old copies drain meanwhile: never more than a few at once.
