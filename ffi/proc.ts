@@ -19,9 +19,13 @@ import {
 
 const decoder = new TextDecoder();
 
-/** The open descriptors of this process, ascending. */
-export function listFds(): number[] {
-  const dir = openFile("/proc/self/fd", O_RDONLY | layout.O_DIRECTORY);
+/**
+ * The open descriptors of this process (or of process `pid`), ascending.
+ * Throws a `SyscallError` if another process's cannot be listed (another
+ * user's, not dumpable, gone).
+ */
+export function listFds(pid: number | "self" = "self"): number[] {
+  const dir = openFile(`/proc/${pid}/fd`, O_RDONLY | layout.O_DIRECTORY);
   const fds: number[] = [];
   try {
     const buf = new Uint8Array(32768);
@@ -43,7 +47,7 @@ export function listFds(): number[] {
   } finally {
     close(dir);
   }
-  return fds.filter((fd) => fd !== dir).sort((a, b) => a - b);
+  return fds.filter((fd) => pid !== "self" || fd !== dir).sort((a, b) => a - b);
 }
 
 /**
@@ -103,12 +107,12 @@ export function selfStat(): string {
   return readProcFile("/proc/self/stat");
 }
 
-function readProcFile(path: string): string {
+function readProcFile(path: string, chunkSize = 65536): string {
   const file = openFile(path, O_RDONLY);
   try {
     const chunks: Uint8Array[] = [];
     for (;;) {
-      const chunk = read(file, 65536);
+      const chunk = read(file, chunkSize);
       if (!chunk || chunk.length === 0) break;
       chunks.push(chunk.slice());
     }
@@ -180,8 +184,50 @@ export function processStat(pid: number): ProcessStat | null {
  * nobody holds one.
  */
 export function flockHolder(dev: bigint, ino: bigint): number | null {
+  return exclusiveFlockOn(readProcFile("/proc/locks"), dev, ino);
+}
+
+/**
+ * Like {@linkcode flockHolder}, but looks only at the descriptors of process
+ * `pid` (`/proc/<pid>/fdinfo`, which print their locks as `/proc/locks`
+ * does): the pid holding an exclusive `flock` on `dev`/`ino` through one of
+ * them, or `null`; `undefined` when the process has more than
+ * `maxDescriptors` (not looked at). It never waits as a first read of
+ * `/proc/locks` can (10–15 ms here: that read takes a global lock whose
+ * first taking waits for an RCU grace period). Throws a `SyscallError` if
+ * that process's descriptors cannot be listed.
+ */
+export function flockHolderAmong(
+  pid: number,
+  dev: bigint,
+  ino: bigint,
+  maxDescriptors: number,
+): number | null | undefined {
+  const fds = listFds(pid);
+  if (fds.length > maxDescriptors) return undefined;
+  for (const fd of fds) {
+    let info: string;
+    try {
+      // Most are a few lines: 1 KiB reads, not a 64 KiB buffer per descriptor.
+      info = readProcFile(`/proc/${pid}/fdinfo/${fd}`, 1024);
+    } catch {
+      continue; // closed meanwhile
+    }
+    if (!info.includes("lock:")) continue;
+    const holder = exclusiveFlockOn(info.replace(/^lock:\s*/gm, ""), dev, ino);
+    if (holder !== null) return holder;
+  }
+  return null;
+}
+
+/** The pid holding an exclusive `flock` on `dev`/`ino` in lock lines `text`, or `null`. */
+function exclusiveFlockOn(
+  text: string,
+  dev: bigint,
+  ino: bigint,
+): number | null {
   const [major, minor] = deviceNumbers(dev);
-  const lock = parseLocks(readProcFile("/proc/locks")).find((l) =>
+  const lock = parseLocks(text).find((l) =>
     !l.waiting && l.type === "FLOCK" && l.access === "WRITE" &&
     l.major === major && l.minor === minor && l.inode === ino
   );

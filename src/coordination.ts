@@ -13,6 +13,7 @@ import {
   fileIdentity,
   flock,
   flockHolder,
+  flockHolderAmong,
   flockHolderThrough,
   getuid,
   InvalidAddressError,
@@ -248,6 +249,29 @@ export interface LockFile {
 /** The pid of the process holding the lock on `file`, or `null` if it is free. */
 export function lockHolder(file: LockFile): number | null {
   return flockHolder(file.dev, file.ino);
+}
+
+/** More descriptors than a starting successor has: past this, `/proc/locks` is cheaper. */
+const MAX_SCANNED_DESCRIPTORS = 64;
+
+/**
+ * Whether process `pid` holds the lock on `file`, looked for among its own
+ * descriptors (no wait, as a first read of `/proc/locks` can have), or in
+ * `/proc/locks` where its descriptors cannot be read or are too many.
+ */
+export function holdsLock(file: LockFile, pid: number): boolean {
+  let holder: number | null | undefined;
+  try {
+    holder = flockHolderAmong(
+      pid,
+      file.dev,
+      file.ino,
+      MAX_SCANNED_DESCRIPTORS,
+    );
+  } catch {
+    // its descriptors cannot be read: /proc/locks below
+  }
+  return (holder === undefined ? lockHolder(file) : holder) === pid;
 }
 
 /** How often a process waiting for the lock says who holds it. */

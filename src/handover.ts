@@ -10,8 +10,8 @@
 import { unixListening } from "../ffi/mod.ts";
 import {
   controlSocketPath,
+  holdsLock,
   type LockFile,
-  lockHolder,
   OwnerLock,
   PID_FILE,
   readOwnerRecord,
@@ -36,12 +36,12 @@ export function handoverStanding(
   lock: LockFile,
   successor: ProcessRef,
 ): HandoverStanding {
-  const holdsLock = lockHolder(lock) === successor.pid;
-  if (holdsLock && isAlive(successor)) return "pending";
+  const locked = holdsLock(lock, successor.pid);
+  if (locked && isAlive(successor)) return "pending";
   const record = readOwnerRecord(`${dir}/${PID_FILE}`);
   if (record !== "" && record !== selfId) return "complete";
   // A process killed holding the lock loses it a moment after it is dead.
-  return holdsLock ? "pending" : "abandoned";
+  return locked ? "pending" : "abandoned";
 }
 
 /** How long a dead process's control socket may take to close (its last thread closes it). */

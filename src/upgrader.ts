@@ -46,6 +46,7 @@ import {
   checkOwnFile,
   connectOwner,
   controlSocketPath,
+  holdsLock,
   listenControl,
   type LockFile,
   lockHolder,
@@ -791,8 +792,8 @@ export class Upgrader implements AsyncDisposable {
       );
       return null;
     }
-    const holder = this.#lockFile && lockHolder(this.#lockFile);
-    if (holder !== undefined && holder !== pid) {
+    if (this.#lockFile && !holdsLock(this.#lockFile, pid)) {
+      const holder = lockHolder(this.#lockFile);
       this.#logger.warn(
         `tableroll: refused pid ${pid}: only the process holding the lock on ${this.dir}/pid may take over, and ${
           holder === null ? "nobody holds it" : `pid ${holder} does`

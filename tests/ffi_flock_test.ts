@@ -8,6 +8,7 @@ import {
   fileIdentity,
   flock,
   flockHolder,
+  flockHolderAmong,
   flockHolderThrough,
   getpid,
   O_CREAT,
@@ -30,6 +31,14 @@ test(`ffi: flock held by ${runtime} is exclusive, and freed for ${other} when it
     assertEquals(await holder.nextLine(), "waiting");
     assertEquals(await holder.nextLine(), "locked");
     fd = openFile(path, O_RDWR);
+    // Found among the holder's own descriptors as in /proc/locks; this
+    // process has the file open but holds no lock on it.
+    const { dev, ino } = fileIdentity(fd);
+    const holderPid = holder.process.pid!;
+    assertEquals(flockHolderAmong(holderPid, dev, ino, 64), holderPid);
+    assertEquals(flockHolder(dev, ino), holderPid);
+    assertEquals(flockHolderAmong(getpid(), dev, ino, 4096), null);
+    assertEquals(flockHolderAmong(holderPid, dev, ino, 0), undefined);
     assertEquals(flock(fd, "exclusive", { nonblocking: true }), false);
     assertEquals(flock(fd, "shared", { nonblocking: true }), false);
 
