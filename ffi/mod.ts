@@ -83,6 +83,7 @@ export * from "./procfs_text.ts";
 export * from "./spawn.ts";
 export * from "./runtime.ts";
 export { monotonicNanos } from "./clock.ts";
+export { delay, everyUnref, keepAlive } from "./timers.ts";
 export {
   waitFor,
   type WaitOptions,

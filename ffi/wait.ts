@@ -15,7 +15,7 @@
  * stays for the life of the process, so a late signal never meets the
  * default action (termination); it sits beside any listener the application
  * has. Neither the listener nor the timer keeps the process alive: a
- * `ref: true` wait holds a timer of its own.
+ * `ref: true` wait holds the process open with {@linkcode keepAlive}.
  *
  * @module
  */
@@ -33,6 +33,7 @@ import {
   S_IFMT,
   S_IFSOCK,
 } from "./platform.ts";
+import { everyUnref, keepAlive } from "./timers.ts";
 
 /** Options of {@linkcode waitFor}. */
 export interface WaitOptions {
@@ -71,15 +72,13 @@ interface Wait {
   detach(): void;
 }
 
-type Timer = ReturnType<typeof setInterval>;
-
 const pending = new Set<Wait>();
 /** Descriptors with `O_ASYNC` set by this module, and how many waits use it. */
 const armed = new Map<number, number>();
 let refs = 0;
 let timerWaits = 0;
-let keepAlive: Timer | undefined;
-let sweepTimer: Timer | undefined;
+let releaseHold: (() => void) | undefined;
+let stopSweeps: (() => void) | undefined;
 let listening = false;
 let pollfds = new Uint8Array(POLLFD.size * 64);
 
@@ -127,9 +126,9 @@ export function waitFor(
       detach: () => signal?.removeEventListener("abort", onAbort),
     };
     pending.add(wait);
-    if (ref && refs++ === 0) keepAlive = setInterval(() => {}, 1 << 30);
+    if (ref && refs++ === 0) releaseHold = keepAlive();
     if (!wait.signalled && timerWaits++ === 0) {
-      sweepTimer = unref(setInterval(sweep, SWEEP_INTERVAL_MS));
+      stopSweeps = everyUnref(sweep, SWEEP_INTERVAL_MS);
     }
     // Readiness that came before O_ASYNC was set raises no signal.
     sweep([wait]);
@@ -168,14 +167,14 @@ function finish(wait: Wait): boolean {
   if (!pending.delete(wait)) return false;
   wait.detach();
   if (wait.ref && --refs === 0) {
-    clearInterval(keepAlive);
-    keepAlive = undefined;
+    releaseHold!();
+    releaseHold = undefined;
   }
   if (wait.signalled) {
     disarm(wait.fd);
   } else if (--timerWaits === 0) {
-    clearInterval(sweepTimer);
-    sweepTimer = undefined;
+    stopSweeps!();
+    stopSweeps = undefined;
   }
   return true;
 }
@@ -267,11 +266,4 @@ function listenForSigio(): void {
 
 interface NodeLikeProcess {
   on(event: "SIGIO", listener: () => void): void;
-}
-
-/** Lets `timer` not keep the process alive (Deno numbers its timers, Bun hands out objects). */
-function unref(timer: Timer): Timer {
-  if (typeof timer === "number") Deno.unrefTimer(timer);
-  else (timer as { unref(): void }).unref();
-  return timer;
 }

@@ -8,6 +8,7 @@
 import {
   close,
   connect,
+  delay,
   encodeSockaddr,
   type FileIdentity,
   fileIdentity,
@@ -415,17 +416,8 @@ export function sleep(
   signal: AbortSignal | undefined,
   what: string,
 ): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(abortReason(signal, what));
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(abortReason(signal!, what));
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
+  return delay(ms, signal).catch(() => {
+    throw abortReason(signal!, what);
   });
 }
 

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { unixListening } from "../ffi/mod.ts";
+import { delay, unixListening } from "../ffi/mod.ts";
 import {
   controlSocketPath,
   holdsLock,
@@ -62,7 +62,7 @@ export async function recordedOwnerGone(
   const socket = controlSocketPath(dir, id);
   for (const end = Date.now() + SOCKET_CLOSE_GRACE_MS; unixListening(socket);) {
     if (Date.now() >= end) return false;
-    await new Promise((resolve) => setTimeout(resolve, 5));
+    await delay(5);
   }
   return readOwnerRecord(`${dir}/${PID_FILE}`) === id;
 }

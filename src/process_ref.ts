@@ -8,6 +8,7 @@
  */
 import {
   close,
+  delay,
   pidfdOpen,
   POLLIN,
   processStat,
@@ -86,7 +87,7 @@ export async function diesWithin(
   }
   for (const end = Date.now() + ms; isAlive(process);) {
     if (Date.now() >= end) return false;
-    await new Promise((resolve) => setTimeout(resolve, 5));
+    await delay(5);
   }
   return true;
 }

@@ -9,6 +9,7 @@
 import {
   close,
   commandLine,
+  delay,
   deleteEnv,
   dup,
   dup3,
@@ -206,7 +207,7 @@ export class SelfUpgrade implements LifecycleHooks {
             "it was killed and this process is still the owner: look at its output, fix it and try again",
         );
       }
-      await sleep(POLL_MS);
+      await delay(POLL_MS);
     }
   }
 
@@ -218,7 +219,7 @@ export class SelfUpgrade implements LifecycleHooks {
     while (
       this.#context.state() === "handing-over" && Date.now() < deadline
     ) {
-      await sleep(POLL_MS);
+      await delay(POLL_MS);
     }
     return await stderr.tail();
   }
@@ -385,7 +386,7 @@ class StderrRelay {
 
   /** The last lines written, once the pipe ended (or after a second). */
   async tail(): Promise<string> {
-    await Promise.race([this.#done, sleep(1000)]);
+    await Promise.race([this.#done, delay(1000)]);
     return new TextDecoder().decode(this.#kept).trimEnd();
   }
 
@@ -438,10 +439,6 @@ async function reaped(pid: number): Promise<Reaped> {
   for (;;) {
     const ended = reapChild(pid);
     if (ended) return ended;
-    await sleep(POLL_MS);
+    await delay(POLL_MS);
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
