@@ -4,7 +4,7 @@
  * @module
  */
 import { SYMBOLS } from "./symbols.ts";
-import type { Backend, CType, LibcFunctions } from "./symbols.ts";
+import type { Backend, CSignature, CType, LibcFunctions } from "./symbols.ts";
 
 const DENO_TYPES = {
   i32: "i32",
@@ -17,24 +17,42 @@ const DENO_TYPES = {
 
 /** Opens libc with `Deno.dlopen` (needs `--allow-ffi`). */
 export function openBackend(libcPath: string): Backend {
+  const definition = (sig: CSignature): Deno.ForeignFunction => ({
+    parameters: sig.args.map((t) => DENO_TYPES[t] as Deno.NativeType),
+    result: DENO_TYPES[sig.result],
+  });
   const definitions: Record<string, Deno.ForeignFunction> = {
     __errno_location: { parameters: [], result: "pointer" },
     strerror: { parameters: ["i32"], result: "pointer" },
     getenv: { parameters: ["buffer"], result: "pointer" },
   };
-  for (const [name, sig] of Object.entries(SYMBOLS)) {
-    definitions[name] = {
-      parameters: sig.args.map((t) => DENO_TYPES[t] as Deno.NativeType),
-      result: DENO_TYPES[sig.result],
-    };
+  const rare: [string, CSignature][] = [];
+  for (const [name, sig] of Object.entries(SYMBOLS) as [string, CSignature][]) {
+    if (sig.rare) rare.push([name, sig]);
+    else definitions[name] = definition(sig);
   }
-  const lib = Deno.dlopen(libcPath, definitions);
   // deno-lint-ignore no-explicit-any
-  const raw = lib.symbols as Record<string, (...a: any[]) => any>;
+  type Raw = Record<string, (...a: any[]) => any>;
+  const raw = Deno.dlopen(libcPath, definitions).symbols as Raw;
+  const wrap = (f: Raw[string], sig: CSignature) =>
+    sig.result === "i64" ? (...a: unknown[]) => Number(f(...a)) : f;
   const fn: Record<string, (...a: unknown[]) => number> = {};
-  for (const [name, sig] of Object.entries(SYMBOLS)) {
-    const f = raw[name];
-    fn[name] = sig.result === "i64" ? (...a) => Number(f(...a)) : f;
+  for (const [name, sig] of Object.entries(SYMBOLS) as [string, CSignature][]) {
+    if (!sig.rare) fn[name] = wrap(raw[name], sig);
+  }
+  // The rare ones are bound on first use, each through its own handle.
+  for (const [name, sig] of rare) {
+    Object.defineProperty(fn, name, {
+      configurable: true,
+      enumerable: true,
+      get() {
+        const symbols = Deno.dlopen(libcPath, { [name]: definition(sig) })
+          .symbols as Raw;
+        const bound = wrap(symbols[name], sig);
+        Object.defineProperty(fn, name, { value: bound, enumerable: true });
+        return bound;
+      },
+    });
   }
   // errno lives at a fixed address per thread; all calls run on this thread.
   const errnoView = new Deno.UnsafePointerView(

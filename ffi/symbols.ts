@@ -19,19 +19,26 @@ export interface CSignature {
   readonly args: readonly CType[];
   /** Result type. */
   readonly result: CType;
+  /**
+   * Not called while a process starts, takes over or serves (spawning,
+   * draining helpers, tests): a backend may bind it on first call. Binding
+   * a function costs Deno about 0.3 ms, which every process would pay at
+   * import for all of them.
+   */
+  readonly rare?: true;
 }
 
 /** Every libc function the layer uses. */
 export const SYMBOLS = {
   socket: { args: ["i32", "i32", "i32"], result: "i32" },
-  socketpair: { args: ["i32", "i32", "i32", "ptr"], result: "i32" },
+  socketpair: { args: ["i32", "i32", "i32", "ptr"], result: "i32", rare: true },
   bind: { args: ["i32", "ptr", "u32"], result: "i32" },
   listen: { args: ["i32", "i32"], result: "i32" },
-  shutdown: { args: ["i32", "i32"], result: "i32" },
+  shutdown: { args: ["i32", "i32"], result: "i32", rare: true },
   accept4: { args: ["i32", "ptr", "ptr", "i32"], result: "i32" },
   connect: { args: ["i32", "ptr", "u32"], result: "i32" },
   getsockname: { args: ["i32", "ptr", "ptr"], result: "i32" },
-  getpeername: { args: ["i32", "ptr", "ptr"], result: "i32" },
+  getpeername: { args: ["i32", "ptr", "ptr"], result: "i32", rare: true },
   getsockopt: { args: ["i32", "i32", "i32", "ptr", "ptr"], result: "i32" },
   setsockopt: { args: ["i32", "i32", "i32", "ptr", "u32"], result: "i32" },
   sendmsg: { args: ["i32", "ptr", "i32"], result: "i64" },
@@ -41,7 +48,7 @@ export const SYMBOLS = {
   write: { args: ["i32", "ptr", "u64"], result: "i64" },
   close: { args: ["i32"], result: "i32" },
   unlink: { args: ["ptr"], result: "i32" },
-  rename: { args: ["ptr", "ptr"], result: "i32" },
+  rename: { args: ["ptr", "ptr"], result: "i32", rare: true },
   unsetenv: { args: ["ptr"], result: "i32" },
   readlink: { args: ["ptr", "ptr", "u64"], result: "i64" },
   fstat: { args: ["i32", "ptr"], result: "i32" },
@@ -49,33 +56,47 @@ export const SYMBOLS = {
   flock: { args: ["i32", "i32"], result: "i32" },
   fcntl: { args: ["i32", "i32", "i64"], result: "i32" },
   dup3: { args: ["i32", "i32", "i32"], result: "i32" },
-  pipe2: { args: ["ptr", "i32"], result: "i32" },
+  pipe2: { args: ["ptr", "i32"], result: "i32", rare: true },
   poll: { args: ["ptr", "u64", "i32"], result: "i32" },
-  epoll_create1: { args: ["i32"], result: "i32" },
+  epoll_create1: { args: ["i32"], result: "i32", rare: true },
   epoll_ctl: { args: ["i32", "i32", "i32", "ptr"], result: "i32" },
-  eventfd: { args: ["u32", "i32"], result: "i32" },
-  memfd_create: { args: ["ptr", "u32"], result: "i32" },
+  eventfd: { args: ["u32", "i32"], result: "i32", rare: true },
+  memfd_create: { args: ["ptr", "u32"], result: "i32", rare: true },
   getpid: { args: [], result: "i32" },
-  clock_gettime: { args: ["i32", "ptr"], result: "i32" },
+  clock_gettime: { args: ["i32", "ptr"], result: "i32", rare: true },
   getuid: { args: [], result: "u32" },
   syscall: { args: ["i64", "i64", "i64"], result: "i64" },
-  kill: { args: ["i32", "i32"], result: "i32" },
-  waitpid: { args: ["i32", "ptr", "i32"], result: "i32" },
+  kill: { args: ["i32", "i32"], result: "i32", rare: true },
+  waitpid: { args: ["i32", "ptr", "i32"], result: "i32", rare: true },
   posix_spawnp: {
     args: ["ptr", "ptr", "ptr", "ptr", "ptr", "ptr"],
     result: "i32",
+    rare: true,
   },
-  posix_spawnattr_init: { args: ["ptr"], result: "i32" },
-  posix_spawnattr_setflags: { args: ["ptr", "i32"], result: "i32" },
-  posix_spawnattr_setsigmask: { args: ["ptr", "ptr"], result: "i32" },
-  posix_spawnattr_setsigdefault: { args: ["ptr", "ptr"], result: "i32" },
-  posix_spawnattr_destroy: { args: ["ptr"], result: "i32" },
-  posix_spawn_file_actions_init: { args: ["ptr"], result: "i32" },
+  posix_spawnattr_init: { args: ["ptr"], result: "i32", rare: true },
+  posix_spawnattr_setflags: { args: ["ptr", "i32"], result: "i32", rare: true },
+  posix_spawnattr_setsigmask: {
+    args: ["ptr", "ptr"],
+    result: "i32",
+    rare: true,
+  },
+  posix_spawnattr_setsigdefault: {
+    args: ["ptr", "ptr"],
+    result: "i32",
+    rare: true,
+  },
+  posix_spawnattr_destroy: { args: ["ptr"], result: "i32", rare: true },
+  posix_spawn_file_actions_init: { args: ["ptr"], result: "i32", rare: true },
   posix_spawn_file_actions_adddup2: {
     args: ["ptr", "i32", "i32"],
     result: "i32",
+    rare: true,
   },
-  posix_spawn_file_actions_destroy: { args: ["ptr"], result: "i32" },
+  posix_spawn_file_actions_destroy: {
+    args: ["ptr"],
+    result: "i32",
+    rare: true,
+  },
 } as const satisfies Record<string, CSignature>;
 
 /** Names of the functions in {@linkcode SYMBOLS}. */
