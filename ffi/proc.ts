@@ -205,7 +205,8 @@ export function flockHolderAmong(
 ): number | null | undefined {
   const fds = listFds(pid);
   if (fds.length > maxDescriptors) return undefined;
-  for (const fd of fds) {
+  // Newest first: a lock taken by the program comes after the runtime's own.
+  for (const fd of fds.reverse()) {
     let info: string;
     try {
       // Most are a few lines: 1 KiB reads, not a 64 KiB buffer per descriptor.
