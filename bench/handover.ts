@@ -24,6 +24,18 @@ import { median } from "../testing/stats.ts";
 
 const TIMEOUT_MS = 60_000;
 
+/**
+ * How long a predecessor runs before its successor starts. A real one has
+ * served for a while; one taken over in its own first moments is still
+ * starting up (Deno writes its code cache, both compile lazily), which
+ * competes with the takeover for this machine's two CPUs.
+ */
+const SETTLE_MS = 500;
+
+function settle(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+}
+
 /** Options of {@linkcode handoverCost}. */
 export interface HandoverOptions {
   /** Runtimes to run the listener fixture under. */
@@ -114,6 +126,7 @@ async function fixtureRound(
   try {
     const first = spawnFixture();
     const fresh = await timings(first);
+    await settle();
     const takeover = await timings(spawnFixture());
     await first.exited;
     return { fresh, takeover };
@@ -156,6 +169,7 @@ export async function exampleStartup(
         }
         const first = startCopy(group, runtime, flags);
         fresh.push(await started(first));
+        await settle();
         takeover.push(await started(startCopy(group, runtime, flags)));
         await first.drained(TIMEOUT_MS);
       } finally {
