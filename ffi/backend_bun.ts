@@ -15,7 +15,7 @@ import {
   read,
 } from "bun:ffi";
 import { SYMBOLS } from "./symbols.ts";
-import type { Backend, CType, LibcFunctions } from "./symbols.ts";
+import type { Backend, CSignature, CType, LibcFunctions } from "./symbols.ts";
 
 const BUN_TYPES = {
   i32: "i32",
@@ -33,23 +33,42 @@ export function openBackend(libcPath: string): Backend {
     strerror: { args: ["i32"], returns: "cstring" },
     getenv: { args: ["ptr"], returns: "cstring" },
   });
+  const definition = (sig: CSignature): FFIFunction => ({
+    args: sig.args.map((t) => BUN_TYPES[t]),
+    returns: BUN_TYPES[sig.result],
+  });
+  // The table is built at run time, so Bun cannot type each symbol; the
+  // signatures in SYMBOLS are what `LibcFunctions` promises. Bun returns
+  // 64-bit integers as BigInt.
+  const wrap = (f: unknown, sig: CSignature) => {
+    const g = f as (...a: unknown[]) => number | bigint;
+    return sig.result === "i64"
+      ? (...a: unknown[]) => Number(g(...a))
+      : g as (...a: unknown[]) => number;
+  };
+  const entries = Object.entries(SYMBOLS) as [string, CSignature][];
   const table: Record<string, FFIFunction> = {};
-  for (const [name, sig] of Object.entries(SYMBOLS)) {
-    table[name] = {
-      args: sig.args.map((t) => BUN_TYPES[t]),
-      returns: BUN_TYPES[sig.result],
-    };
+  for (const [name, sig] of entries) {
+    if (!sig.rare) table[name] = definition(sig);
   }
   const raw = dlopen(libcPath, table).symbols;
   const fn: Record<string, (...a: unknown[]) => number> = {};
-  for (const [name, sig] of Object.entries(SYMBOLS)) {
-    // The table is built at run time, so Bun cannot type each symbol; the
-    // signatures in SYMBOLS are what `LibcFunctions` promises.
-    const f = raw[name] as unknown as (...a: unknown[]) => number | bigint;
-    // Bun returns 64-bit integers as BigInt.
-    fn[name] = sig.result === "i64"
-      ? (...a) => Number(f(...a))
-      : f as (...a: unknown[]) => number;
+  for (const [name, sig] of entries) {
+    if (!sig.rare) fn[name] = wrap(raw[name], sig);
+    else {
+      // Compiled on first use: each compiled function holds memory.
+      Object.defineProperty(fn, name, {
+        configurable: true,
+        enumerable: true,
+        get() {
+          const symbols = dlopen(libcPath, { [name]: definition(sig) })
+            .symbols;
+          const bound = wrap(symbols[name], sig);
+          Object.defineProperty(fn, name, { value: bound, enumerable: true });
+          return bound;
+        },
+      });
+    }
   }
   // errno lives at a fixed address per thread; all calls run on this thread.
   const errnoAddress = lib.symbols.__errno_location();
