@@ -36,10 +36,16 @@ export function handoverStanding(
   lock: LockFile,
   successor: ProcessRef,
 ): HandoverStanding {
+  const recorded = () => {
+    const record = readOwnerRecord(`${dir}/${PID_FILE}`);
+    return record !== "" && record !== selfId;
+  };
+  // The usual end, seen without looking for the lock.
+  if (recorded()) return "complete";
   const locked = holdsLock(lock, successor.pid);
   if (locked && isAlive(successor)) return "pending";
-  const record = readOwnerRecord(`${dir}/${PID_FILE}`);
-  if (record !== "" && record !== selfId) return "complete";
+  // The successor records itself before it lets go of the lock: read again.
+  if (recorded()) return "complete";
   // A process killed holding the lock loses it a moment after it is dead.
   return locked ? "pending" : "abandoned";
 }
