@@ -27,12 +27,16 @@
  * @module
  */
 import type { SocketAddress } from "../../ffi/mod.ts";
-import { serve as serveBun } from "../bun/mod.ts";
 import type { HandedOverServer, HandoverOptions } from "../contract.ts";
-import { serve as serveDeno } from "../deno/mod.ts";
 
 export { AdoptionError } from "../adopt.ts";
 export type * from "../contract.ts";
+
+// Only the running runtime's adapter is loaded.
+const serveBun = "Bun" in globalThis
+  ? (await import("../bun/mod.ts")).serve
+  : undefined;
+const serveDeno = serveBun ? undefined : (await import("../deno/mod.ts")).serve;
 
 /** Options of {@linkcode serve}: TCP (`hostname`, `port`) or Unix (`path`). */
 export interface ServeOptions extends HandoverOptions {
@@ -67,7 +71,7 @@ export function serve(options: ServeOptions): HandedOverServer {
     (onListen ?? logListening)(server.address);
     return server;
   };
-  if ("Bun" in globalThis) {
+  if (serveBun) {
     const fetch = (request: Request) => handler(request);
     return listening(
       path === undefined
@@ -78,14 +82,14 @@ export function serve(options: ServeOptions): HandedOverServer {
   const onDenoListen = () => {};
   return listening(
     path === undefined
-      ? serveDeno({
+      ? serveDeno!({
         ...handover,
         hostname,
         port,
         handler,
         onListen: onDenoListen,
       })
-      : serveDeno({ ...handover, path, handler, onListen: onDenoListen }),
+      : serveDeno!({ ...handover, path, handler, onListen: onDenoListen }),
   );
 }
 
