@@ -14,8 +14,8 @@ import {
   ptr,
   read,
 } from "bun:ffi";
-import { SYMBOLS } from "./symbols.ts";
-import type { Backend, CSignature, CType, LibcFunctions } from "./symbols.ts";
+import { bindSymbols } from "./symbols.ts";
+import type { Backend, BoundFunction, CType } from "./symbols.ts";
 
 const BUN_TYPES = {
   i32: "i32",
@@ -33,49 +33,25 @@ export function openBackend(libcPath: string): Backend {
     strerror: { args: ["i32"], returns: "cstring" },
     getenv: { args: ["ptr"], returns: "cstring" },
   });
-  const definition = (sig: CSignature): FFIFunction => ({
-    args: sig.args.map((t) => BUN_TYPES[t]),
-    returns: BUN_TYPES[sig.result],
-  });
   // The table is built at run time, so Bun cannot type each symbol; the
-  // signatures in SYMBOLS are what `LibcFunctions` promises. Bun returns
-  // 64-bit integers as BigInt.
-  const wrap = (f: unknown, sig: CSignature) => {
-    const g = f as (...a: unknown[]) => number | bigint;
-    return sig.result === "i64"
-      ? (...a: unknown[]) => Number(g(...a))
-      : g as (...a: unknown[]) => number;
-  };
-  const entries = Object.entries(SYMBOLS) as [string, CSignature][];
-  const table: Record<string, FFIFunction> = {};
-  for (const [name, sig] of entries) {
-    if (!sig.rare) table[name] = definition(sig);
-  }
-  const raw = dlopen(libcPath, table).symbols;
-  const fn: Record<string, (...a: unknown[]) => number> = {};
-  for (const [name, sig] of entries) {
-    if (!sig.rare) fn[name] = wrap(raw[name], sig);
-    else {
-      // Compiled on first use: each compiled function holds memory.
-      Object.defineProperty(fn, name, {
-        configurable: true,
-        enumerable: true,
-        get() {
-          const symbols = dlopen(libcPath, { [name]: definition(sig) })
-            .symbols;
-          const bound = wrap(symbols[name], sig);
-          Object.defineProperty(fn, name, { value: bound, enumerable: true });
-          return bound;
-        },
-      });
-    }
-  }
+  // signatures in SYMBOLS are what `LibcFunctions` promises.
+  const fn = bindSymbols((functions) =>
+    dlopen(
+      libcPath,
+      Object.fromEntries(
+        functions.map(([name, sig]): [string, FFIFunction] => [name, {
+          args: sig.args.map((t) => BUN_TYPES[t]),
+          returns: BUN_TYPES[sig.result],
+        }]),
+      ),
+    ).symbols as unknown as Record<string, BoundFunction>
+  );
   // errno lives at a fixed address per thread; all calls run on this thread.
   const errnoAddress = lib.symbols.__errno_location();
   if (errnoAddress === null) throw new Error("__errno_location returned NULL");
   return {
     runtime: "bun",
-    fn: fn as LibcFunctions,
+    fn,
     errno: () => read.i32(errnoAddress, 0),
     strerror: (errno) => lib.symbols.strerror(errno) ?? `errno ${errno}`,
     getenv: (name) => {

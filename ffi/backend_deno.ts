@@ -3,8 +3,8 @@
  *
  * @module
  */
-import { SYMBOLS } from "./symbols.ts";
-import type { Backend, CSignature, CType, LibcFunctions } from "./symbols.ts";
+import { bindSymbols } from "./symbols.ts";
+import type { Backend, BoundFunction, CType } from "./symbols.ts";
 
 const DENO_TYPES = {
   i32: "i32",
@@ -15,59 +15,46 @@ const DENO_TYPES = {
   void: "void",
 } as const satisfies Record<CType, Deno.NativeType | "void">;
 
+/** The functions the backend itself uses, beside the table's. */
+const HELPERS = {
+  __errno_location: { parameters: [], result: "pointer" },
+  strerror: { parameters: ["i32"], result: "pointer" },
+  getenv: { parameters: ["buffer"], result: "pointer" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
 /** Opens libc with `Deno.dlopen` (needs `--allow-ffi`). */
 export function openBackend(libcPath: string): Backend {
-  const definition = (sig: CSignature): Deno.ForeignFunction => ({
-    parameters: sig.args.map((t) => DENO_TYPES[t] as Deno.NativeType),
-    result: DENO_TYPES[sig.result],
+  // The helpers come with the first functions bound: every extra dlopen
+  // handle costs Deno about 0.3 MiB.
+  let raw: Deno.DynamicLibrary<typeof HELPERS>["symbols"] | undefined;
+  const fn = bindSymbols((functions) => {
+    const symbols = Deno.dlopen(libcPath, {
+      ...(raw ? {} : HELPERS),
+      ...Object.fromEntries(
+        functions.map(([name, sig]): [string, Deno.ForeignFunction] => [name, {
+          parameters: sig.args.map((t) => DENO_TYPES[t] as Deno.NativeType),
+          result: DENO_TYPES[sig.result],
+        }]),
+      ),
+    }).symbols;
+    raw ??= symbols as unknown as typeof raw;
+    return symbols as unknown as Record<string, BoundFunction>;
   });
-  const definitions: Record<string, Deno.ForeignFunction> = {
-    __errno_location: { parameters: [], result: "pointer" },
-    strerror: { parameters: ["i32"], result: "pointer" },
-    getenv: { parameters: ["buffer"], result: "pointer" },
-  };
-  const rare: [string, CSignature][] = [];
-  for (const [name, sig] of Object.entries(SYMBOLS) as [string, CSignature][]) {
-    if (sig.rare) rare.push([name, sig]);
-    else definitions[name] = definition(sig);
-  }
-  // deno-lint-ignore no-explicit-any
-  type Raw = Record<string, (...a: any[]) => any>;
-  const raw = Deno.dlopen(libcPath, definitions).symbols as Raw;
-  const wrap = (f: Raw[string], sig: CSignature) =>
-    sig.result === "i64" ? (...a: unknown[]) => Number(f(...a)) : f;
-  const fn: Record<string, (...a: unknown[]) => number> = {};
-  for (const [name, sig] of Object.entries(SYMBOLS) as [string, CSignature][]) {
-    if (!sig.rare) fn[name] = wrap(raw[name], sig);
-  }
-  // The rare ones are bound on first use, each through its own handle.
-  for (const [name, sig] of rare) {
-    Object.defineProperty(fn, name, {
-      configurable: true,
-      enumerable: true,
-      get() {
-        const symbols = Deno.dlopen(libcPath, { [name]: definition(sig) })
-          .symbols as Raw;
-        const bound = wrap(symbols[name], sig);
-        Object.defineProperty(fn, name, { value: bound, enumerable: true });
-        return bound;
-      },
-    });
-  }
+  const helpers = raw!; // set by the first bind, above
   // errno lives at a fixed address per thread; all calls run on this thread.
   const errnoView = new Deno.UnsafePointerView(
-    raw.__errno_location() as Deno.PointerObject,
+    helpers.__errno_location() as Deno.PointerObject,
   );
   return {
     runtime: "deno",
-    fn: fn as LibcFunctions,
+    fn,
     errno: () => errnoView.getInt32(0),
     strerror: (errno) =>
       Deno.UnsafePointerView.getCString(
-        raw.strerror(errno) as Deno.PointerObject,
+        helpers.strerror(errno) as Deno.PointerObject,
       ),
     getenv: (name) => {
-      const value = raw.getenv(name) as Deno.PointerObject | null;
+      const value = helpers.getenv(name) as Deno.PointerObject | null;
       return value === null
         ? undefined
         : Deno.UnsafePointerView.getCString(value);

@@ -115,6 +115,45 @@ export type LibcFunctions = {
   [K in SymbolName]: (...args: JsArgs<typeof SYMBOLS[K]["args"]>) => number;
 };
 
+/** A function as a runtime's `dlopen` returns it; 64-bit results may be BigInt. */
+export type BoundFunction = (...args: never[]) => number | bigint;
+
+/**
+ * The functions of {@linkcode SYMBOLS}, results as numbers, from a backend's
+ * `bind`, which opens libc for the given functions and returns them by name.
+ * All but the rare ones are bound at once, in one call (one by one they cost
+ * more); each rare one is bound on its first use.
+ */
+export function bindSymbols(
+  bind: (
+    functions: readonly [string, CSignature][],
+  ) => Record<string, BoundFunction>,
+): LibcFunctions {
+  const entries = Object.entries(SYMBOLS) as [string, CSignature][];
+  const asNumbers = (f: BoundFunction, sig: CSignature) => {
+    const g = f as (...a: unknown[]) => number | bigint;
+    return sig.result === "i64"
+      ? (...a: unknown[]) => Number(g(...a))
+      : g as (...a: unknown[]) => number;
+  };
+  const fn: Record<string, (...a: unknown[]) => number> = {};
+  const common = entries.filter(([, sig]) => !sig.rare);
+  const bound = bind(common);
+  for (const [name, sig] of common) fn[name] = asNumbers(bound[name], sig);
+  for (const [name, sig] of entries.filter(([, sig]) => sig.rare)) {
+    Object.defineProperty(fn, name, {
+      configurable: true,
+      enumerable: true,
+      get() {
+        const value = asNumbers(bind([[name, sig]])[name], sig);
+        Object.defineProperty(fn, name, { value, enumerable: true });
+        return value;
+      },
+    });
+  }
+  return fn as LibcFunctions;
+}
+
 /**
  * What each runtime backend provides: the functions above, errno of the
  * calling thread, and the few operations on raw memory that differ per runtime.
