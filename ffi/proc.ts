@@ -11,6 +11,7 @@ import { UnsupportedSyscallError } from "./errors.ts";
 import { close, openFile, read } from "./fd.ts";
 import {
   deviceNumbers,
+  type FileLock,
   parseLocks,
   parseProcessStat,
   parseUnixSockets,
@@ -184,7 +185,7 @@ export function processStat(pid: number): ProcessStat | null {
  * nobody holds one.
  */
 export function flockHolder(dev: bigint, ino: bigint): number | null {
-  return exclusiveFlockOn(readProcFile("/proc/locks"), dev, ino);
+  return exclusiveFlockOn(parseLocks(readProcFile("/proc/locks")), dev, ino);
 }
 
 /**
@@ -215,22 +216,22 @@ export function flockHolderAmong(
       continue; // closed meanwhile
     }
     if (!info.includes("lock:")) continue;
-    const holder = exclusiveFlockOn(info.replace(/^lock:\s*/gm, ""), dev, ino);
+    const holder = exclusiveFlockOn(fdinfoLocks(info), dev, ino);
     if (holder !== null) return holder;
   }
   return null;
 }
 
-/** The pid holding an exclusive `flock` on `dev`/`ino` in lock lines `text`, or `null`. */
+/** The pid holding an exclusive `flock` on `dev`/`ino` among `locks`, or `null`. */
 function exclusiveFlockOn(
-  text: string,
+  locks: FileLock[],
   dev: bigint,
   ino: bigint,
 ): number | null {
   const [major, minor] = deviceNumbers(dev);
-  const lock = parseLocks(text).find((l) =>
-    !l.waiting && l.type === "FLOCK" && l.access === "WRITE" &&
-    l.major === major && l.minor === minor && l.inode === ino
+  const lock = locks.find((l) =>
+    isExclusiveFlock(l) && l.major === major && l.minor === minor &&
+    l.inode === ino
   );
   return lock ? lock.pid : null;
 }
@@ -243,9 +244,7 @@ function exclusiveFlockOn(
  * 10–15 ms here.
  */
 export function flockHolderThrough(fd: number): number | null {
-  const lock = parseLocks(fdInfo(fd).replace(/^lock:\s*/gm, "")).find((l) =>
-    !l.waiting && l.type === "FLOCK" && l.access === "WRITE"
-  );
+  const lock = fdinfoLocks(fdInfo(fd)).find(isExclusiveFlock);
   return lock ? lock.pid : null;
 }
 
@@ -257,6 +256,16 @@ export function unixListening(path: string): boolean {
   return parseUnixSockets(readProcFile("/proc/net/unix")).some((socket) =>
     socket.listening && socket.path === path
   );
+}
+
+/** Whether `lock` is a held (not awaited) exclusive `flock`, as tableroll takes. */
+function isExclusiveFlock(lock: FileLock): boolean {
+  return !lock.waiting && lock.type === "FLOCK" && lock.access === "WRITE";
+}
+
+/** The locks an fdinfo text lists: its `lock:` lines, as `/proc/locks` prints them. */
+function fdinfoLocks(text: string): FileLock[] {
+  return parseLocks(text.replace(/^lock:\s*/gm, ""));
 }
 
 function concat(chunks: Uint8Array[]): Uint8Array {
