@@ -78,10 +78,8 @@ function openHold(): () => void {
 export function everyUnref(tick: () => void, ms: number): () => void {
   const timer = setInterval(tick, ms);
   // Deno numbers its timers, Bun hands out objects.
-  if (typeof timer === "number") {
-    (globalThis as { Deno?: { unrefTimer(id: number): void } }).Deno!
-      .unrefTimer(timer);
-  } else (timer as { unref(): void }).unref();
+  if (typeof timer === "number") Deno.unrefTimer(timer);
+  else (timer as { unref(): void }).unref();
   return () => clearInterval(timer);
 }
 
