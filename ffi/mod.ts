@@ -85,6 +85,7 @@ export * from "./runtime.ts";
 export { monotonicNanos } from "./clock.ts";
 export { delay, everyUnref, keepAlive } from "./timers.ts";
 export {
+  signalUntilClosed,
   waitFor,
   type WaitOptions,
   waitReadable,

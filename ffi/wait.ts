@@ -8,8 +8,10 @@
  * the kernel for that signal: `F_SETOWN` to this process plus `O_ASYNC` while
  * the wait is pending, cleared again when the last wait on it ends. Every
  * other wait (a shared socket, a pidfd, an eventfd, a regular file: no
- * `SIGIO` for them; and any `POLLOUT` wait, see below) is swept by a short
- * timer that runs only while such a wait is pending.
+ * `SIGIO` for them) is swept by a short timer that runs only while such a
+ * wait is pending. So is every `POLLOUT` wait: the kernel signals write
+ * space only after a write was refused while `O_ASYNC` was set, which
+ * {@linkcode signalUntilClosed} arranges for the sockets it is asked to.
  *
  * The `SIGIO` listener is installed before the first `O_ASYNC` is set and
  * stays for the life of the process, so a late signal never meets the
@@ -52,8 +54,11 @@ export interface WaitOptions {
    * by `SIGIO` within microseconds; `O_ASYNC` and the signal owner are set on
    * the description while the wait is pending and cleared when the last wait
    * on it ends. Never claim this for an inherited or handed-over socket: the
-   * flag would be shared with every other process that holds it. Other waits
-   * are checked every 4 ms while pending.
+   * flag would be shared with every other process that holds it. A `POLLOUT`
+   * wait is checked every 4 ms in any case, and woken by `SIGIO` after a
+   * refused write on a descriptor kept signalling with
+   * {@linkcode signalUntilClosed}. Other waits are checked every 4 ms while
+   * pending.
    */
   exclusive?: boolean;
 }
@@ -65,16 +70,20 @@ interface Wait {
   readonly fd: number;
   readonly events: number;
   readonly ref: boolean;
-  /** Whether `SIGIO` wakes this wait; otherwise the sweep timer does. */
+  /** Whether this wait set `O_ASYNC` on its descriptor, so that `SIGIO` may wake it. */
   readonly signalled: boolean;
+  /** Whether the sweep timer checks this wait. */
+  readonly swept: boolean;
   settle(revents: number): void;
   /** Removes the abort listener. */
   detach(): void;
 }
 
 const pending = new Set<Wait>();
-/** Descriptors with `O_ASYNC` set by this module, and how many waits use it. */
+/** Descriptors with `O_ASYNC` set by this module, and how many waits (or holds) use it. */
 const armed = new Map<number, number>();
+/** Descriptors kept armed until they are closed: {@linkcode signalUntilClosed}. */
+const held = new Set<number>();
 let refs = 0;
 let timerWaits = 0;
 let releaseHold: (() => void) | undefined;
@@ -112,14 +121,15 @@ export function waitFor(
       if (finish(wait)) reject(signal!.reason);
     };
     signal?.addEventListener("abort", onAbort, { once: true });
+    const signalled = exclusive && arm(fd);
     const wait: Wait = {
       fd,
       events,
       ref,
-      // The kernel signals write space only after a write failed while
-      // O_ASYNC was already set, which a wait that begins after the failed
-      // write cannot count on: POLLOUT is swept.
-      signalled: exclusive && events === POLLIN && arm(fd),
+      signalled,
+      // Write space is signalled only after a refused write, which not every
+      // caller has made: POLLOUT is swept as well.
+      swept: !signalled || (events & POLLOUT) !== 0,
       settle: (revents) => {
         if (finish(wait)) resolve(revents);
       },
@@ -127,7 +137,7 @@ export function waitFor(
     };
     pending.add(wait);
     if (ref && refs++ === 0) releaseHold = keepAlive();
-    if (!wait.signalled && timerWaits++ === 0) {
+    if (wait.swept && timerWaits++ === 0) {
       stopSweeps = everyUnref(sweep, SWEEP_INTERVAL_MS);
     }
     // Readiness that came before O_ASYNC was set raises no signal.
@@ -152,7 +162,52 @@ export function waitWritable(
 }
 
 /**
- * Settles every wait on `fd` with `POLLNVAL` and clears what this module set
+ * Keeps `O_ASYNC` set on `fd`, a socket or pipe this process alone holds,
+ * until it is closed with this module's `close`, instead of only while a
+ * wait is pending. The kernel marks a socket as waiting for space only when
+ * a write is refused while `O_ASYNC` is set, and only then signals when
+ * space frees up: with this, an exclusive `POLLOUT` wait after a refused
+ * write is woken within microseconds rather than by the 4 ms sweep. Returns
+ * `false` when `fd` cannot raise `SIGIO`.
+ *
+ * @example Writing a large message without waiting for the sweep
+ * ```ts
+ * import {
+ *   close,
+ *   read,
+ *   setNonBlocking,
+ *   signalUntilClosed,
+ *   socketPair,
+ *   waitWritable,
+ *   write,
+ * } from "./mod.ts";
+ *
+ * const [a, b] = socketPair();
+ * setNonBlocking(a, true);
+ * setNonBlocking(b, true);
+ * signalUntilClosed(a);
+ * const chunk = new Uint8Array(65536);
+ * while (write(a, chunk) !== null) {
+ *   // until the kernel refuses more
+ * }
+ * const writable = waitWritable(a, { exclusive: true });
+ * while (read(b, 65536) !== null) {
+ *   // the reader drains it
+ * }
+ * await writable;
+ * close(a);
+ * close(b);
+ * ```
+ */
+export function signalUntilClosed(fd: number): boolean {
+  if (held.has(fd)) return true;
+  if (!arm(fd)) return false;
+  held.add(fd);
+  return true;
+}
+
+/**
+ * Settles every wait on `fd` with `POLLNVAL` and forgets what this module set
  * on it. `close` calls it before closing, while the number still names the
  * same file.
  */
@@ -160,6 +215,8 @@ export function forgetDescriptor(fd: number): void {
   for (const wait of pending) {
     if (wait.fd === fd) wait.settle(POLLNVAL);
   }
+  // O_ASYNC goes with the descriptor's last close.
+  if (held.delete(fd)) armed.delete(fd);
 }
 
 /** Removes `wait` and undoes what it set up; `false` if it had already ended. */
@@ -170,9 +227,8 @@ function finish(wait: Wait): boolean {
     releaseHold!();
     releaseHold = undefined;
   }
-  if (wait.signalled) {
-    disarm(wait.fd);
-  } else if (--timerWaits === 0) {
+  if (wait.signalled) disarm(wait.fd);
+  if (wait.swept && --timerWaits === 0) {
     stopSweeps!();
     stopSweeps = undefined;
   }

@@ -14,6 +14,7 @@ import {
   receiveWithFds,
   sendWithFds,
   setNonBlocking,
+  signalUntilClosed,
   TruncatedMessageError,
   waitReadable,
   waitWritable,
@@ -32,10 +33,16 @@ export class ControlConn {
   readonly #fd: number;
   #closed = false;
 
-  /** Takes ownership of `fd` and makes it non-blocking. */
+  /**
+   * Takes ownership of `fd` and makes it non-blocking. It raises `SIGIO`
+   * until closed, so that a write refused for want of space is resumed as
+   * soon as the peer has read (a takeover of many descriptors fills the
+   * buffer).
+   */
   constructor(fd: number) {
     this.#fd = fd;
     setNonBlocking(fd, true);
+    signalUntilClosed(fd);
   }
 
   /** Reads exactly `n` bytes. Descriptors arriving with them are closed and rejected. */
@@ -108,27 +115,34 @@ export class ControlConn {
   }
 
   /**
-   * Runs the non-blocking `attempt` once the socket is ready for `events`,
-   * waiting first if it is not, until it does not return `null` (would
-   * block). Trying only when ready makes one system call per message, so a
-   * fault injected at the n-th call hits the n-th message.
+   * Runs the non-blocking `attempt` until it does not return `null` (would
+   * block), waiting for the socket to be ready for `events` in between. A
+   * read is tried once data is there, a write at once: while nothing blocks
+   * each message takes one system call, so a fault injected at the n-th call
+   * hits the n-th message. Only a refused write makes the kernel signal
+   * (`SIGIO`) when space frees up, so a write is never waited for first.
    */
   async #whenReady<T>(
     attempt: () => T | null,
     events: number,
     signal?: AbortSignal,
   ): Promise<T> {
+    if (events === POLLIN && readyNow(this.#fd, POLLIN) === 0) {
+      await this.#wait(POLLIN, signal);
+    }
     for (;;) {
-      if (readyNow(this.#fd, events) === 0) {
-        // This process made the connection and never passes it on.
-        await (events === POLLIN ? waitReadable : waitWritable)(this.#fd, {
-          signal,
-          exclusive: true,
-        });
-      }
       const result = this.#guard(attempt);
       if (result !== null) return result;
+      await this.#wait(events, signal);
     }
+  }
+
+  #wait(events: number, signal?: AbortSignal): Promise<number> {
+    // This process made the connection and never passes it on.
+    return (events === POLLIN ? waitReadable : waitWritable)(this.#fd, {
+      signal,
+      exclusive: true,
+    });
   }
 
   /**

@@ -291,7 +291,7 @@ test("ffi: a hang-up resolves a pending wait", async () => {
 
 async function waitingChild(
   r: Runtime,
-  mode: "ref" | "unref" | "unref-exclusive" | "exit" | "sigio",
+  mode: "ref" | "unref" | "unref-exclusive" | "exit" | "sigio" | "write-space",
 ): Promise<Child> {
   const child = new Child(r, "ffi_wait.ts", [mode]);
   assertEquals(await child.nextLine(), "waiting");
@@ -314,6 +314,17 @@ test(`ffi: SIGIO after the last wait ended does not kill a ${runtime} process`, 
   const child = await waitingChild(runtime, "sigio");
   try {
     assertEquals(await child.nextLine(), "alive");
+    assertEquals(await child.exited, { code: 0, signal: null });
+  } finally {
+    await child.kill("SIGKILL");
+  }
+});
+
+test(`ffi: on a socket kept signalling, space after a refused write raises SIGIO in a ${runtime} process`, async () => {
+  const child = await waitingChild(runtime, "write-space");
+  try {
+    const [, count] = (await child.nextLine()).split(" ");
+    assert(Number(count) > 0, `${count} SIGIO received`);
     assertEquals(await child.exited, { code: 0, signal: null });
   } finally {
     await child.kill("SIGKILL");
