@@ -7,13 +7,18 @@
  *
  * @module
  */
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   commandLine,
   type Copy,
+  ROOT,
   type Runtime,
+  runtimeBinary,
+  type ServiceFlags,
+  startCompiledCopy,
   startCopy,
 } from "../testing/copies.ts";
 import { peakRssKiB, PLAIN_SERVER } from "./idle.ts";
@@ -140,71 +145,129 @@ async function fixtureRound(
  * For each runtime: a plain native server's spawn → listening (the
  * baseline: the example's handler and flags, no upgrader) against the
  * example's spawn → `READY`, fresh and taking over, with each process's peak
- * resident memory at that moment (`VmHWM`). Medians of `rounds`.
+ * resident memory at that moment (`VmHWM`). Medians of `rounds`. With Bun,
+ * also both programs built into single binaries with `bun build --compile`,
+ * without and with `--bytecode` (which ships them parsed and compiled).
  */
 export async function exampleStartup(
   group: ProcessGroup,
   runtimes: Runtime[],
   rounds: number,
 ): Promise<string> {
-  const rows: string[][] = [];
-  for (const runtime of runtimes) {
-    const plain: Start[] = [];
-    const fresh: Start[] = [];
-    const takeover: Start[] = [];
-    for (let round = 0; round < rounds; round++) {
-      const tmp = mkdtempSync(join(tmpdir(), "tableroll-bench-"));
-      const flags = {
-        dir: join(tmp, "coordination"),
-        name: "web",
-        addr: `127.0.0.1:${await freePort()}`,
-        delay: 0,
-      };
-      try {
-        if (runtime !== "reference") {
-          plain.push(
-            await started(startCopy(group, runtime, flags, PLAIN_SERVER)),
-          );
-          await group.close();
-        }
-        const first = startCopy(group, runtime, flags);
-        fresh.push(await started(first));
-        await settle();
-        takeover.push(await started(startCopy(group, runtime, flags)));
-        await first.drained(TIMEOUT_MS);
-      } finally {
-        await group.close();
-        rmSync(tmp, { recursive: true, force: true });
+  const builds = mkdtempSync(join(tmpdir(), "tableroll-bench-build-"));
+  try {
+    const variants: Variant[] = runtimes.map((runtime) => ({
+      label: runtime,
+      plain: runtime === "reference"
+        ? undefined
+        : (flags) => startCopy(group, runtime, flags, PLAIN_SERVER),
+      example: (flags) => startCopy(group, runtime, flags),
+    }));
+    if (runtimes.includes("bun")) {
+      for (const bytecode of [false, true]) {
+        const build = (script: string, name: string) =>
+          compile(script, join(builds, name), bytecode);
+        const plain = build(PLAIN_SERVER, `plain-${bytecode}`);
+        const example = build("examples/hello.ts", `hello-${bytecode}`);
+        variants.push({
+          label: `bun build --compile${bytecode ? " --bytecode" : ""}`,
+          plain: (flags) => startCompiledCopy(group, plain, flags),
+          example: (flags) => startCompiledCopy(group, example, flags),
+        });
       }
     }
-    const [p, f, t] = [plain, fresh, takeover].map((starts) => ({
-      ms: median(starts.map((s) => s.ms)),
-      peakKiB: median(starts.map((s) => s.peakKiB)),
-    }));
-    const hasPlain = plain.length > 0;
-    rows.push([
-      runtime,
-      hasPlain ? ms(p.ms) : "–",
-      ms(f.ms),
-      ms(t.ms),
-      hasPlain ? `+${ms(t.ms - p.ms)}` : "–",
-      hasPlain ? mib(p.peakKiB) : "–",
-      mib(f.peakKiB),
-      mib(t.peakKiB),
-      hasPlain ? `+${mib(t.peakKiB - p.peakKiB)}` : "–",
-    ]);
+    const rows: string[][] = [];
+    for (const variant of variants) {
+      rows.push(await startupRow(group, variant, rounds));
+    }
+    return formatTable([
+      "runtime",
+      "plain: spawn → listening",
+      "example fresh: spawn → READY",
+      "example takeover: spawn → READY",
+      "takeover − plain",
+      "plain peak RSS",
+      "fresh peak RSS",
+      "takeover peak RSS",
+      "takeover − plain RSS",
+    ], rows);
+  } finally {
+    rmSync(builds, { recursive: true, force: true });
   }
-  return formatTable([
-    "runtime",
-    "plain: spawn → listening",
-    "example fresh: spawn → READY",
-    "example takeover: spawn → READY",
-    "takeover − plain",
-    "plain peak RSS",
-    "fresh peak RSS",
-    "takeover peak RSS",
-    "takeover − plain RSS",
-  ], rows);
+}
+
+/** One row of {@linkcode exampleStartup}: how its processes start. */
+interface Variant {
+  label: string;
+  /** Starts the plain server; none for a reference implementation. */
+  plain?: (flags: ServiceFlags) => Copy;
+  example: (flags: ServiceFlags) => Copy;
+}
+
+async function startupRow(
+  group: ProcessGroup,
+  variant: Variant,
+  rounds: number,
+): Promise<string[]> {
+  const plain: Start[] = [];
+  const fresh: Start[] = [];
+  const takeover: Start[] = [];
+  for (let round = 0; round < rounds; round++) {
+    const tmp = mkdtempSync(join(tmpdir(), "tableroll-bench-"));
+    const flags = {
+      dir: join(tmp, "coordination"),
+      name: "web",
+      addr: `127.0.0.1:${await freePort()}`,
+      delay: 0,
+    };
+    try {
+      if (variant.plain) {
+        plain.push(await started(variant.plain(flags)));
+        await group.close();
+      }
+      const first = variant.example(flags);
+      fresh.push(await started(first));
+      await settle();
+      takeover.push(await started(variant.example(flags)));
+      await first.drained(TIMEOUT_MS);
+    } finally {
+      await group.close();
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  }
+  const [p, f, t] = [plain, fresh, takeover].map((starts) => ({
+    ms: median(starts.map((s) => s.ms)),
+    peakKiB: median(starts.map((s) => s.peakKiB)),
+  }));
+  const hasPlain = plain.length > 0;
+  return [
+    variant.label,
+    hasPlain ? ms(p.ms) : "–",
+    ms(f.ms),
+    ms(t.ms),
+    hasPlain ? `+${ms(t.ms - p.ms)}` : "–",
+    hasPlain ? mib(p.peakKiB) : "–",
+    mib(f.peakKiB),
+    mib(t.peakKiB),
+    hasPlain ? `+${mib(t.peakKiB - p.peakKiB)}` : "–",
+  ];
+}
+
+/** Builds `script` into the single binary `out` with `bun build --compile`. */
+function compile(script: string, out: string, bytecode: boolean): string {
+  const build = spawnSync(runtimeBinary("bun"), [
+    "build",
+    "--compile",
+    // Bytecode of an ES module (top-level await) needs the ESM output.
+    ...(bytecode ? ["--bytecode", "--format=esm"] : []),
+    ROOT + script,
+    "--outfile",
+    out,
+  ], { encoding: "utf8" });
+  if (build.status !== 0) {
+    throw new Error(`bun build --compile ${script} failed: ${build.stderr}`);
+  }
+  return out;
 }
 
 interface Start {

@@ -109,7 +109,24 @@ export function startCopy(
   flags: ServiceFlags,
   script = "examples/hello.ts",
 ): Copy {
-  const [command, args] = commandLine(runtime, script, [
+  const [command, args] = commandLine(runtime, script, serviceArgs(flags));
+  return copyOf(group.spawn(command, args), runtime);
+}
+
+/**
+ * Starts one copy from `binary`, a single-file program built from the
+ * example (or another program taking its flags) with `bun build --compile`.
+ */
+export function startCompiledCopy(
+  group: ProcessGroup,
+  binary: string,
+  flags: ServiceFlags,
+): Copy {
+  return copyOf(group.spawn(binary, serviceArgs(flags)), "bun");
+}
+
+function serviceArgs(flags: ServiceFlags): string[] {
+  return [
     "--dir",
     flags.dir,
     "--name",
@@ -121,8 +138,10 @@ export function startCopy(
     ...(flags.rollbackWindow
       ? ["--rollback-window", String(flags.rollbackWindow)]
       : []),
-  ]);
-  const child = group.spawn(command, args);
+  ];
+}
+
+function copyOf(child: Child, runtime: Runtime): Copy {
   return {
     child,
     runtime,
