@@ -61,6 +61,10 @@ function runtimeVersion(): string {
  * ```
  */
 export class AdoptionError extends TablerollError {
+  static {
+    this.prototype.name = "AdoptionError";
+  }
+
   /** The runtime and version whose internals did not match. */
   readonly runtime: string;
 

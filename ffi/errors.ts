@@ -23,10 +23,10 @@ import { Errno, errnoName } from "./errno.ts";
  * ```
  */
 export class TablerollError extends Error {
-  /** Creates the error; `name` is the subclass name. */
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = new.target.name;
+  // Each class names itself in words: bundlers may rename classes (`bun
+  // build` with several entry points does), so `new.target.name` would not do.
+  static {
+    this.prototype.name = "TablerollError";
   }
 }
 
@@ -46,6 +46,10 @@ export class TablerollError extends Error {
  * ```
  */
 export class SyscallError extends TablerollError {
+  static {
+    this.prototype.name = "SyscallError";
+  }
+
   /** The libc function that failed, e.g. `"bind"`. */
   readonly syscall: string;
   /** The errno number. */
@@ -77,6 +81,10 @@ export class SyscallError extends TablerollError {
 
 /** Descriptors arrived but did not fit the receive buffer; the kernel closed the rest. */
 export class TruncatedMessageError extends TablerollError {
+  static {
+    this.prototype.name = "TruncatedMessageError";
+  }
+
   /** Creates the error; `what` names the part that was cut. */
   constructor(what: string) {
     super(
@@ -100,12 +108,15 @@ export class TruncatedMessageError extends TablerollError {
  * ```
  */
 export class UnsupportedSyscallError extends SyscallError {
+  static {
+    this.prototype.name = "UnsupportedSyscallError";
+  }
+
   /** Creates the error for `syscall`, which the kernel has from `since` on. */
   constructor(syscall: string, since: string, description: string) {
     super(syscall, Errno.ENOSYS, description);
     this.message =
       `${syscall} failed: ENOSYS: this kernel lacks it (it came with ${since}): ` +
       "run on a newer kernel or use a way that does not need it";
-    this.name = "UnsupportedSyscallError";
   }
 }

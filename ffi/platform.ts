@@ -40,6 +40,10 @@ const LAYOUTS: Record<Arch, Layout> = {
 
 /** Thrown at load time on a platform whose layouts are not written down. */
 export class UnsupportedPlatformError extends TablerollError {
+  static {
+    this.prototype.name = "UnsupportedPlatformError";
+  }
+
   /** Creates the error for the platform `os`/`arch`. */
   constructor(os: string, arch: string) {
     super(

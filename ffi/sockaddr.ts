@@ -34,7 +34,11 @@ export interface UnixAddress {
 export type SocketAddress = InetAddress | UnixAddress;
 
 /** An address that cannot be encoded (bad IP literal, path too long…). */
-export class InvalidAddressError extends TablerollError {}
+export class InvalidAddressError extends TablerollError {
+  static {
+    this.prototype.name = "InvalidAddressError";
+  }
+}
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

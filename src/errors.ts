@@ -19,6 +19,10 @@ export {
 
 /** The descriptor store refused a change because a handover is under way. */
 export class UpgradeInProgressError extends TablerollError {
+  static {
+    this.prototype.name = "UpgradeInProgressError";
+  }
+
   /** `action` is what was refused, e.g. `"add a listener"`. */
   constructor(action: string) {
     super(
@@ -30,6 +34,10 @@ export class UpgradeInProgressError extends TablerollError {
 
 /** The upgrade completed: this process handed its descriptors over and must drain. */
 export class UpgradeCompletedError extends TablerollError {
+  static {
+    this.prototype.name = "UpgradeCompletedError";
+  }
+
   /** `action` is what was refused, e.g. `"add a listener"`. */
   constructor(action: string) {
     super(
@@ -41,6 +49,10 @@ export class UpgradeCompletedError extends TablerollError {
 
 /** The upgrader was stopped. */
 export class StoppedError extends TablerollError {
+  static {
+    this.prototype.name = "StoppedError";
+  }
+
   /** `action` is what was refused, e.g. `"add a listener"`. */
   constructor(action: string) {
     super(`cannot ${action}: the upgrader was stopped; create a new one`);
@@ -48,22 +60,46 @@ export class StoppedError extends TablerollError {
 }
 
 /** A wait (lock, handover, successor) took longer than allowed. */
-export class UpgradeTimeoutError extends TablerollError {}
+export class UpgradeTimeoutError extends TablerollError {
+  static {
+    this.prototype.name = "UpgradeTimeoutError";
+  }
+}
 
 /** The peer sent bytes that do not follow the tableroll protocol. */
-export class ProtocolError extends TablerollError {}
+export class ProtocolError extends TablerollError {
+  static {
+    this.prototype.name = "ProtocolError";
+  }
+}
 
 /** The peer closed the connection or died in the middle of the handover. */
-export class PeerClosedError extends TablerollError {}
+export class PeerClosedError extends TablerollError {
+  static {
+    this.prototype.name = "PeerClosedError";
+  }
+}
 
 /** The coordination directory is missing, not a directory, or not usable by this user. */
-export class CoordinationDirError extends TablerollError {}
+export class CoordinationDirError extends TablerollError {
+  static {
+    this.prototype.name = "CoordinationDirError";
+  }
+}
 
 /** The process at the other end of a control connection runs as another user. */
-export class UntrustedPeerError extends TablerollError {}
+export class UntrustedPeerError extends TablerollError {
+  static {
+    this.prototype.name = "UntrustedPeerError";
+  }
+}
 
 /** A requested descriptor does not match what was inherited under that name. */
-export class DescriptorMismatchError extends TablerollError {}
+export class DescriptorMismatchError extends TablerollError {
+  static {
+    this.prototype.name = "DescriptorMismatchError";
+  }
+}
 
 /**
  * A descriptor inherited under this name was closed by `ready()` because
@@ -71,6 +107,10 @@ export class DescriptorMismatchError extends TablerollError {}
  * different socket while the predecessor drains.
  */
 export class ClaimedTooLateError extends TablerollError {
+  static {
+    this.prototype.name = "ClaimedTooLateError";
+  }
+
   /** `name` is the descriptor's name. */
   constructor(name: string) {
     super(
@@ -84,10 +124,18 @@ export class ClaimedTooLateError extends TablerollError {
 }
 
 /** An id that cannot name a control socket, or that a live process already uses. */
-export class InvalidIdError extends TablerollError {}
+export class InvalidIdError extends TablerollError {
+  static {
+    this.prototype.name = "InvalidIdError";
+  }
+}
 
 /** `upgrade()` was called in a process that is not the owner. */
 export class NotOwnerError extends TablerollError {
+  static {
+    this.prototype.name = "NotOwnerError";
+  }
+
   /** `state` is the upgrader's state at the call. */
   constructor(state: string) {
     super(
@@ -99,6 +147,10 @@ export class NotOwnerError extends TablerollError {
 
 /** The copy started by `upgrade()` ended before it took over. */
 export class SuccessorFailedError extends TablerollError {
+  static {
+    this.prototype.name = "SuccessorFailedError";
+  }
+
   /** Its exit status, or `undefined` if a signal ended it. */
   readonly status: number | undefined;
   /** The number of the signal that ended it, if one did. */
@@ -129,4 +181,8 @@ export class SuccessorFailedError extends TablerollError {
 }
 
 /** The descriptors announced by socket activation (`LISTEN_FDS`) cannot be used. */
-export class ActivationError extends TablerollError {}
+export class ActivationError extends TablerollError {
+  static {
+    this.prototype.name = "ActivationError";
+  }
+}

@@ -41,6 +41,25 @@ console.log(\`DRAINED \${process.pid}\`);
 process.exit(0);
 `;
 
+/**
+ * Under Bun: where the package's entry points resolve (the prebuilt bundle),
+ * and every error class whose name is not the one it is exported as (a
+ * bundler renames classes shared between entry points).
+ */
+const BUNDLE_CHECK = `import * as core from "${NAME}";
+import * as serve from "${NAME}/serve";
+import * as bun from "${NAME}/bun";
+import * as node from "${NAME}/node";
+
+const misnamed = Object.entries({ ...core, ...serve, ...bun, ...node })
+  .filter(([name]) => name.endsWith("Error"))
+  .map(([name, ErrorClass]) => [name, new ErrorClass("x", {}, "").name])
+  .filter(([name, shown]) => shown !== name);
+const from = ["", "/serve", "/bun", "/node", "/cli"]
+  .map((entry) => import.meta.resolve("${NAME}" + entry));
+console.log(JSON.stringify({ from, misnamed }));
+`;
+
 /** Packs the repository into `dest` as npm would publish it; returns the tarball's path. */
 function pack(dest: string): string {
   const out = execFileSync(
@@ -48,13 +67,22 @@ function pack(dest: string): string {
     ["pack", "--json", "--pack-destination", dest],
     { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] },
   );
-  const [{ filename, files }] = JSON.parse(out) as {
+  // The prepack script's build reports on stdout before npm's JSON.
+  const [{ filename, files }] = JSON.parse(out.slice(out.search(/^\[/m))) as {
     filename: string;
     files: { path: string }[];
   }[];
   const paths = files.map((f) => f.path);
   for (
-    const path of ["mod.ts", "cli/mod.ts", "adapters/bun/mod.ts", "LICENSE"]
+    const path of [
+      "mod.ts",
+      "cli/mod.ts",
+      "adapters/bun/mod.ts",
+      "dist/mod.js",
+      "dist/adapters/serve/mod.js",
+      "dist/cli/mod.js",
+      "LICENSE",
+    ]
   ) {
     assert(paths.includes(path), `the package lacks ${path}`);
   }
@@ -123,6 +151,17 @@ test(
       );
       assert(manifest.dependencies?.[NAME], JSON.stringify(manifest));
       writeFileSync(join(project, "app.ts"), APP);
+      writeFileSync(join(project, "bundle.ts"), BUNDLE_CHECK);
+      const bundle = JSON.parse(
+        execFileSync(runtimeBinary("bun"), [join(project, "bundle.ts")], {
+          cwd: project,
+          encoding: "utf8",
+        }),
+      ) as { from: string[]; misnamed: string[][] };
+      for (const from of bundle.from) {
+        assert(from.includes("/node_modules/@tableroll/tableroll/dist/"), from);
+      }
+      assertEquals(bundle.misnamed, [], "error classes keep their names");
 
       const owner = await upgradeBetweenCopies(place, (dir, port) => [
         runtimeBinary("bun"),
@@ -155,12 +194,16 @@ test(
       const unpacked = join(place.tmp, "package");
       const { exports } = JSON.parse(
         readFileSync(join(unpacked, "package.json"), "utf8"),
-      ) as { exports: Record<string, string> };
-      // Every export of package.json, as the package name would resolve it.
+      ) as { exports: Record<string, string | { default: string }> };
+      // Every export of package.json, as the package name would resolve it
+      // outside Bun.
       const imports = Object.fromEntries(
-        Object.entries(exports).map((
-          [key, target],
-        ) => [NAME + key.slice(1), `./package/${target.slice(2)}`]),
+        Object.entries(exports).map(([key, target]) => [
+          NAME + key.slice(1),
+          `./package/${
+            (typeof target === "string" ? target : target.default).slice(2)
+          }`,
+        ]),
       );
       const importMap = join(place.tmp, "import_map.json");
       writeFileSync(importMap, JSON.stringify({ imports }));
