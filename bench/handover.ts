@@ -18,7 +18,7 @@ import {
   type Runtime,
   runtimeBinary,
   type ServiceFlags,
-  startCompiledCopy,
+  startBuiltCopy,
   startCopy,
 } from "../testing/copies.ts";
 import { peakRssKiB, PLAIN_SERVER } from "./idle.ts";
@@ -146,8 +146,7 @@ async function fixtureRound(
  * baseline: the example's handler and flags, no upgrader) against the
  * example's spawn → `READY`, fresh and taking over, with each process's peak
  * resident memory at that moment (`VmHWM`). Medians of `rounds`. With Bun,
- * also both programs built into single binaries with `bun build --compile`,
- * without and with `--bytecode` (which ships them parsed and compiled).
+ * also both programs built with `bun build` (see {@linkcode BUN_BUILDS}).
  */
 export async function exampleStartup(
   group: ProcessGroup,
@@ -164,15 +163,15 @@ export async function exampleStartup(
       example: (flags) => startCopy(group, runtime, flags),
     }));
     if (runtimes.includes("bun")) {
-      for (const bytecode of [false, true]) {
+      for (const [i, options] of BUN_BUILDS.entries()) {
         const build = (script: string, name: string) =>
-          compile(script, join(builds, name), bytecode);
-        const plain = build(PLAIN_SERVER, `plain-${bytecode}`);
-        const example = build("examples/hello.ts", `hello-${bytecode}`);
+          bunBuild(script, join(builds, `${name}-${i}`), options);
+        const plain = build(PLAIN_SERVER, "plain");
+        const example = build("examples/hello.ts", "hello");
         variants.push({
-          label: `bun build --compile${bytecode ? " --bytecode" : ""}`,
-          plain: (flags) => startCompiledCopy(group, plain, flags),
-          example: (flags) => startCompiledCopy(group, example, flags),
+          label: `bun build ${options.join(" ")}`,
+          plain: (flags) => startBuiltCopy(group, plain, flags),
+          example: (flags) => startBuiltCopy(group, example, flags),
         });
       }
     }
@@ -253,21 +252,33 @@ async function startupRow(
   ];
 }
 
-/** Builds `script` into the single binary `out` with `bun build --compile`. */
-function compile(script: string, out: string, bytecode: boolean): string {
+/**
+ * The builds of {@linkcode exampleStartup}: one bundle (as the npm package
+ * ships the library), a single binary, and one with the code shipped
+ * parsed and compiled. Bytecode of an ES module (top-level await) needs the
+ * ESM output.
+ */
+const BUN_BUILDS = [
+  ["--target=bun"],
+  ["--compile"],
+  ["--compile", "--bytecode", "--format=esm"],
+];
+
+/** Builds `script` with `bun build` and `options` into `out`; returns the command that runs it. */
+function bunBuild(script: string, out: string, options: string[]): string[] {
+  const compiled = options.includes("--compile");
+  const file = compiled ? out : `${out}.js`;
   const build = spawnSync(runtimeBinary("bun"), [
     "build",
-    "--compile",
-    // Bytecode of an ES module (top-level await) needs the ESM output.
-    ...(bytecode ? ["--bytecode", "--format=esm"] : []),
+    ...options,
     ROOT + script,
     "--outfile",
-    out,
+    file,
   ], { encoding: "utf8" });
   if (build.status !== 0) {
-    throw new Error(`bun build --compile ${script} failed: ${build.stderr}`);
+    throw new Error(`bun build ${script} failed: ${build.stderr}`);
   }
-  return out;
+  return compiled ? [file] : [runtimeBinary("bun"), file];
 }
 
 interface Start {

@@ -114,15 +114,16 @@ export function startCopy(
 }
 
 /**
- * Starts one copy from `binary`, a single-file program built from the
- * example (or another program taking its flags) with `bun build --compile`.
+ * Starts one copy of a build of the example (or of another program taking
+ * its flags) made with `bun build`: `command` is the compiled binary, or
+ * `bun` and the bundle.
  */
-export function startCompiledCopy(
+export function startBuiltCopy(
   group: ProcessGroup,
-  binary: string,
+  [program, ...args]: string[],
   flags: ServiceFlags,
 ): Copy {
-  return copyOf(group.spawn(binary, serviceArgs(flags)), "bun");
+  return copyOf(group.spawn(program, [...args, ...serviceArgs(flags)]), "bun");
 }
 
 function serviceArgs(flags: ServiceFlags): string[] {
