@@ -7,21 +7,12 @@
  *
  * @module
  */
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  commandLine,
-  type Copy,
-  ROOT,
-  type Runtime,
-  runtimeBinary,
-  type ServiceFlags,
-  startBuiltCopy,
-  startCopy,
-} from "../testing/copies.ts";
-import { peakRssKiB, PLAIN_SERVER } from "./idle.ts";
+import { commandLine, type Copy, type Runtime } from "../testing/copies.ts";
+import { type Flavour, flavours } from "./flavours.ts";
+import { peakRssKiB } from "./idle.ts";
 import type { ProcessGroup } from "../testing/processes.ts";
 import { freePort } from "../testing/rolling.ts";
 import { formatTable, ms, ratio } from "../testing/table.ts";
@@ -146,7 +137,7 @@ async function fixtureRound(
  * baseline: the example's handler and flags, no upgrader) against the
  * example's spawn → `READY`, fresh and taking over, with each process's peak
  * resident memory at that moment (`VmHWM`). Medians of `rounds`. With Bun,
- * also both programs built with `bun build` (see {@linkcode BUN_BUILDS}).
+ * also both programs built with `bun build` (see {@linkcode flavours}).
  */
 export async function exampleStartup(
   group: ProcessGroup,
@@ -155,29 +146,9 @@ export async function exampleStartup(
 ): Promise<string> {
   const builds = mkdtempSync(join(tmpdir(), "tableroll-bench-build-"));
   try {
-    const variants: Variant[] = runtimes.map((runtime) => ({
-      label: runtime,
-      plain: runtime === "reference"
-        ? undefined
-        : (flags) => startCopy(group, runtime, flags, PLAIN_SERVER),
-      example: (flags) => startCopy(group, runtime, flags),
-    }));
-    if (runtimes.includes("bun")) {
-      for (const [i, options] of BUN_BUILDS.entries()) {
-        const build = (script: string, name: string) =>
-          bunBuild(script, join(builds, `${name}-${i}`), options);
-        const plain = build(PLAIN_SERVER, "plain");
-        const example = build("examples/hello.ts", "hello");
-        variants.push({
-          label: `bun build ${options.join(" ")}`,
-          plain: (flags) => startBuiltCopy(group, plain, flags),
-          example: (flags) => startBuiltCopy(group, example, flags),
-        });
-      }
-    }
     const rows: string[][] = [];
-    for (const variant of variants) {
-      rows.push(await startupRow(group, variant, rounds));
+    for (const flavour of flavours(runtimes, builds)) {
+      rows.push(await startupRow(group, flavour, rounds));
     }
     return formatTable([
       "runtime",
@@ -195,17 +166,9 @@ export async function exampleStartup(
   }
 }
 
-/** One row of {@linkcode exampleStartup}: how its processes start. */
-interface Variant {
-  label: string;
-  /** Starts the plain server; none for a reference implementation. */
-  plain?: (flags: ServiceFlags) => Copy;
-  example: (flags: ServiceFlags) => Copy;
-}
-
 async function startupRow(
   group: ProcessGroup,
-  variant: Variant,
+  flavour: Flavour,
   rounds: number,
 ): Promise<string[]> {
   const plain: Start[] = [];
@@ -220,14 +183,14 @@ async function startupRow(
       delay: 0,
     };
     try {
-      if (variant.plain) {
-        plain.push(await started(variant.plain(flags)));
+      if (flavour.plain) {
+        plain.push(await started(flavour.plain(group, flags)));
         await group.close();
       }
-      const first = variant.example(flags);
+      const first = flavour.example(group, flags);
       fresh.push(await started(first));
       await settle();
-      takeover.push(await started(variant.example(flags)));
+      takeover.push(await started(flavour.example(group, flags)));
       await first.drained(TIMEOUT_MS);
     } finally {
       await group.close();
@@ -240,7 +203,7 @@ async function startupRow(
   }));
   const hasPlain = plain.length > 0;
   return [
-    variant.label,
+    flavour.label,
     hasPlain ? ms(p.ms) : "–",
     ms(f.ms),
     ms(t.ms),
@@ -250,35 +213,6 @@ async function startupRow(
     mib(t.peakKiB),
     hasPlain ? `+${mib(t.peakKiB - p.peakKiB)}` : "–",
   ];
-}
-
-/**
- * The builds of {@linkcode exampleStartup}: one bundle (as the npm package
- * ships the library), a single binary, and one with the code shipped
- * parsed and compiled. Bytecode of an ES module (top-level await) needs the
- * ESM output.
- */
-const BUN_BUILDS = [
-  ["--target=bun"],
-  ["--compile"],
-  ["--compile", "--bytecode", "--format=esm"],
-];
-
-/** Builds `script` with `bun build` and `options` into `out`; returns the command that runs it. */
-function bunBuild(script: string, out: string, options: string[]): string[] {
-  const compiled = options.includes("--compile");
-  const file = compiled ? out : `${out}.js`;
-  const build = spawnSync(runtimeBinary("bun"), [
-    "build",
-    ...options,
-    ROOT + script,
-    "--outfile",
-    file,
-  ], { encoding: "utf8" });
-  if (build.status !== 0) {
-    throw new Error(`bun build ${script} failed: ${build.stderr}`);
-  }
-  return compiled ? [file] : [runtimeBinary("bun"), file];
 }
 
 interface Start {

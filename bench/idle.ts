@@ -11,7 +11,8 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sleep } from "../testing/clock.ts";
-import { type Copy, type Runtime, startCopy } from "../testing/copies.ts";
+import type { Copy, Runtime } from "../testing/copies.ts";
+import { flavours } from "./flavours.ts";
 import { startLoad } from "../testing/load.ts";
 import type { ProcessGroup } from "../testing/processes.ts";
 import { freePort } from "../testing/rolling.ts";
@@ -21,8 +22,6 @@ import { formatTable, ratio } from "../testing/table.ts";
 export const WARM_UP_REQUESTS = 200;
 const TIMEOUT_MS = 60_000;
 const WARM_UP_LIMIT_MS = 5_000;
-/** The plain native server with the example's handler and flags, no upgrader. */
-export const PLAIN_SERVER = "bench/fixtures/plain_server.ts";
 
 /**
  * CPU time (user + system) of `pid` in milliseconds, from `/proc/<pid>/stat`;
@@ -60,7 +59,8 @@ function readProc(pid: number, file: string): string {
 }
 
 interface Subject {
-  runtime: Runtime;
+  /** The flavour's label: the runtime or the build. */
+  flavour: string;
   label: string;
   /** The pid printed in `READY`: the process that serves. */
   pid: number;
@@ -84,18 +84,20 @@ export async function idleCost(
   const tmp = mkdtempSync(join(tmpdir(), "tableroll-bench-"));
   try {
     const subjects: Subject[] = [];
-    for (const runtime of runtimes) {
-      const variants: [string, string | undefined][] = runtime === "reference"
-        ? [["example", undefined]]
-        : [["example", undefined], ["plain server", PLAIN_SERVER]];
-      for (const [label, script] of variants) {
+    for (const flavour of flavours(runtimes, tmp)) {
+      const starts: [string, typeof flavour.example | undefined][] = [
+        ["example", flavour.example],
+        ["plain server", flavour.plain],
+      ];
+      for (const [label, start] of starts) {
+        if (!start) continue;
         const port = await freePort();
-        const copy = startCopy(group, runtime, {
+        const copy = start(group, {
           dir: join(tmp, `${subjects.length}`),
           name: "web",
           addr: `127.0.0.1:${port}`,
           delay: 0,
-        }, script);
+        });
         const ready = await copy.ready(TIMEOUT_MS);
         const warmUp = startLoad({
           hostname: "127.0.0.1",
@@ -110,7 +112,7 @@ export async function idleCost(
         await warmUp.done;
         clearTimeout(deadline);
         subjects.push({
-          runtime,
+          flavour: flavour.label,
           label,
           pid: Number(ready.text.split(" ")[1]),
           copy,
@@ -139,11 +141,11 @@ export async function idleCost(
       ],
       measured.map((m) => {
         const plain = measured.find((p) =>
-          p.runtime === m.runtime && p.label === "plain server"
+          p.flavour === m.flavour && p.label === "plain server"
         );
         const exit = m.copy.child.exit;
         return [
-          m.runtime,
+          m.flavour,
           m.label,
           Number.isNaN(m.cpuMs) ? "–" : `${Math.round(m.cpuMs)} ms`,
           Number.isNaN(m.cpuMs)
