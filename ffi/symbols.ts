@@ -22,7 +22,7 @@ export interface CSignature {
   /**
    * Not called while a process starts, takes over or serves (spawning,
    * draining helpers, tests): the backends bind it on first call. Binding a
-   * function costs Deno about 0.3 ms and Bun about 0.1 MiB, which every
+   * function costs Deno about 0.15 ms and Bun about 0.1 MiB, which every
    * process would pay at import for all of them.
    */
   readonly rare?: true;
