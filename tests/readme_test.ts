@@ -19,6 +19,25 @@ import { freePort } from "../testing/rolling.ts";
 
 const TIMEOUT_MS = 20_000;
 
+/**
+ * A tsconfig.json whose `paths` map each of the package's names to its
+ * source. Under Bun the package's own name resolves (by the `bun` condition)
+ * to the bundle that is built only when the package is packed; inside the
+ * repository the sources stand in.
+ */
+function sourcePaths(): string {
+  const { name, exports } = JSON.parse(
+    readFileSync(join(ROOT, "package.json"), "utf8"),
+  ) as { name: string; exports: Record<string, string | { default: string }> };
+  const paths = Object.fromEntries(
+    Object.entries(exports).map(([key, target]) => [
+      name + key.slice(1),
+      [join(ROOT, typeof target === "string" ? target : target.default)],
+    ]),
+  );
+  return JSON.stringify({ compilerOptions: { paths } });
+}
+
 /** The first TypeScript block of the README. */
 function firstProgram(): string {
   const readme = readFileSync(join(ROOT, "README.md"), "utf8");
@@ -36,6 +55,7 @@ test(
     try {
       const script = join(tmp, "hello.ts").slice(ROOT.length);
       writeFileSync(join(ROOT, script), firstProgram());
+      writeFileSync(join(tmp, "tsconfig.json"), sourcePaths());
       const dir = join(tmp, "dir");
       mkdirSync(dir, { mode: 0o700 });
       const port = String(await freePort());
