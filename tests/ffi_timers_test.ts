@@ -2,18 +2,18 @@
  * The library's own timers: what keeps a process alive and what does not,
  * in a process that has nothing else to do.
  */
-import { runtime, test } from "./support/harness.ts";
+import { runtime, scaled, test } from "./support/harness.ts";
 import { assert, assertEquals } from "./support/assert.ts";
 import { Child } from "./fixtures/ffi_child.ts";
 
 /**
- * Runs the fixture in `mode` (killed after 15 s); how it exited, the lines
- * it printed and how long it lived.
+ * Runs the fixture with `args` (killed after 15 s, scaled for slow
+ * machines); how it exited, the lines it printed and how long it lived.
  */
-async function run(mode: string) {
+async function run(...args: string[]) {
   const started = performance.now();
-  const child = new Child(runtime, "ffi_timers.ts", [mode]);
-  const limit = setTimeout(() => child.kill("SIGKILL"), 15_000);
+  const child = new Child(runtime, "ffi_timers.ts", args);
+  const limit = setTimeout(() => child.kill("SIGKILL"), scaled(15_000));
   try {
     const exit = await child.exited;
     const ms = performance.now() - started;
@@ -52,8 +52,10 @@ test(`ffi: delay keeps a ${runtime} process alive until it resolves`, async () =
 });
 
 test(`ffi: an aborted delay rejects with the reason and holds a ${runtime} process no longer`, async () => {
-  const { exit, lines, ms } = await run("abort");
+  // Well past how long the process takes to start and end, even emulated.
+  const delayMs = scaled(10_000);
+  const { exit, lines, ms } = await run("abort", String(delayMs));
   assertEquals(exit, { code: 0, signal: null });
   assertEquals(lines, ["aborted enough"]);
-  assert(ms < 9_000, `lived ${ms} ms`);
+  assert(ms < delayMs * 0.9, `lived ${ms} ms`);
 });
