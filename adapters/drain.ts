@@ -18,7 +18,7 @@
  * @module
  */
 import type { ListenerSource } from "./contract.ts";
-
+import { delay } from "../ffi/mod.ts";
 import {
   type EventInput,
   type EventReporter,
@@ -278,8 +278,4 @@ export class Drain {
       this.#done.reject(err);
     }
   }
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

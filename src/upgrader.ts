@@ -31,6 +31,7 @@
 import {
   accept,
   close,
+  delay,
   getEnv,
   getpid,
   getuid,
@@ -732,7 +733,7 @@ export class Upgrader implements AsyncDisposable {
             (err as Error).message
           }`,
         );
-        await new Promise((resolve) => setTimeout(resolve, 100));
+        await delay(100);
       }
     }
   }
