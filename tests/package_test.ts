@@ -9,6 +9,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
 import { runtime, test } from "./support/harness.ts";
+import { sourceExports } from "./support/package_exports.ts";
 import { assert, assertEquals } from "./support/assert.ts";
 import { type Place, withPlace } from "./fixtures/place.ts";
 import { ROOT, runtimeBinary } from "../testing/copies.ts";
@@ -191,19 +192,12 @@ test(
     withPlace(async (place) => {
       const tarball = pack(place.tmp);
       execFileSync("tar", ["xzf", tarball, "-C", place.tmp]);
-      const unpacked = join(place.tmp, "package");
-      const { exports } = JSON.parse(
-        readFileSync(join(unpacked, "package.json"), "utf8"),
-      ) as { exports: Record<string, string | { default: string }> };
       // Every export of package.json, as the package name would resolve it
       // outside Bun.
       const imports = Object.fromEntries(
-        Object.entries(exports).map(([key, target]) => [
-          NAME + key.slice(1),
-          `./package/${
-            (typeof target === "string" ? target : target.default).slice(2)
-          }`,
-        ]),
+        Object.entries(sourceExports(join(place.tmp, "package"))).map((
+          [name, source],
+        ) => [name, `./package/${source}`]),
       );
       const importMap = join(place.tmp, "import_map.json");
       writeFileSync(importMap, JSON.stringify({ imports }));

@@ -12,6 +12,7 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { test } from "./support/harness.ts";
+import { sourceExports } from "./support/package_exports.ts";
 import { assertEquals } from "./support/assert.ts";
 import { commandLine, ROOT } from "../testing/copies.ts";
 import { ProcessGroup } from "../testing/processes.ts";
@@ -26,14 +27,10 @@ const TIMEOUT_MS = 20_000;
  * repository the sources stand in.
  */
 function sourcePaths(): string {
-  const { name, exports } = JSON.parse(
-    readFileSync(join(ROOT, "package.json"), "utf8"),
-  ) as { name: string; exports: Record<string, string | { default: string }> };
   const paths = Object.fromEntries(
-    Object.entries(exports).map(([key, target]) => [
-      name + key.slice(1),
-      [join(ROOT, typeof target === "string" ? target : target.default)],
-    ]),
+    Object.entries(sourceExports(ROOT)).map((
+      [name, source],
+    ) => [name, [join(ROOT, source)]]),
   );
   return JSON.stringify({ compilerOptions: { paths } });
 }
