@@ -24,8 +24,6 @@ export const PLAIN_SERVER = "bench/fixtures/plain_server.ts";
 export interface Flavour {
   /** The table's name for it: the runtime, or the build command. */
   label: string;
-  /** What runs it. */
-  runtime: Runtime;
   /** Starts the plain server; none for a reference implementation. */
   plain?: (group: ProcessGroup, flags: ServiceFlags) => Copy;
   /** Starts the example. */
@@ -50,7 +48,6 @@ const BUN_BUILDS = [
 export function flavours(runtimes: Runtime[], buildDir: string): Flavour[] {
   const list: Flavour[] = runtimes.map((runtime) => ({
     label: runtime,
-    runtime,
     plain: runtime === "reference"
       ? undefined
       : (group, flags) => startCopy(group, runtime, flags, PLAIN_SERVER),
@@ -66,7 +63,6 @@ export function flavours(runtimes: Runtime[], buildDir: string): Flavour[] {
     );
     list.push({
       label: `bun build ${options.join(" ")}`,
-      runtime: "bun",
       plain: (group, flags) => startBuiltCopy(group, plain, flags),
       example: (group, flags) => startBuiltCopy(group, example, flags),
     });
