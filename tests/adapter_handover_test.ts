@@ -1,38 +1,22 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { connect } from "node:net";
 import { join } from "node:path";
 import { runtime, test } from "./support/harness.ts";
 import { assert, assertEquals } from "./support/assert.ts";
-import { ProcessGroup } from "../testing/processes.ts";
 import { freePort } from "../testing/rolling.ts";
 import { startLoad } from "../testing/load.ts";
 import {
   type CopySpec,
   get,
+  keepAliveConnection,
   type ServerCopy,
   type ServiceSpec,
   startServer,
   startSlow,
   type Target,
+  withService,
 } from "./fixtures/adapter_copies.ts";
 
 const other = runtime === "deno" ? "bun" : "deno";
 const SLOW_MS = 1000;
-
-/** Runs `body` with a process group and a temp dir, cleaning both up. */
-async function withService(
-  body: (group: ProcessGroup, tmp: string) => Promise<void>,
-): Promise<void> {
-  const group = new ProcessGroup();
-  const tmp = mkdtempSync(join(tmpdir(), "tableroll-adapter-"));
-  try {
-    await body(group, tmp);
-  } finally {
-    await group.close();
-    rmSync(tmp, { recursive: true, force: true });
-  }
-}
 
 /**
  * Starts copy 0, then replaces it `upgrades` times under loopback load
@@ -246,47 +230,6 @@ test(`adapter: a WebSocket on ${runtime} stays open until the drain deadline`, (
       `closed ${at - handedOverAt} ms after the handover`,
     );
   }));
-
-/** A raw keep-alive HTTP/1.1 connection: send a request, read one response. */
-async function keepAliveConnection(port: number) {
-  const socket = connect(port, "127.0.0.1");
-  await new Promise((resolve) => socket.once("connect", resolve));
-  let buffered = "";
-  let waiting: (() => void) | undefined;
-  socket.setEncoding("utf8");
-  socket.on("data", (chunk: string) => {
-    buffered += chunk;
-    waiting?.();
-  });
-  const closed = new Promise<number>((resolve) =>
-    socket.once("close", () => resolve(Date.now()))
-  );
-  return {
-    closed,
-    /** Sends GET `path` and resolves with the response head and pid (any framing). */
-    async get(path = "/"): Promise<{ head: string; pid: number }> {
-      buffered = "";
-      socket.write(`GET ${path} HTTP/1.1\r\nhost: x\r\n\r\n`);
-      for (;;) {
-        const match = /^([\s\S]*?)\r\n\r\n[\s\S]*?hello from (\d+)\n/.exec(
-          buffered,
-        );
-        if (match) {
-          return { head: match[1].toLowerCase(), pid: Number(match[2]) };
-        }
-        await Promise.race([
-          new Promise<void>((resolve) => waiting = resolve),
-          closed.then(() => {
-            throw new Error(
-              `connection closed; got ${JSON.stringify(buffered)}`,
-            );
-          }),
-        ]);
-      }
-    },
-    destroy: () => socket.destroy(),
-  };
-}
 
 const graceCopies: { label: string; copy: CopySpec }[] = [
   { label: runtime, copy: { adapter: runtime } },
