@@ -55,6 +55,8 @@ export {
   type UpgraderState,
 } from "./src/upgrader.ts";
 export type {
+  AcceptFailedEvent,
+  AcceptResumedEvent,
   DrainFinishedEvent,
   DrainStartedEvent,
   EventBase,

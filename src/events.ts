@@ -120,6 +120,32 @@ export interface DrainFinishedEvent extends EventBase {
   durationMs: number;
 }
 
+/**
+ * An adapter's server stopped accepting: the runtime's accept loop ended on
+ * an error (`EMFILE` at the descriptor limit, say). The connections it has
+ * are still served; the adapter accepts again once it can.
+ */
+export interface AcceptFailedEvent extends EventBase {
+  /** The event's kind. */
+  type: "accept-failed";
+  /** The name of the listener. */
+  name: string;
+  /** What ended the accept loop. */
+  error: unknown;
+}
+
+/** An adapter's server accepts again after `accept-failed`. */
+export interface AcceptResumedEvent extends EventBase {
+  /** The event's kind. */
+  type: "accept-resumed";
+  /** The name of the listener. */
+  name: string;
+  /** Milliseconds from `accept-failed`. */
+  durationMs: number;
+  /** Adoptions of the listener into a new server tried meanwhile, the one that accepts included. */
+  attempts: number;
+}
+
 /** Every event an upgrader and its adapters report, told apart by `type`. */
 export type UpgraderEvent =
   | InheritedEvent
@@ -130,7 +156,9 @@ export type UpgraderEvent =
   | RolledBackEvent
   | StoppedEvent
   | DrainStartedEvent
-  | DrainFinishedEvent;
+  | DrainFinishedEvent
+  | AcceptFailedEvent
+  | AcceptResumedEvent;
 
 /** Receives an upgrader's events. It runs synchronously; what it throws is logged, not raised. */
 export type UpgraderEventListener = (event: UpgraderEvent) => void;
@@ -151,6 +179,9 @@ const LEVELS: Record<UpgraderEvent["type"], keyof Logger> = {
   stopped: "debug",
   "drain-started": "info",
   "drain-finished": "info",
+  // New connections wait in the kernel's queue until it accepts again.
+  "accept-failed": "error",
+  "accept-resumed": "info",
 };
 
 /**
