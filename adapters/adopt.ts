@@ -82,31 +82,53 @@ export class AdoptionError extends TablerollError {
 
 /**
  * Runs `open`, which must create exactly one listening socket, and returns
- * its result with that socket's descriptor.
+ * its result with that socket's descriptor. If that socket cannot be found
+ * (none, several, or the descriptor table cannot be read: `EMFILE`), the
+ * result is passed to `stop` and the error thrown.
  *
  * @example
  * ```ts ignore
- * const { value: server, fd } = listenerOpenedBy(() =>
- *   Deno.serve({ hostname: "127.0.0.1", port: 0, handler })
+ * const { value: server, fd } = listenerOpenedBy(
+ *   () => Deno.serve({ hostname: "127.0.0.1", port: 0, handler }),
+ *   (server) => server.shutdown(),
  * );
  * ```
  */
 export function listenerOpenedBy<T>(
   open: () => T,
+  stop: (value: T) => unknown = () => {},
 ): { value: T; fd: number } {
   // By number and file: another thread may close a descriptor meanwhile
   // and the server's socket may get its number.
   const before = new Map(listFds().map((fd) => [fd, fileOf(fd)]));
   const value = open();
-  const opened = listFds().filter((fd) =>
-    before.get(fd) !== fileOf(fd) && isListeningSocket(fd)
-  );
-  if (opened.length !== 1) {
-    throw new AdoptionError(
-      `expected the server to open one listening socket, it opened ${opened.length}`,
+  try {
+    const opened = listFds().filter((fd) =>
+      before.get(fd) !== fileOf(fd) && isListeningSocket(fd)
     );
+    if (opened.length !== 1) {
+      throw new AdoptionError(
+        `expected the server to open one listening socket, it opened ${opened.length}`,
+      );
+    }
+    return { value, fd: opened[0] };
+  } catch (err) {
+    abandon(value, stop);
+    throw err;
   }
-  return { value, fd: opened[0] };
+}
+
+/**
+ * Stops a server that could not be adopted into. What went wrong with the
+ * adoption is the error to report; a failure to stop is dropped, so that it
+ * cannot end the process as an unhandled rejection.
+ */
+function abandon<T>(server: T, stop: (server: T) => unknown): void {
+  try {
+    Promise.resolve(stop(server)).catch(() => {});
+  } catch {
+    // As above.
+  }
 }
 
 function fileOf(fd: number): string | undefined {
@@ -328,7 +350,8 @@ function epollControl(
 /**
  * Starts a native server on a placeholder of `source`'s family with `open`,
  * then adopts `source` into it. If adoption fails the server is stopped with
- * `stop` and the {@linkcode AdoptionError} is thrown.
+ * `stop` and the error ({@linkcode AdoptionError}, or a `SyscallError` such
+ * as `EMFILE`) is thrown.
  *
  * @example
  * ```ts ignore
@@ -347,7 +370,7 @@ export function serveAdopted<T>(
   const placeholder = placeholderFor(source.address);
   let opened: { value: T; fd: number };
   try {
-    opened = listenerOpenedBy(() => open(placeholder.address));
+    opened = listenerOpenedBy(() => open(placeholder.address), stop);
   } finally {
     placeholder.dispose();
   }
@@ -357,7 +380,7 @@ export function serveAdopted<T>(
       listener: adoptListener(opened.fd, source.fd),
     };
   } catch (err) {
-    stop(opened.value);
+    abandon(opened.value, stop);
     throw err;
   }
 }

@@ -176,12 +176,14 @@ test("adopt: a socket of another family is refused", () => {
   }
 });
 
-test("adopt: a server that opened no listener is refused", () => {
+test("adopt: a server that opened no listener is refused, and stopped", () => {
+  const stopped: string[] = [];
   assertThrows(
-    () => listenerOpenedBy(() => undefined),
+    () => listenerOpenedBy(() => "server", (s) => stopped.push(s)),
     AdoptionError,
     "opened 0",
   );
+  assertEquals(stopped, ["server"]);
 });
 
 test("adopt: stopAccepting leaves alone a socket that took the adopted number", () => {
