@@ -61,6 +61,72 @@ export interface ClosableWebSocket {
   close(code?: number, reason?: string): void;
 }
 
+/**
+ * `response` with `Connection: close`, so that a keep-alive client opens a
+ * new connection for its next request. Upgrade responses (101) pass
+ * unchanged.
+ *
+ * @example
+ * ```ts ignore
+ * const handler = async (req: Request) => closingConnection(await app(req));
+ * ```
+ */
+export function closingConnection(response: Response): Response {
+  if (response.status === 101) return response;
+  try {
+    response.headers.set("connection", "close");
+    return response;
+  } catch {
+    // Immutable headers (e.g. a fetched or redirect response): copy them.
+    const headers = new Headers(response.headers);
+    headers.set("connection", "close");
+    return new Response(response.body, {
+      status: response.status,
+      statusText: response.statusText,
+      headers,
+    });
+  }
+}
+
+/**
+ * The open WebSockets of a server, and a promise for the moment none is
+ * open.
+ *
+ * @example
+ * ```ts ignore
+ * const sockets = new WebSocketSet();
+ * socket.addEventListener("close", sockets.track(socket));
+ * await sockets.closed();
+ * ```
+ */
+export class WebSocketSet {
+  #sockets = new Set<ClosableWebSocket>();
+  #noSockets?: PromiseWithResolvers<void>;
+
+  /** Tracks an open WebSocket; call the returned function when it closed. */
+  track(socket: ClosableWebSocket): () => void {
+    this.#sockets.add(socket);
+    return () => {
+      this.#sockets.delete(socket);
+      if (this.#sockets.size > 0) return;
+      this.#noSockets?.resolve();
+      this.#noSockets = undefined;
+    };
+  }
+
+  /** Resolves once no tracked WebSocket is open. */
+  closed(): Promise<void> {
+    if (this.#sockets.size === 0) return Promise.resolve();
+    this.#noSockets ??= Promise.withResolvers();
+    return this.#noSockets.promise;
+  }
+
+  /** The WebSockets open now. */
+  [Symbol.iterator](): IterableIterator<ClosableWebSocket> {
+    return this.#sockets.values();
+  }
+}
+
 /** `1001`: the endpoint is going away. */
 const GOING_AWAY = 1001;
 
@@ -91,8 +157,7 @@ export class Drain {
   #stopped = false;
   /** Counts drains started, so that a drain undone does not close the server later. */
   #drains = 0;
-  #sockets = new Set<ClosableWebSocket>();
-  #noSockets?: PromiseWithResolvers<void>;
+  #sockets = new WebSocketSet();
   #done = Promise.withResolvers<void>();
   #events: { reporter: EventReporter; name: string } | undefined;
 
@@ -115,6 +180,11 @@ export class Drain {
     // A failure is reported through `finished`; one nobody awaits must not
     // take the serving process down as an unhandled rejection.
     this.finished.catch(() => {});
+  }
+
+  /** Milliseconds from the handover until idle connections are closed. */
+  get gracePeriod(): number {
+    return this.#grace;
   }
 
   /** Whether the drain has started. */
@@ -207,7 +277,7 @@ export class Drain {
   }
 
   #report(
-    event: Extract<EventInput, { name: string }>,
+    event: Extract<EventInput, { connections: number | null }>,
     message: string,
   ): void {
     if (!this.#events) return;
@@ -230,38 +300,17 @@ export class Drain {
    * (101) pass unchanged.
    */
   mark(response: Response): Response {
-    if (!this.#draining || response.status === 101) return response;
-    try {
-      response.headers.set("connection", "close");
-      return response;
-    } catch {
-      // Immutable headers (e.g. a fetched or redirect response): copy them.
-      const headers = new Headers(response.headers);
-      headers.set("connection", "close");
-      return new Response(response.body, {
-        status: response.status,
-        statusText: response.statusText,
-        headers,
-      });
-    }
+    return this.#draining ? closingConnection(response) : response;
   }
 
   /** Tracks an open WebSocket; call the returned function when it closed. */
   track(socket: ClosableWebSocket): () => void {
-    this.#sockets.add(socket);
-    return () => {
-      this.#sockets.delete(socket);
-      if (this.#sockets.size > 0) return;
-      this.#noSockets?.resolve();
-      this.#noSockets = undefined;
-    };
+    return this.#sockets.track(socket);
   }
 
   /** Resolves once no tracked WebSocket is open. */
   socketsClosed(): Promise<void> {
-    if (this.#sockets.size === 0) return Promise.resolve();
-    this.#noSockets ??= Promise.withResolvers();
-    return this.#noSockets.promise;
+    return this.#sockets.closed();
   }
 
   #cut(): void {
