@@ -34,8 +34,8 @@
  */
 import type { SocketAddress } from "../../ffi/mod.ts";
 import { UpgradeCompletedError } from "../../src/errors.ts";
-import { serveAdopted } from "../adopt.ts";
-import { Drain } from "../drain.ts";
+import { closingConnection, Drain } from "../drain.ts";
+import { type Generation, ServerGenerations } from "./generations.ts";
 import {
   type HandedOverServer,
   type HandoverOptions,
@@ -73,10 +73,11 @@ export interface HandedOverDenoServer
   readonly finished: Promise<void>;
 }
 
-// The drain of the handler running right now, for upgradeWebSocket, and the
-// drains of live servers for calls after the handler's first await.
-let calling: Drain | undefined;
-const live = new Set<Drain>();
+// The server and drain of the handler running right now, for
+// upgradeWebSocket, and the live adapters for calls after the handler's
+// first await.
+let calling: { generation: Generation; drain: Drain } | undefined;
+const live = new Set<{ servers: ServerGenerations; drain: Drain }>();
 
 /**
  * Serves `options.handler` with `Deno.serve` on the upgrader's listener
@@ -84,6 +85,11 @@ const live = new Set<Drain>();
  * address and whose `finished` resolves once the server stopped: after
  * `shutdown()` (or `stop()`), or after the drain that follows a successor's
  * takeover.
+ *
+ * Deno's server stops accepting for good at the first error of `accept(2)`
+ * (`EMFILE` when the process is out of descriptors); the adapter then serves
+ * the listener with a new `Deno.serve` as soon as it can, and the old one
+ * keeps its connections (`accept-failed` and `accept-resumed` events).
  *
  * Throws {@linkcode AdoptionError} if this Deno's internals do not allow
  * adoption; serve through `@tableroll/tableroll/node` then.
@@ -111,11 +117,11 @@ export function serve(options: ServeOptions): HandedOverDenoServer {
   );
   const drain = new Drain(
     {
-      stopAccepting: () => adopted.stopAccepting(),
-      resumeAccepting: (): void => adopted.resumeAccepting(),
+      stopAccepting: (): void => servers.stopAccepting(),
+      resumeAccepting: (): void => servers.resumeAccepting(),
       // Deno's shutdown also closes upgraded connections: WebSockets first.
       close: (): Promise<void> =>
-        drain.socketsClosed().then(() => server.shutdown()),
+        drain.socketsClosed().then(() => servers.shutdown()),
       // Deno.serve cannot cut requests in flight; WebSockets are closed.
       forceClose: () => {},
       // Deno.serve does not count its connections: the events say null.
@@ -123,44 +129,51 @@ export function serve(options: ServeOptions): HandedOverDenoServer {
     { drainGracePeriod, drainDeadline },
     { upgrader, name },
   );
-  const mark = (response: Response) => drain.mark(response);
-  const handle: Deno.ServeHandler = (request, info) => {
-    let response;
-    calling = drain;
-    try {
-      response = handler(request, info);
-    } finally {
-      calling = undefined;
-    }
-    // No extra promise for synchronous handlers: it costs throughput.
-    return response instanceof Promise ? response.then(mark) : mark(response);
+  const handlerFor = (generation: Generation): Deno.ServeHandler => {
+    // An old server's clients move on to the one accepting now.
+    const mark = (response: Response) =>
+      generation.retired ? closingConnection(response) : drain.mark(response);
+    const caller = { generation, drain };
+    return (request, info) => {
+      let response;
+      calling = caller;
+      try {
+        response = handler(request, info);
+      } finally {
+        calling = undefined;
+      }
+      // No extra promise for synchronous handlers: it costs throughput.
+      return response instanceof Promise ? response.then(mark) : mark(response);
+    };
   };
-  const { server, listener: adopted } = serveAdopted(
+  const servers = new ServerGenerations({
     listener,
-    (placeholder) =>
+    open: (placeholder, handler) =>
       Deno.serve(
         {
           ...denoOptions,
           ...placeholder,
-          handler: handle,
+          handler,
           onListen: () => {},
         } as Deno.ServeTcpOptions & Deno.ServeInit<Deno.NetAddr>,
       ),
-    (server) => server.shutdown(),
-  );
-  live.add(drain);
-  drain.settle(server.finished);
-  const forget = () => live.delete(drain);
+    handlerFor,
+    gracePeriod: drain.gracePeriod,
+    reportTo: { upgrader, name },
+  });
+  const adapter = { servers, drain };
+  live.add(adapter);
+  drain.settle(servers.ended);
+  const forget = () => live.delete(adapter);
   drain.finished.then(forget, forget);
   drain.follow(upgrader);
 
-  const addr = denoAddr(adopted.address);
+  const addr = denoAddr(servers.address);
   (onListen ?? logListening("cert" in denoOptions ? "https" : "http"))(
     addr as Deno.NetAddr & Deno.UnixAddr,
   );
   const stop = () => {
-    adopted.stopAccepting();
-    const closed = server.shutdown();
+    const closed = servers.shutdown();
     drain.stopped(closed);
     return closed;
   };
@@ -170,10 +183,10 @@ export function serve(options: ServeOptions): HandedOverDenoServer {
   }, { once: true });
   return {
     addr,
-    address: adopted.address,
+    address: servers.address,
     finished: drain.finished,
-    ref: () => server.ref(),
-    unref: () => server.unref(),
+    ref: () => servers.ref(),
+    unref: () => servers.unref(),
     shutdown: stop,
     stop,
     [Symbol.asyncDispose]: stop,
@@ -200,9 +213,16 @@ export function upgradeWebSocket(
   options?: Deno.UpgradeWebSocketOptions,
 ): Deno.WebSocketUpgrade {
   const upgrade = Deno.upgradeWebSocket(request, options);
-  const drain = calling ?? (live.size === 1 ? [...live][0] : undefined);
-  if (drain) {
-    upgrade.socket.addEventListener("close", drain.track(upgrade.socket));
+  const { socket } = upgrade;
+  if (calling) {
+    // Its server waits for it before an early shutdown, the drain at the end.
+    const { generation, drain } = calling;
+    socket.addEventListener("close", generation.track(socket));
+    socket.addEventListener("close", drain.track(socket));
+  } else if (live.size === 1) {
+    const [{ servers, drain }] = live;
+    socket.addEventListener("close", servers.trackEverywhere(socket));
+    socket.addEventListener("close", drain.track(socket));
   }
   return upgrade;
 }
