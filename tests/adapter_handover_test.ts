@@ -12,6 +12,7 @@ import {
   startServer,
   startSlow,
   type Target,
+  webSocketEcho,
   withService,
 } from "./fixtures/adapter_copies.ts";
 
@@ -199,29 +200,13 @@ test(`adapter: a WebSocket on ${runtime} stays open until the drain deadline`, (
     };
     const first = startServer(group, { adapter: runtime }, spec);
     await first.ready();
-    const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`);
-    const messages: string[] = [];
-    const closed = new Promise<{ code: number; at: number }>((resolve) =>
-      ws.onclose = (e) => resolve({ code: e.code, at: Date.now() })
-    );
-    await new Promise((resolve, reject) => {
-      ws.onopen = resolve;
-      ws.onerror = reject;
-    });
-    const echo = (text: string) =>
-      new Promise<void>((resolve) => {
-        ws.onmessage = (e) => {
-          messages.push(String(e.data));
-          resolve();
-        };
-        ws.send(text);
-      });
-    await echo("before");
+    const ws = await webSocketEcho(port);
+    const messages = [await ws.echo("before")];
     const second = startServer(group, { adapter: runtime }, spec);
     await second.ready();
     const handedOverAt = Date.now();
-    await echo("after");
-    const { code, at } = await closed;
+    messages.push(await ws.echo("after"));
+    const { code, at } = await ws.closed;
     await first.gone();
     assertEquals(messages, ["before", "after"]);
     assertEquals(code, 1001);
