@@ -14,6 +14,7 @@ import { sleep } from "../testing/clock.ts";
 import type { Copy, Runtime } from "../testing/copies.ts";
 import { flavours } from "./flavours.ts";
 import { startLoad } from "../testing/load.ts";
+import { rssKiB } from "../testing/memory.ts";
 import type { ProcessGroup } from "../testing/processes.ts";
 import { freePort } from "../testing/rolling.ts";
 import { formatTable, ratio } from "../testing/table.ts";
@@ -32,22 +33,6 @@ export function cpuTimeMs(pid: number, ticksPerSecond: number): number {
   // Fields after the parenthesised command name; utime and stime are 14 and 15.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond;
-}
-
-/** Resident set size of `pid` in KiB, from `/proc/<pid>/status`; NaN once it is gone. */
-export function rssKiB(pid: number): number {
-  return statusKiB(pid, "VmRSS");
-}
-
-/** Peak resident set size of `pid` so far in KiB (`VmHWM`); NaN once it is gone. */
-export function peakRssKiB(pid: number): number {
-  return statusKiB(pid, "VmHWM");
-}
-
-function statusKiB(pid: number, field: string): number {
-  const status = readProc(pid, "status");
-  const match = new RegExp(`^${field}:\\s+(\\d+) kB$`, "m").exec(status);
-  return Number(match?.[1] ?? NaN);
 }
 
 function readProc(pid: number, file: string): string {
