@@ -24,6 +24,13 @@ export const WARM_UP_REQUESTS = 200;
 const TIMEOUT_MS = 60_000;
 const WARM_UP_LIMIT_MS = 5_000;
 
+/** The unit of the times in `/proc/<pid>/stat`: clock ticks per second (`getconf CLK_TCK`). */
+export function clockTicksPerSecond(): number {
+  return Number(
+    execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim(),
+  );
+}
+
 /**
  * CPU time (user + system) of `pid` in milliseconds, from `/proc/<pid>/stat`;
  * NaN once the process is gone.
@@ -33,6 +40,27 @@ export function cpuTimeMs(pid: number, ticksPerSecond: number): number {
   // Fields after the parenthesised command name; utime and stime are 14 and 15.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond;
+}
+
+/**
+ * Sends {@linkcode WARM_UP_REQUESTS} to the server on `port` (one keep-alive
+ * and one new-connection client, as fast as it answers, 5 s at most);
+ * resolves with how many failed.
+ */
+export async function warmUp(port: number): Promise<number> {
+  const load = startLoad({
+    hostname: "127.0.0.1",
+    port,
+    keepAliveClients: 1,
+    newConnectionClients: 1,
+    rate: 0,
+    maxRequests: WARM_UP_REQUESTS,
+  });
+  // A server that does not answer must not hold the bench up.
+  const deadline = setTimeout(() => load.stop(), WARM_UP_LIMIT_MS);
+  await load.done;
+  clearTimeout(deadline);
+  return load.samples.filter((s) => s.error).length;
 }
 
 function readProc(pid: number, file: string): string {
@@ -63,9 +91,7 @@ export async function idleCost(
   runtimes: Runtime[],
   seconds: number,
 ): Promise<string> {
-  const ticksPerSecond = Number(
-    execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim(),
-  );
+  const ticksPerSecond = clockTicksPerSecond();
   const tmp = mkdtempSync(join(tmpdir(), "tableroll-bench-"));
   try {
     const subjects: Subject[] = [];
@@ -84,24 +110,12 @@ export async function idleCost(
           delay: 0,
         });
         const ready = await copy.ready(TIMEOUT_MS);
-        const warmUp = startLoad({
-          hostname: "127.0.0.1",
-          port,
-          keepAliveClients: 1,
-          newConnectionClients: 1,
-          rate: 0,
-          maxRequests: WARM_UP_REQUESTS,
-        });
-        // A server that does not answer must not hold the bench up.
-        const deadline = setTimeout(() => warmUp.stop(), WARM_UP_LIMIT_MS);
-        await warmUp.done;
-        clearTimeout(deadline);
         subjects.push({
           flavour: flavour.label,
           label,
           pid: Number(ready.text.split(" ")[1]),
           copy,
-          warmUpFailures: warmUp.samples.filter((s) => s.error).length,
+          warmUpFailures: await warmUp(port),
         });
       }
     }
