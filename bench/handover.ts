@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { commandLine, type Copy, type Runtime } from "../testing/copies.ts";
 import { type Flavour, flavours } from "./flavours.ts";
-import { peakRssKiB } from "./idle.ts";
+import { peakRssKiB } from "../testing/memory.ts";
 import type { ProcessGroup } from "../testing/processes.ts";
 import { freePort } from "../testing/rolling.ts";
 import { formatTable, ms, ratio } from "../testing/table.ts";

@@ -14,6 +14,7 @@ import { sleep } from "../testing/clock.ts";
 import type { Copy, Runtime } from "../testing/copies.ts";
 import { flavours } from "./flavours.ts";
 import { startLoad } from "../testing/load.ts";
+import { rssKiB } from "../testing/memory.ts";
 import type { ProcessGroup } from "../testing/processes.ts";
 import { freePort } from "../testing/rolling.ts";
 import { formatTable, ratio } from "../testing/table.ts";
@@ -22,6 +23,13 @@ import { formatTable, ratio } from "../testing/table.ts";
 export const WARM_UP_REQUESTS = 200;
 const TIMEOUT_MS = 60_000;
 const WARM_UP_LIMIT_MS = 5_000;
+
+/** The unit of the times in `/proc/<pid>/stat`: clock ticks per second (`getconf CLK_TCK`). */
+export function clockTicksPerSecond(): number {
+  return Number(
+    execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim(),
+  );
+}
 
 /**
  * CPU time (user + system) of `pid` in milliseconds, from `/proc/<pid>/stat`;
@@ -34,20 +42,25 @@ export function cpuTimeMs(pid: number, ticksPerSecond: number): number {
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond;
 }
 
-/** Resident set size of `pid` in KiB, from `/proc/<pid>/status`; NaN once it is gone. */
-export function rssKiB(pid: number): number {
-  return statusKiB(pid, "VmRSS");
-}
-
-/** Peak resident set size of `pid` so far in KiB (`VmHWM`); NaN once it is gone. */
-export function peakRssKiB(pid: number): number {
-  return statusKiB(pid, "VmHWM");
-}
-
-function statusKiB(pid: number, field: string): number {
-  const status = readProc(pid, "status");
-  const match = new RegExp(`^${field}:\\s+(\\d+) kB$`, "m").exec(status);
-  return Number(match?.[1] ?? NaN);
+/**
+ * Sends {@linkcode WARM_UP_REQUESTS} to the server on `port` (one keep-alive
+ * and one new-connection client, as fast as it answers, 5 s at most);
+ * resolves with how many failed.
+ */
+export async function warmUp(port: number): Promise<number> {
+  const load = startLoad({
+    hostname: "127.0.0.1",
+    port,
+    keepAliveClients: 1,
+    newConnectionClients: 1,
+    rate: 0,
+    maxRequests: WARM_UP_REQUESTS,
+  });
+  // A server that does not answer must not hold the bench up.
+  const deadline = setTimeout(() => load.stop(), WARM_UP_LIMIT_MS);
+  await load.done;
+  clearTimeout(deadline);
+  return load.samples.filter((s) => s.error).length;
 }
 
 function readProc(pid: number, file: string): string {
@@ -78,9 +91,7 @@ export async function idleCost(
   runtimes: Runtime[],
   seconds: number,
 ): Promise<string> {
-  const ticksPerSecond = Number(
-    execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim(),
-  );
+  const ticksPerSecond = clockTicksPerSecond();
   const tmp = mkdtempSync(join(tmpdir(), "tableroll-bench-"));
   try {
     const subjects: Subject[] = [];
@@ -99,24 +110,12 @@ export async function idleCost(
           delay: 0,
         });
         const ready = await copy.ready(TIMEOUT_MS);
-        const warmUp = startLoad({
-          hostname: "127.0.0.1",
-          port,
-          keepAliveClients: 1,
-          newConnectionClients: 1,
-          rate: 0,
-          maxRequests: WARM_UP_REQUESTS,
-        });
-        // A server that does not answer must not hold the bench up.
-        const deadline = setTimeout(() => warmUp.stop(), WARM_UP_LIMIT_MS);
-        await warmUp.done;
-        clearTimeout(deadline);
         subjects.push({
           flavour: flavour.label,
           label,
           pid: Number(ready.text.split(" ")[1]),
           copy,
-          warmUpFailures: warmUp.samples.filter((s) => s.error).length,
+          warmUpFailures: await warmUp(port),
         });
       }
     }

@@ -1,8 +1,8 @@
 /**
  * The benchmark suite: handover cost, adapter throughput, upgrades under
- * load, a soak of many upgrades, idle cost and a successor killed with and
- * without a rollback window, each as a table with its baseline from the same
- * run.
+ * load, a soak of many upgrades, idle cost, a successor killed with and
+ * without a rollback window and a flood of refused connections on the
+ * control socket, each as a table with its baseline from the same run.
  * Prints the machine and runtime versions first and writes everything to
  * `.tmp/bench-results.md` too. Exits 1 if a request failed under load or a
  * part could not run.
@@ -26,6 +26,7 @@ import { upgradesUnderLoad } from "./load.ts";
 import { describeMachine } from "./machine.ts";
 import { rollbackUnderLoad } from "./rollback.ts";
 import { soak } from "./soak.ts";
+import { controlFloodCost } from "./control_flood.ts";
 
 const PARTS = [
   "handover",
@@ -34,6 +35,7 @@ const PARTS = [
   "soak",
   "idle",
   "rollback",
+  "flood",
 ] as const;
 
 const { values } = parseArgs({
@@ -80,6 +82,7 @@ const rounds = quick ? 3 : 5;
 const upgrades = quick ? 3 : 5;
 const idleSeconds = quick ? 10 : 60;
 const soakUpgrades = quick ? 20 : 200;
+const floodConnections = 5_000;
 const parts: Record<typeof PARTS[number], Part> = {
   handover: {
     title: "Handover cost: Upgrader.create() → ready()",
@@ -163,6 +166,18 @@ const parts: Record<typeof PARTS[number], Part> = {
         rate: 400,
         clients: 8,
       }),
+  },
+  flood: {
+    title: "Refused connections on the control socket",
+    intro: `The example after READY and ${WARM_UP_REQUESTS} warm-up ` +
+      `requests, flooded with ${floodConnections.toLocaleString("en")} ` +
+      "connections to its control socket that hang up at once (from the " +
+      "bench, which does not hold the lock: each is refused), then 3 s " +
+      "later with as many again; beside it a copy of the same runtime left " +
+      "alone, read at the same moments (the baseline). RSS is VmRSS, its " +
+      "private part RssAnon, from /proc/<pid>/status; CPU time from " +
+      "/proc/<pid>/stat (10 ms ticks).",
+    run: () => controlFloodCost(group, ["deno", "bun"], floodConnections),
   },
 };
 

@@ -14,7 +14,7 @@ import type { ProcessGroup } from "../testing/processes.ts";
 import { runRollingUpgrade } from "../testing/rolling.ts";
 import { totals } from "../testing/stats.ts";
 import { count, formatTable, ratio } from "../testing/table.ts";
-import { rssKiB } from "./idle.ts";
+import { rssKiB } from "../testing/memory.ts";
 
 /** Options of {@linkcode soak}. */
 export interface SoakOptions {

@@ -13,9 +13,9 @@ import type {
 } from "./symbols.ts";
 
 /**
- * Buffers are passed as pointers taken at each call (about 1 µs): binding a
- * function with `"buffer"` parameters costs Deno nearly twice as much, about
- * 4 ms more for the functions every process binds at start.
+ * Buffers are passed as pointers taken at each call (`pointerTo` below):
+ * binding a function with `"buffer"` parameters costs Deno nearly twice as
+ * much, about 4 ms more for the functions every process binds at start.
  */
 const DENO_TYPES = {
   i32: "i32",
@@ -31,15 +31,20 @@ const HELPERS = {
   __errno_location: { parameters: [], result: "pointer" },
   strerror: { parameters: ["i32"], result: "pointer" },
   getenv: { parameters: ["pointer"], result: "pointer" },
+  // memset(buf, 0, 0) writes nothing and returns buf: its address, for
+  // pointerTo. The one function bound with a "buffer" parameter (0.3 ms).
+  memset: { parameters: ["buffer", "i32", "usize"], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
-/** The address of `buf`'s first byte for a `"pointer"` parameter; NULL for `null`. */
-function pointerTo(buf: PtrArg): Deno.PointerValue {
-  return buf === null ? null : Deno.UnsafePointer.of(buf);
-}
+/** Turns a buffer into a pointer for a `"pointer"` parameter. */
+type PointerTo = (buf: PtrArg) => Deno.PointerValue;
 
 /** `f`, taking buffers where `sig` has pointers. */
-function takingBuffers(f: BoundFunction, sig: CSignature): BoundFunction {
+function takingBuffers(
+  f: BoundFunction,
+  sig: CSignature,
+  pointerTo: PointerTo,
+): BoundFunction {
   const pointers = sig.args.flatMap((type, i) => type === "ptr" ? [i] : []);
   if (pointers.length === 0) return f;
   const call = f as (...args: unknown[]) => number | bigint;
@@ -54,6 +59,18 @@ export function openBackend(libcPath: string): Backend {
   // The helpers come with the first functions bound: every extra dlopen
   // handle costs Deno about 0.3 MiB.
   let raw: Deno.DynamicLibrary<typeof HELPERS>["symbols"] | undefined;
+  /**
+   * The address of `buf`'s first byte; NULL for `null` (and for an empty
+   * buffer). Taken with `memset` rather than `Deno.UnsafePointer.of`, which
+   * ties each buffer to the pointer it makes in a `WeakMap` that only a full
+   * garbage collection clears: a pointer per call kept the buffers and
+   * pointers of thousands of calls alive, and a flood of refused control
+   * connections grew a Deno owner by over 100 MiB. The caller holds `buf`
+   * until the call returns, so the pointer need not; Deno keeps no typed
+   * array inside its heap, so the address does not move.
+   */
+  const pointerTo: PointerTo = (buf) =>
+    buf === null ? null : raw!.memset(buf, 0, 0n);
   const fn = bindSymbols((functions) => {
     const symbols = Deno.dlopen(libcPath, {
       ...(raw ? {} : HELPERS),
@@ -67,7 +84,9 @@ export function openBackend(libcPath: string): Backend {
     raw ??= symbols as unknown as typeof raw;
     const bound = symbols as unknown as Record<string, BoundFunction>;
     return Object.fromEntries(
-      functions.map(([name, sig]) => [name, takingBuffers(bound[name], sig)]),
+      functions.map((
+        [name, sig],
+      ) => [name, takingBuffers(bound[name], sig, pointerTo)]),
     );
   });
   const helpers = raw!; // set by the first bind, above

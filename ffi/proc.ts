@@ -8,7 +8,7 @@ import { backend, call, cString, layout, libc } from "./libc.ts";
 import { O_RDONLY, SYS_PIDFD_OPEN } from "./platform.ts";
 import { Errno } from "./errno.ts";
 import { UnsupportedSyscallError } from "./errors.ts";
-import { close, openFile, read } from "./fd.ts";
+import { close, openFile } from "./fd.ts";
 import {
   deviceNumbers,
   type FileLock,
@@ -20,6 +20,18 @@ import {
 
 const decoder = new TextDecoder();
 
+/** The room {@linkcode scratch} keeps between reads. */
+const SCRATCH_BYTES = 16384;
+
+/**
+ * The one buffer every read of `/proc` here goes through: the reads are
+ * synchronous, so one at a time. Fresh buffers per read (64 KiB a read of
+ * `/proc/locks`, 32 KiB a directory listing) made each refused control
+ * connection allocate about 200 KiB outside the JavaScript heap, which the
+ * runtimes' collectors and malloc left in the process for good.
+ */
+let scratch = new Uint8Array(SCRATCH_BYTES);
+
 /**
  * The open descriptors of this process (or of process `pid`), ascending.
  * Throws a `SyscallError` if another process's cannot be listed (another
@@ -29,26 +41,32 @@ export function listFds(pid: number | "self" = "self"): number[] {
   const dir = openFile(`/proc/${pid}/fd`, O_RDONLY | layout.O_DIRECTORY);
   const fds: number[] = [];
   try {
-    const buf = new Uint8Array(32768);
+    const view = new DataView(scratch.buffer);
     for (;;) {
-      const n = libc.getdents64(dir, buf, buf.length);
+      const n = libc.getdents64(dir, scratch, scratch.length);
       if (n === 0) break;
-      const view = new DataView(buf.buffer);
       // struct linux_dirent64: ino u64, off i64, reclen u16, type u8, name.
-      for (let off = 0; off < n;) {
-        const reclen = view.getUint16(off + 16, true);
-        const nameBytes = buf.subarray(off + 19, off + reclen);
-        const name = decoder.decode(
-          nameBytes.subarray(0, nameBytes.indexOf(0)),
-        );
-        if (/^\d+$/.test(name)) fds.push(Number(name));
-        off += reclen;
+      for (let off = 0; off < n; off += view.getUint16(off + 16, true)) {
+        const fd = decimalName(scratch, off + 19);
+        if (fd !== null) fds.push(fd);
       }
     }
   } finally {
     close(dir);
   }
   return fds.filter((fd) => pid !== "self" || fd !== dir).sort((a, b) => a - b);
+}
+
+/** The number a NUL-terminated directory entry name at `buf[at]` spells, or `null` for `.`, `..` and the like. */
+function decimalName(buf: Uint8Array, at: number): number | null {
+  let value = 0;
+  let i = at;
+  for (; buf[i] !== 0; i++) {
+    const digit = buf[i] - 0x30;
+    if (digit < 0 || digit > 9) return null;
+    value = value * 10 + digit;
+  }
+  return i === at ? null : value;
 }
 
 /**
@@ -108,19 +126,33 @@ export function selfStat(): string {
   return readProcFile("/proc/self/stat");
 }
 
-function readProcFile(path: string, chunkSize = 65536): string {
+function readProcFile(path: string): string {
   const file = openFile(path, O_RDONLY);
   try {
-    const chunks: Uint8Array[] = [];
+    let length = 0;
     for (;;) {
-      const chunk = read(file, chunkSize);
-      if (!chunk || chunk.length === 0) break;
-      chunks.push(chunk.slice());
+      const n = libc.read(
+        file,
+        scratch.subarray(length),
+        scratch.length - length,
+      );
+      if (n === 0) break;
+      length += n;
+      if (length === scratch.length) scratch = doubled(scratch);
     }
-    return decoder.decode(concat(chunks));
+    return decoder.decode(scratch.subarray(0, length));
   } finally {
     close(file);
+    // A long /proc/net/unix, say, is not kept.
+    if (scratch.length > SCRATCH_BYTES) scratch = new Uint8Array(SCRATCH_BYTES);
   }
+}
+
+/** A copy of `buf` in twice the room. */
+function doubled(buf: Uint8Array): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(2 * buf.length);
+  out.set(buf);
+  return out;
 }
 
 /** One registration of an epoll instance, as `/proc/self/fdinfo` lists it. */
@@ -210,8 +242,7 @@ export function flockHolderAmong(
   for (const fd of fds.reverse()) {
     let info: string;
     try {
-      // Most are a few lines: 1 KiB reads, not a 64 KiB buffer per descriptor.
-      info = readProcFile(`/proc/${pid}/fdinfo/${fd}`, 1024);
+      info = readProcFile(`/proc/${pid}/fdinfo/${fd}`);
     } catch {
       continue; // closed meanwhile
     }
@@ -266,14 +297,4 @@ function isExclusiveFlock(lock: FileLock): boolean {
 /** The locks an fdinfo text lists: its `lock:` lines, as `/proc/locks` prints them. */
 function fdinfoLocks(text: string): FileLock[] {
   return parseLocks(text.replace(/^lock:\s*/gm, ""));
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.length;
-  }
-  return out;
 }

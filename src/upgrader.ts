@@ -70,6 +70,7 @@ import {
   type ProcessRef,
 } from "./process_ref.ts";
 import { ControlConn } from "./control_conn.ts";
+import { RefusalLog } from "./refusal_log.ts";
 import {
   PeerClosedError,
   ProtocolError,
@@ -289,6 +290,7 @@ export class Upgrader implements AsyncDisposable {
 
   #state: UpgraderState = "starting";
   readonly #logger: Logger;
+  readonly #refusals: RefusalLog;
   readonly #events: EventReporter;
   /** When `create()` began, for the `ready` event's duration. */
   readonly #createdAt = performance.now();
@@ -326,6 +328,7 @@ export class Upgrader implements AsyncDisposable {
     this.id = id;
     this.#controlFd = controlFd;
     this.#logger = options.logger ?? silentLogger;
+    this.#refusals = new RefusalLog(this.#logger, this.#stopping.signal);
     this.#events = new EventReporter(id, this.#logger, options.onEvent);
     registerReporter(this, this.#events);
     this.#upgradeTimeout = options.upgradeTimeout ?? 60_000;
@@ -788,18 +791,21 @@ export class Upgrader implements AsyncDisposable {
     }
     const { uid, pid } = peerCredentials(fd);
     if (uid !== getuid()) {
-      this.#logger.warn(
-        `tableroll: refused pid ${pid} of uid ${uid}: only the same user may take over`,
+      this.#refusals.refused(
+        pid,
+        () =>
+          `tableroll: refused pid ${pid} of uid ${uid}: only the same user may take over`,
       );
       return null;
     }
-    if (this.#lockFile && !holdsLock(this.#lockFile, pid)) {
-      const holder = lockHolder(this.#lockFile);
-      this.#logger.warn(
-        `tableroll: refused pid ${pid}: only the process holding the lock on ${this.dir}/pid may take over, and ${
+    const lockFile = this.#lockFile;
+    if (lockFile && !holdsLock(lockFile, pid)) {
+      this.#refusals.refused(pid, () => {
+        const holder = lockHolder(lockFile);
+        return `tableroll: refused pid ${pid}: only the process holding the lock on ${this.dir}/pid may take over, and ${
           holder === null ? "nobody holds it" : `pid ${holder} does`
-        }`,
-      );
+        }`;
+      });
       return null;
     }
     return pid;
