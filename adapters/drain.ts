@@ -194,6 +194,19 @@ export class Drain {
   }
 
   /**
+   * The application stops the server: accepting stops at once and `close`
+   * runs once the connections accepted just before have been read (closed
+   * earlier, they would be reset with their requests unanswered). Then as
+   * {@linkcode Drain.stopped}; resolves when `close` has.
+   */
+  stop(close: () => Promise<void>): Promise<void> {
+    this.#target.stopAccepting();
+    const closed = delay(SETTLE_MS).then(close);
+    this.stopped(closed);
+    return closed;
+  }
+
+  /**
    * The application stops the server itself: `finished` resolves with
    * `closed`, drain or not, and a rollback no longer makes it accept.
    */

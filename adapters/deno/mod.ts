@@ -158,12 +158,7 @@ export function serve(options: ServeOptions): HandedOverDenoServer {
   (onListen ?? logListening("cert" in denoOptions ? "https" : "http"))(
     addr as Deno.NetAddr & Deno.UnixAddr,
   );
-  const stop = () => {
-    adopted.stopAccepting();
-    const closed = server.shutdown();
-    drain.stopped(closed);
-    return closed;
-  };
+  const stop = () => drain.stop(() => server.shutdown());
   signal?.addEventListener("abort", () => {
     // At the takeover the drain stops the server after its grace period.
     if (!(signal.reason instanceof UpgradeCompletedError)) stop();
