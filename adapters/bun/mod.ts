@@ -144,13 +144,16 @@ export class HandedOverBunServer<WebSocketData = undefined>
   }
 
   /**
-   * Stops accepting on this process's copy of the listener and, once the
-   * connections accepted just before have been read, stops Bun's server
-   * (`closeActiveConnections` cuts requests in flight and WebSockets);
-   * resolves when every connection is closed.
+   * Stops accepting on this process's copy of the listener and, after the
+   * drain's grace period (responses carry `Connection: close`), stops Bun's
+   * server; `closeActiveConnections` stops it at once, cutting requests in
+   * flight and WebSockets. Resolves when every connection is closed.
    */
   stop(closeActiveConnections?: boolean): Promise<void> {
-    return this.#drain.stop(() => this.#server.stop(closeActiveConnections));
+    return this.#drain.stop(
+      () => this.#server.stop(closeActiveConnections),
+      closeActiveConnections,
+    );
   }
 
   /** Calls {@linkcode HandedOverBunServer.stop} with `true`, as Bun's own does. */
