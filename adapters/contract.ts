@@ -74,8 +74,9 @@ export interface HandedOverServer extends AsyncDisposable {
    */
   readonly finished: Promise<void>;
   /**
-   * Stops accepting on this process's copy of the listener, lets requests in
-   * flight finish and closes idle connections; resolves with
+   * Stops accepting on this process's copy of the listener, answers with
+   * `Connection: close` for the grace period (`drainGracePeriod`), lets
+   * requests in flight finish and closes idle connections; resolves with
    * {@linkcode HandedOverServer.finished}. The disposers call it.
    */
   stop(): Promise<void>;

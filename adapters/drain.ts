@@ -28,9 +28,9 @@ import {
 /** Timing of the drain. */
 export interface DrainOptions {
   /**
-   * Milliseconds after the handover before idle keep-alive connections are
-   * closed; until then, clients that send a request get an answer with
-   * `Connection: close`. Default 1000.
+   * Milliseconds after the handover (or `stop()`) before idle keep-alive
+   * connections are closed; until then, clients that send a request get an
+   * answer with `Connection: close`. Default 1000.
    */
   drainGracePeriod?: number;
   /**
@@ -261,6 +261,25 @@ export class Drain {
         this.follow(source);
       });
     }, () => {});
+  }
+
+  /**
+   * The application stops the server, as gently as a drain: accepting stops
+   * at once, and for the grace period responses carry `Connection: close`,
+   * so that keep-alive clients leave by themselves instead of racing the
+   * close of their idle connection with a request (the close would reset
+   * it), and connections accepted just before are read; then `close` runs.
+   * It runs at once with `cut` (the server cuts every connection anyway)
+   * or when a drain has begun already (its grace is under way or over).
+   * Then as {@linkcode Drain.stopped}; resolves when `close` has.
+   */
+  stop(close: () => Promise<void>, cut = false): Promise<void> {
+    this.#target.stopAccepting();
+    const grace = cut || this.#draining ? 0 : this.#grace;
+    this.#draining = true;
+    const closed = delay(grace).then(close);
+    this.stopped(closed);
+    return closed;
   }
 
   /**

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { spawnSync } from "node:child_process";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import type { Child, Line, ProcessGroup } from "./processes.ts";
@@ -68,6 +69,26 @@ export function commandLine(
       if (!binary) throw new Error(`${REFERENCE_ENV} is not set`);
       return [binary, args];
     }
+  }
+}
+
+/**
+ * Builds `examples/hello.ts` into the single binary `out` with
+ * `bun build --compile`, its answers naming `version` (`HELLO_VERSION`);
+ * throws with Bun's output if the build fails.
+ */
+export function buildHello(version: string, out: string): void {
+  const result = spawnSync(runtimeBinary("bun"), [
+    "build",
+    "--compile",
+    "--define",
+    `HELLO_VERSION="${version}"`,
+    "examples/hello.ts",
+    "--outfile",
+    out,
+  ], { cwd: ROOT, encoding: "utf8" });
+  if (result.status !== 0) {
+    throw new Error(`bun build --compile failed: ${result.stderr}`);
   }
 }
 

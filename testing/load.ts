@@ -131,6 +131,41 @@ export async function getOnce(
   return load.samples[0];
 }
 
+/** The body of one GET on a new connection to 127.0.0.1:`port`. */
+export function getBody(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http.get({ host: "127.0.0.1", port, agent: false }, (res) => {
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => text += chunk);
+      res.on("end", () => resolve(text));
+    }).on("error", reject);
+  });
+}
+
+/**
+ * The body of the first GET on a new connection that process `pid` answers
+ * (`hello from <pid>…`); fails after `timeoutMs`. Right after a takeover
+ * the old copy may still accept a connection or two: both accept on the
+ * socket until the old one hears that it was taken over.
+ */
+export async function bodyFrom(
+  port: number,
+  pid: number,
+  timeoutMs = 5_000,
+): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const text = await getBody(port);
+    if (text.startsWith(`hello from ${pid}`)) return text;
+    if (Date.now() > deadline) {
+      throw new Error(
+        `no request served by ${pid} in ${timeoutMs} ms: ${text}`,
+      );
+    }
+  }
+}
+
 function request(
   options: LoadOptions,
   kind: ClientKind,

@@ -182,6 +182,42 @@ test("drain: resume accepts again, stops marking, and the undone drain never clo
   ]);
 });
 
+test("drain: stop() stops accepting at once, marks responses, and closes after the grace period", async () => {
+  const { target, names } = recordingTarget();
+  const drain = new Drain(target, { drainGracePeriod: 200 });
+  const started = performance.now();
+  let closedAfter = -1;
+  const stopped = drain.stop(() => {
+    closedAfter = performance.now() - started;
+    return Promise.resolve();
+  });
+  assertEquals(names(), ["stopAccepting"]);
+  assertEquals(
+    drain.mark(new Response("a")).headers.get("connection"),
+    "close",
+  );
+  await stopped;
+  assert(
+    closedAfter >= 190,
+    `closed after ${closedAfter} ms, before the grace`,
+  );
+  await drain.finished;
+  assertEquals(await drain.resume(), false);
+});
+
+test("drain: stop() closes at once when cutting, or when a drain has begun", async () => {
+  for (const begun of [false, true]) {
+    const { target } = recordingTarget();
+    const drain = new Drain(target, { drainGracePeriod: 5_000 });
+    if (begun) drain.start(new Promise<void>(() => {}));
+    const started = performance.now();
+    await drain.stop(() => Promise.resolve(), !begun);
+    const waited = performance.now() - started;
+    assert(waited < 1_000, `closed after ${Math.round(waited)} ms`);
+    await drain.finished;
+  }
+});
+
 test("drain: a server the application stopped is never resumed; finished follows its stop", async () => {
   const { target, names } = recordingTarget();
   const drain = new Drain(target, { drainGracePeriod: 50 });

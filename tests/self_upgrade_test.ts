@@ -4,8 +4,6 @@
  * copies run below `fixtures/subreaper.ts`, which reaps them as a service
  * manager would and reports every exit status.
  */
-import { spawnSync } from "node:child_process";
-import http from "node:http";
 import {
   mkdtempSync,
   readdirSync,
@@ -20,9 +18,9 @@ import { runtime, test } from "./support/harness.ts";
 import { assert, assertEquals } from "./support/assert.ts";
 import { until } from "./support/until.ts";
 import { type Child, ProcessGroup } from "../testing/processes.ts";
-import { commandLine, ROOT, runtimeBinary } from "../testing/copies.ts";
+import { buildHello, commandLine } from "../testing/copies.ts";
 import { freePort } from "../testing/rolling.ts";
-import { startLoad } from "../testing/load.ts";
+import { bodyFrom, startLoad } from "../testing/load.ts";
 import { ask } from "./fixtures/upgrader_peers.ts";
 import {
   exits,
@@ -48,32 +46,6 @@ function childrenOf(pid: number): { pid: number; state: string }[] {
       return [];
     }
   });
-}
-
-/** The body of one GET on a new connection. */
-function body(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    http.get({ host: "127.0.0.1", port, agent: false }, (res) => {
-      let text = "";
-      res.setEncoding("utf8");
-      res.on("data", (chunk: string) => text += chunk);
-      res.on("end", () => resolve(text));
-    }).on("error", reject);
-  });
-}
-
-/**
- * The body of the first GET on a new connection that `pid` answers. The old
- * copy may still accept a connection or two after the new one printed
- * `READY`: both accept on the socket until the old one hears it took over.
- */
-async function servedBy(port: number, pid: number): Promise<string> {
-  const deadline = Date.now() + 5_000;
-  for (;;) {
-    const text = await body(port);
-    if (text.startsWith(`hello from ${pid}`)) return text;
-    assert(Date.now() < deadline, `no request served by ${pid}: ${text}`);
-  }
 }
 
 /**
@@ -128,7 +100,7 @@ async function sighupUpgrades(
         assert(next !== current, `upgrade ${i} started a new process`);
         assertEquals(readFileSync(pidFile, "utf8"), `${next}\n`);
         if (version) {
-          const text = await servedBy(port, next);
+          const text = await bodyFrom(port, next);
           assert(
             text.includes(`(version ${version})`),
             `upgrade ${i} serves version ${version}: ${text}`,
@@ -179,22 +151,10 @@ test(
   async () => {
     const tmp = mkdtempSync("/tmp/tr-");
     try {
-      const build = (version: string, out: string) => {
-        const result = spawnSync(runtimeBinary("bun"), [
-          "build",
-          "--compile",
-          "--define",
-          `HELLO_VERSION="${version}"`,
-          "examples/hello.ts",
-          "--outfile",
-          out,
-        ], { cwd: ROOT, encoding: "utf8" });
-        assertEquals(result.status, 0, result.stderr);
-      };
       const binary = join(tmp, "hello");
-      build("a", binary);
-      build("b", join(tmp, "hello-b"));
-      build("a", join(tmp, "hello-a"));
+      buildHello("a", binary);
+      buildHello("b", join(tmp, "hello-b"));
+      buildHello("a", join(tmp, "hello-a"));
       await sighupUpgrades([binary], (i) => {
         // Replace the program the way a deployment does: a new file renamed
         // over the old one, whose inode the running copy keeps.

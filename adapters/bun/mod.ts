@@ -109,7 +109,6 @@ export class HandedOverBunServer<WebSocketData = undefined>
   /** Bun's `publish`: sends to every WebSocket subscribed to a topic. */
   readonly publish: Server<WebSocketData>["publish"];
   readonly #server: Server<WebSocketData>;
-  readonly #adopted: AdoptedListener;
   readonly #drain: Drain;
   readonly #handlers: (
     options: HandlerOptions<WebSocketData>,
@@ -126,7 +125,6 @@ export class HandedOverBunServer<WebSocketData = undefined>
     tls: boolean,
   ) {
     this.#server = server;
-    this.#adopted = adopted;
     this.#drain = drain;
     this.#handlers = handlers;
     this.finished = drain.finished;
@@ -146,15 +144,16 @@ export class HandedOverBunServer<WebSocketData = undefined>
   }
 
   /**
-   * Stops accepting on this process's copy of the listener and stops Bun's
-   * server (`closeActiveConnections` cuts requests in flight and
-   * WebSockets); resolves when every connection is closed.
+   * Stops accepting on this process's copy of the listener and, after the
+   * drain's grace period (responses carry `Connection: close`), stops Bun's
+   * server; `closeActiveConnections` stops it at once, cutting requests in
+   * flight and WebSockets. Resolves when every connection is closed.
    */
   stop(closeActiveConnections?: boolean): Promise<void> {
-    this.#adopted.stopAccepting();
-    const stopped = this.#server.stop(closeActiveConnections);
-    this.#drain.stopped(stopped);
-    return stopped;
+    return this.#drain.stop(
+      () => this.#server.stop(closeActiveConnections),
+      closeActiveConnections,
+    );
   }
 
   /** Calls {@linkcode HandedOverBunServer.stop} with `true`, as Bun's own does. */

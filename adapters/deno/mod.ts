@@ -172,11 +172,7 @@ export function serve(options: ServeOptions): HandedOverDenoServer {
   (onListen ?? logListening("cert" in denoOptions ? "https" : "http"))(
     addr as Deno.NetAddr & Deno.UnixAddr,
   );
-  const stop = () => {
-    const closed = servers.shutdown();
-    drain.stopped(closed);
-    return closed;
-  };
+  const stop = () => drain.stop(() => servers.shutdown());
   signal?.addEventListener("abort", () => {
     // At the takeover the drain stops the server after its grace period.
     if (!(signal.reason instanceof UpgradeCompletedError)) stop();

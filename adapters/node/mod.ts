@@ -95,12 +95,7 @@ export async function serve(options: ServeOptions): Promise<HandedOverServer> {
     if (drain.draining) res.setHeader("connection", "close");
   });
   drain.follow(upgrader);
-  const stop = () => {
-    acceptor.close();
-    const closed = connections.closeWhenIdle();
-    drain.stopped(closed);
-    return closed;
-  };
+  const stop = () => drain.stop(() => connections.closeWhenIdle());
   return {
     address: listener.address,
     finished: drain.finished,

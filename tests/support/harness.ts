@@ -15,6 +15,8 @@ export interface TestOptions {
   timeout?: number;
   /** Skip the test, e.g. when the runtime lacks what it needs. */
   ignore?: boolean;
+  /** Skip the test and print this reason (both runtimes), e.g. when the machine lacks what it needs. */
+  skip?: string;
 }
 
 type BunTest = (name: string, fn: TestFn, timeout?: number) => void;
@@ -62,8 +64,9 @@ export function test(
   options: TestOptions = {},
 ): void {
   const timeout = scaled(options.timeout ?? 60_000);
-  if (SKIPPED[name] !== undefined) {
-    console.error(`skipped "${name}": ${SKIPPED[name]}`);
+  const skip = SKIPPED[name] ?? options.skip;
+  if (skip !== undefined) {
+    console.error(`skipped "${name}": ${skip}`);
     options = { ...options, ignore: true };
   }
   if (bunTest) {

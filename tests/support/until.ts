@@ -6,17 +6,22 @@
 import { assert } from "./assert.ts";
 
 /**
- * Polls `condition` every 20 ms until it returns a value other than
- * `undefined` or `false`, and returns that value; fails after `timeoutMs`.
+ * Polls `condition` (which may be async) every 20 ms until it returns a
+ * value other than `undefined` or `false`, and returns that value; fails
+ * after `timeoutMs`.
  */
 export async function until<T>(
-  condition: () => T | undefined | false,
+  condition: () =>
+    | T
+    | undefined
+    | false
+    | Promise<T | undefined | false>,
   what: string,
   timeoutMs = 20_000,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const value = condition();
+    const value = await condition();
     if (value !== undefined && value !== false) return value;
     assert(Date.now() < deadline, `${what}: not within ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 20));
