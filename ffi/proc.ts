@@ -14,7 +14,6 @@ import {
   type FileLock,
   parseLocks,
   parseProcessStat,
-  parseUnixSockets,
   type ProcessStat,
 } from "./procfs_text.ts";
 
@@ -277,16 +276,6 @@ function exclusiveFlockOn(
 export function flockHolderThrough(fd: number): number | null {
   const lock = fdinfoLocks(fdInfo(fd)).find(isExclusiveFlock);
   return lock ? lock.pid : null;
-}
-
-/**
- * Whether a socket of this network namespace is bound to the Unix path
- * `path` and listening (`/proc/net/unix`), without connecting to it.
- */
-export function unixListening(path: string): boolean {
-  return parseUnixSockets(readProcFile("/proc/net/unix")).some((socket) =>
-    socket.listening && socket.path === path
-  );
 }
 
 /** Whether `lock` is a held (not awaited) exclusive `flock`, as tableroll takes. */

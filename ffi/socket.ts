@@ -124,15 +124,36 @@ export function listenReplacingStale(
   return listenOn(addr, options);
 }
 
-/** Whether `path` is a Unix socket file that refuses connections. */
+/** Whether `path` is a Unix socket file that nobody listens on any more. */
 function isStaleSocketFile(path: string): boolean {
-  if (pathIdentity(path)?.kind !== "socket") return false;
-  const probe = openSocket("unix", "stream");
+  return pathIdentity(path)?.kind === "socket" && !unixSocketIsLive(path);
+}
+
+/**
+ * Whether a socket listens at the Unix path `path`, asked the way a client
+ * asks: a non-blocking `connect(2)`, closed at once. The kernel follows the
+ * path to the socket itself, whatever spelling the listener bound it with
+ * (relative, through a symlink or a bind mount), which `/proc/net/unix`
+ * cannot tell. `true` when it accepts or its backlog is full (`EAGAIN`),
+ * `false` when nobody listens (`ECONNREFUSED`) or nothing is there
+ * (`ENOENT`). Never waits. The listener sees a connection that closes at
+ * once.
+ *
+ * @example
+ * ```ts ignore
+ * if (!unixSocketIsLive("/run/app/app.sock")) unlink("/run/app/app.sock");
+ * ```
+ */
+export function unixSocketIsLive(path: string): boolean {
+  const probe = openSocket("unix", "stream", { nonblocking: true });
   try {
     connect(probe, { family: "unix", path });
-    return false;
+    return true;
   } catch (err) {
-    return (err as SyscallError).code === "ECONNREFUSED";
+    const code = (err as SyscallError).code;
+    if (code === "EAGAIN") return true;
+    if (code === "ECONNREFUSED" || code === "ENOENT") return false;
+    throw err;
   } finally {
     libc.close(probe);
   }

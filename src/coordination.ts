@@ -30,7 +30,7 @@ import {
   peerCredentials,
   read,
   type SyscallError,
-  unixListening,
+  unixSocketIsLive,
   unlink,
   writeAll,
 } from "../ffi/mod.ts";
@@ -200,7 +200,7 @@ export function listenControl(path: string): number {
     if ((err as SyscallError).code !== "EADDRINUSE") throw err;
   }
   checkOwnFile(path, "socket");
-  if (unixListening(path)) {
+  if (unixSocketIsLive(path)) {
     throw new InvalidIdError(
       `${path} is served by a live process: another process uses this id; give each process its own`,
     );
@@ -211,9 +211,9 @@ export function listenControl(path: string): number {
 
 /**
  * Connects to the owner's control socket. Returns `null` when nobody listens
- * on it any more (the owner died): the caller then has no predecessor. A
- * socket that is listening but refuses (its backlog is full, say) is tried
- * again until `signal` aborts.
+ * on it any more (`ENOENT`, `ECONNREFUSED`: the owner died): the caller then
+ * has no predecessor. A live socket whose backlog is full (`EAGAIN`) is
+ * tried again until `signal` aborts.
  */
 export async function connectOwner(
   path: string,
@@ -227,14 +227,13 @@ export async function connectOwner(
     } catch (err) {
       close(fd);
       const code = (err as SyscallError).code;
-      if (code === "ENOENT") return null;
-      if (code !== "ECONNREFUSED" && code !== "EAGAIN") throw err;
-      if (!unixListening(path)) return null;
+      if (code === "ENOENT" || code === "ECONNREFUSED") return null;
+      if (code !== "EAGAIN") throw err;
     }
     await sleep(
       delay,
       signal,
-      `connecting to ${path}, which refuses connections although it is listening`,
+      `connecting to ${path}, whose backlog stays full`,
     );
   }
 }

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { delay, unixListening } from "../ffi/mod.ts";
+import { delay, unixSocketIsLive } from "../ffi/mod.ts";
 import {
   controlSocketPath,
   holdsLock,
@@ -66,7 +66,10 @@ export async function recordedOwnerGone(
   id: string,
 ): Promise<boolean> {
   const socket = controlSocketPath(dir, id);
-  for (const end = Date.now() + SOCKET_CLOSE_GRACE_MS; unixListening(socket);) {
+  for (
+    const end = Date.now() + SOCKET_CLOSE_GRACE_MS;
+    unixSocketIsLive(socket);
+  ) {
     if (Date.now() >= end) return false;
     await delay(5);
   }

@@ -82,9 +82,17 @@ const CASES: Case[] = [
     survivor: "successor",
     says,
   })),
+  // A Unix socket refuses only when nobody listens: the successor starts
+  // without a predecessor, cannot bind the port the owner still serves, and
+  // fails; the owner serves on.
+  {
+    side: "successor",
+    fault: { syscall: "connect", when: 1, action: "error=ECONNREFUSED" },
+    survivor: "owner",
+    says: null,
+  },
   // Calls that fail and are retried: the handover completes.
   ...([
-    ["successor", "connect", 1, "error=ECONNREFUSED"],
     ["successor", "connect", 1, "error=EAGAIN"], // the owner's backlog is full
     ["successor", "recvmsg", 2, "error=EINTR"],
     ["successor", "connect", 1, "error=EINTR"],
