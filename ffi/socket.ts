@@ -69,13 +69,26 @@ export function bind(fd: number, addr: SocketAddress): void {
   call("bind", [fd, sa, sa.length], { detail: formatAddress(addr) });
 }
 
-/** `connect(2)`; with a non-blocking socket `EINPROGRESS` is returned as `false`. */
+/**
+ * `connect(2)`: `true` once connected, `false` while a non-blocking
+ * connection is under way (`EINPROGRESS`). Calling it again is safe, as a
+ * call interrupted by a signal (`EINTR`, retried) does: POSIX lets that
+ * connection go on in the background, so a connection still under way is
+ * `false` (`EALREADY`) and one made meanwhile `true` (`EISCONN`).
+ */
 export function connect(fd: number, addr: SocketAddress): boolean {
   const sa = encodeSockaddr(addr);
-  return call("connect", [fd, sa, sa.length], {
-    detail: formatAddress(addr),
-    unless: Errno.EINPROGRESS,
-  }) !== null;
+  try {
+    return call("connect", [fd, sa, sa.length], {
+      detail: formatAddress(addr),
+      unless: Errno.EINPROGRESS,
+    }) !== null;
+  } catch (err) {
+    const code = (err as SyscallError).code;
+    if (code === "EALREADY") return false;
+    if (code === "EISCONN") return true;
+    throw err;
+  }
 }
 
 /** `listen(2)`. */

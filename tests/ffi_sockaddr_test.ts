@@ -2,16 +2,20 @@ import process from "node:process";
 import { test } from "./support/harness.ts";
 import { assertEquals, assertThrows } from "./support/assert.ts";
 import {
+  accept,
   bindDatagram,
   close,
+  connect,
   decodeSockaddr,
   encodeSockaddr,
   formatAddress,
   InvalidAddressError,
   listenOn,
   localAddress,
+  openSocket,
   parseIPv6,
   type SocketAddress,
+  waitWritable,
 } from "../ffi/mod.ts";
 
 function roundTrip(addr: SocketAddress): SocketAddress {
@@ -151,5 +155,23 @@ test("ffi: the kernel reports back the addresses it was given", () => {
     }
   } finally {
     bound.forEach(([, fd]) => close(fd));
+  }
+});
+
+test("ffi: connect again on a connection under way or made reports it, as a retry after EINTR must", async () => {
+  const listener = listenOn({ family: "inet", hostname: "127.0.0.1", port: 0 });
+  const address = localAddress(listener);
+  const fd = openSocket("inet", "stream", { nonblocking: true });
+  let accepted: number | null = null;
+  try {
+    const first = connect(fd, address);
+    // Under way (EALREADY) or, on a fast loopback, made already (EISCONN).
+    const again = connect(fd, address);
+    assertEquals(first && !again, false, "never connected, then not");
+    await waitWritable(fd);
+    assertEquals(connect(fd, address), true, "made");
+    accepted = accept(listener);
+  } finally {
+    [fd, listener, ...(accepted === null ? [] : [accepted])].forEach(close);
   }
 });
