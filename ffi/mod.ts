@@ -85,6 +85,7 @@ export * from "./runtime.ts";
 export { monotonicNanos } from "./clock.ts";
 export { delay, everyUnref, keepAlive } from "./timers.ts";
 export {
+  READINESS_SIGNAL,
   signalUntilClosed,
   waitFor,
   type WaitOptions,

@@ -181,15 +181,19 @@ export const O_NONBLOCK = 0o4000;
 export const O_CLOEXEC = 0o2000000;
 /** `open(2)`: a descriptor that only names the file (enough for `fstat`), e.g. a socket file. */
 export const O_PATH = 0o10000000;
-/** `open(2)`/`fcntl(2)`: signal readiness with `SIGIO` (owner set by `F_SETOWN`). */
+/** `open(2)`/`fcntl(2)`: signal readiness (owner set by `F_SETOWN`, signal by `F_SETSIG`). */
 export const O_ASYNC = 0o20000;
 
 /** `fcntl(2)`: read the file status flags. */
 export const F_GETFL = 3;
 /** `fcntl(2)`: set the file status flags. */
 export const F_SETFL = 4;
-/** `fcntl(2)`: set the process that receives `SIGIO` for the open file description. */
+/** `fcntl(2)`: set the process that receives readiness signals for the open file description. */
 export const F_SETOWN = 8;
+/** `fcntl(2)`: the signal readiness raises instead of `SIGIO` (Linux). */
+export const F_SETSIG = 10;
+/** `SIGURG`, the same number on x86_64 and aarch64; ignored by default. */
+export const SIGURG = 23;
 /** `fcntl(2)`: duplicate to the lowest free number ≥ arg, close-on-exec. */
 export const F_DUPFD_CLOEXEC = 1030;
 /** `fcntl(2)`: set the descriptor flags. */

@@ -3,21 +3,28 @@
  * the event loop and without a thread, the same way on Deno and Bun.
  *
  * Every pending wait is checked with one non-blocking `poll(2)` sweep, run
- * when the wait starts and whenever the process receives `SIGIO`. A wait on a
- * descriptor the caller owns alone (`exclusive: true`, a socket or pipe) asks
- * the kernel for that signal: `F_SETOWN` to this process plus `O_ASYNC` while
- * the wait is pending, cleared again when the last wait on it ends. Every
- * other wait (a shared socket, a pidfd, an eventfd, a regular file: no
- * `SIGIO` for them) is swept by a short timer that runs only while such a
- * wait is pending. So is every `POLLOUT` wait: the kernel signals write
- * space only after a write was refused while `O_ASYNC` was set, which
+ * when the wait starts and whenever the process receives the readiness
+ * signal, {@linkcode READINESS_SIGNAL}. A wait on a descriptor the caller
+ * owns alone (`exclusive: true`, a socket or pipe) asks the kernel for that
+ * signal: `F_SETOWN` to this process, `F_SETSIG` and `O_ASYNC` while the
+ * wait is pending, cleared again when the last wait on it ends. Every other
+ * wait (a shared socket, a pidfd, an eventfd, a regular file: no signal for
+ * them) is swept by a short timer that runs only while such a wait is
+ * pending. So is every `POLLOUT` wait: the kernel signals write space only
+ * after a write was refused while `O_ASYNC` was set, which
  * {@linkcode signalUntilClosed} arranges for the sockets it is asked to.
  *
- * The `SIGIO` listener is installed before the first `O_ASYNC` is set and
- * stays for the life of the process, so a late signal never meets the
- * default action (termination); it sits beside any listener the application
- * has. Neither the listener nor the timer keeps the process alive: a
- * `ref: true` wait holds the process open with {@linkcode keepAlive}.
+ * The signal is `SIGURG`, not `SIGIO`: its default action is to ignore it,
+ * so a signal that finds no listener (an application called Bun's
+ * `process.removeAllListeners()`) can never end the process, and an
+ * application's own `SIGIO` handling never hears the library's sockets. The
+ * listener is installed before the first `O_ASYNC` is set and stays for the
+ * life of the process, beside any listener the application has; on Bun,
+ * where an application can remove it, it is installed again at the next
+ * wait, and a sweep every second meanwhile settles what a missed signal
+ * would have. Where no listener can be installed, waits are swept instead.
+ * Neither the listener nor the timers keep the process alive: a `ref: true`
+ * wait holds the process open with {@linkcode keepAlive}.
  *
  * @module
  */
@@ -26,6 +33,7 @@ import {
   F_GETFL,
   F_SETFL,
   F_SETOWN,
+  F_SETSIG,
   O_ASYNC,
   POLLFD,
   POLLIN,
@@ -34,6 +42,7 @@ import {
   S_IFIFO,
   S_IFMT,
   S_IFSOCK,
+  SIGURG,
 } from "./platform.ts";
 import { everyUnref, keepAlive } from "./timers.ts";
 
@@ -51,11 +60,11 @@ export interface WaitOptions {
    * The caller asserts that this process alone holds the descriptor's open
    * file description: it created, accepted or connected the socket (or pipe)
    * and never passed it on (default `false`). A `POLLIN` wait is then woken
-   * by `SIGIO` within microseconds; `O_ASYNC` and the signal owner are set on
+   * by the readiness signal within microseconds; `O_ASYNC` and the signal owner are set on
    * the description while the wait is pending and cleared when the last wait
    * on it ends. Never claim this for an inherited or handed-over socket: the
    * flag would be shared with every other process that holds it. A `POLLOUT`
-   * wait is checked every 4 ms in any case, and woken by `SIGIO` after a
+   * wait is checked every 4 ms in any case, and woken by the signal after a
    * refused write on a descriptor kept signalling with
    * {@linkcode signalUntilClosed}. Other waits are checked every 4 ms while
    * pending.
@@ -63,14 +72,21 @@ export interface WaitOptions {
   exclusive?: boolean;
 }
 
-/** How often waits without `SIGIO` (shared descriptors, pidfds, files) are checked. */
+const isDeno = "Deno" in globalThis;
+
+/** The signal that readiness of an exclusive wait's descriptor raises. */
+export const READINESS_SIGNAL = "SIGURG";
+
+/** How often waits without a signal (shared descriptors, pidfds, files) are checked. */
 const SWEEP_INTERVAL_MS = 4;
+/** How often Bun's signalled waits are checked too, in case the listener was removed. */
+const SAFETY_SWEEP_MS = 1_000;
 
 interface Wait {
   readonly fd: number;
   readonly events: number;
   readonly ref: boolean;
-  /** Whether this wait set `O_ASYNC` on its descriptor, so that `SIGIO` may wake it. */
+  /** Whether this wait set `O_ASYNC` on its descriptor, so that a signal may wake it. */
   readonly signalled: boolean;
   /** Whether the sweep timer checks this wait. */
   readonly swept: boolean;
@@ -86,9 +102,10 @@ const armed = new Map<number, number>();
 const held = new Set<number>();
 let refs = 0;
 let timerWaits = 0;
+let signalledWaits = 0;
 let releaseHold: (() => void) | undefined;
 let stopSweeps: (() => void) | undefined;
-let listening = false;
+let stopSafetySweeps: (() => void) | undefined;
 let pollfds = new Uint8Array(POLLFD.size * 64);
 
 /**
@@ -140,6 +157,9 @@ export function waitFor(
     if (wait.swept && timerWaits++ === 0) {
       stopSweeps = everyUnref(sweep, SWEEP_INTERVAL_MS);
     }
+    if (signalled && signalledWaits++ === 0 && !isDeno) {
+      stopSafetySweeps = everyUnref(sweep, SAFETY_SWEEP_MS);
+    }
     // Readiness that came before O_ASYNC was set raises no signal.
     sweep([wait]);
   });
@@ -168,7 +188,7 @@ export function waitWritable(
  * a write is refused while `O_ASYNC` is set, and only then signals when
  * space frees up: with this, an exclusive `POLLOUT` wait after a refused
  * write is woken within microseconds rather than by the 4 ms sweep. Returns
- * `false` when `fd` cannot raise `SIGIO`.
+ * `false` when `fd` cannot raise the signal.
  *
  * @example Writing a large message without waiting for the sweep
  * ```ts
@@ -232,6 +252,10 @@ function finish(wait: Wait): boolean {
     stopSweeps!();
     stopSweeps = undefined;
   }
+  if (wait.signalled && --signalledWaits === 0) {
+    stopSafetySweeps?.();
+    stopSafetySweeps = undefined;
+  }
   return true;
 }
 
@@ -257,9 +281,10 @@ function sweep(waits: Iterable<Wait> = pending): void {
 }
 
 /**
- * Sets `O_ASYNC` and this process as the signal owner on `fd`, or counts one
- * more wait on a descriptor already armed. `false` when `fd` is no socket or
- * pipe (the kernel would accept the flag and never signal) or `fcntl` fails.
+ * Sets `O_ASYNC`, the readiness signal and this process as the signal owner
+ * on `fd`, or counts one more wait on a descriptor already armed. `false`
+ * when `fd` is no socket or pipe (the kernel would accept the flag and never
+ * signal), when no listener can be installed, or when `fcntl` fails.
  */
 function arm(fd: number): boolean {
   const uses = armed.get(fd);
@@ -267,10 +292,10 @@ function arm(fd: number): boolean {
     armed.set(fd, uses + 1);
     return true;
   }
-  if (!raisesSigio(fd)) return false;
-  listenForSigio();
+  if (!raisesSignals(fd) || !listenForReadiness()) return false;
   const flags = backend.fn.fcntl(fd, F_GETFL, 0);
   if (flags < 0 || backend.fn.fcntl(fd, F_SETOWN, pid()) < 0) return false;
+  if (backend.fn.fcntl(fd, F_SETSIG, SIGURG) < 0) return false;
   if (backend.fn.fcntl(fd, F_SETFL, flags | O_ASYNC) < 0) return false;
   armed.set(fd, 1);
   return true;
@@ -292,7 +317,7 @@ function disarm(fd: number): void {
 const stat = new Uint8Array(layout.stat.size);
 
 /** Whether the kernel can signal readiness of `fd`: sockets and pipes. */
-function raisesSigio(fd: number): boolean {
+function raisesSignals(fd: number): boolean {
   if (backend.fn.fstat(fd, stat) < 0) return false;
   const kind = new DataView(stat.buffer).getUint32(layout.stat.mode, true) &
     S_IFMT;
@@ -305,21 +330,40 @@ function pid(): number {
   return ownPid ??= backend.fn.getpid();
 }
 
-/** Installs the `SIGIO` listener once; it is never removed (see the module doc). */
-function listenForSigio(): void {
-  if (listening) return;
-  listening = true;
-  const onSigio = () => sweep();
-  if ("Deno" in globalThis) {
-    Deno.addSignalListener("SIGIO", onSigio);
-  } else {
-    (globalThis as unknown as { process: NodeLikeProcess }).process.on(
-      "SIGIO",
-      onSigio,
-    );
+const onReadiness = () => sweep();
+/** The readiness listener: not yet installed, installed, or impossible (waits are swept). */
+let listener: "absent" | "installed" | "unavailable" = "absent";
+
+/**
+ * Installs the readiness listener (see the module doc); on Bun again if the
+ * application removed it. Returns `false` where it cannot be installed.
+ */
+function listenForReadiness(): boolean {
+  if (listener === "unavailable") return false;
+  try {
+    if (isDeno) {
+      // Deno's listeners can only be removed with the function itself.
+      if (listener === "absent") {
+        Deno.addSignalListener(READINESS_SIGNAL, onReadiness);
+      }
+    } else if (
+      !nodeProcess().listeners(READINESS_SIGNAL).includes(onReadiness)
+    ) {
+      nodeProcess().on(READINESS_SIGNAL, onReadiness);
+    }
+    listener = "installed";
+    return true;
+  } catch {
+    listener = "unavailable";
+    return false;
   }
 }
 
 interface NodeLikeProcess {
-  on(event: "SIGIO", listener: () => void): void;
+  on(event: string, listener: () => void): void;
+  listeners(event: string): unknown[];
+}
+
+function nodeProcess(): NodeLikeProcess {
+  return (globalThis as unknown as { process: NodeLikeProcess }).process;
 }
