@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { backend, cString, libc } from "./libc.ts";
+import { backend, cString } from "./libc.ts";
 
 /** Bun's (and Node's) `process`, as far as this module uses it. */
 interface NodeLikeProcess {
@@ -16,7 +16,12 @@ interface NodeLikeProcess {
 
 /** Deno's namespace, as far as this module uses it. */
 interface DenoLike {
-  env: { toObject(): Record<string, string> };
+  env: { toObject(): Record<string, string>; delete(name: string): void };
+  permissions: {
+    querySync(descriptor: { name: "env"; variable: string }): {
+      state: string;
+    };
+  };
   addSignalListener(signal: SignalName, listener: () => void): void;
   removeSignalListener(signal: SignalName, listener: () => void): void;
 }
@@ -65,12 +70,20 @@ export function getEnv(name: string): string | undefined {
 }
 
 /**
- * Removes the variable `name` from this process's environment, as the
- * runtime and libc see it (no `--allow-env` needed on Deno).
+ * Removes the variable `name` from this process's environment through the
+ * runtime, which changes it under its own lock (libc's `unsetenv` behind a
+ * multi-threaded runtime's back is not safe). On Deno that takes
+ * `--allow-env`; without it the variable stays, and `false` says so.
  */
-export function deleteEnv(name: string): void {
-  libc.unsetenv(cString(name));
-  if (!deno) delete nodeProcess!.env[name];
+export function deleteEnv(name: string): boolean {
+  if (!deno) {
+    delete nodeProcess!.env[name];
+    return true;
+  }
+  const granted = deno.permissions.querySync({ name: "env", variable: name });
+  if (granted.state !== "granted") return false;
+  deno.env.delete(name);
+  return true;
 }
 
 /**

@@ -49,7 +49,6 @@ export const SYMBOLS = {
   close: { args: ["i32"], result: "i32" },
   unlink: { args: ["ptr"], result: "i32" },
   rename: { args: ["ptr", "ptr"], result: "i32", rare: true },
-  unsetenv: { args: ["ptr"], result: "i32" },
   readlink: { args: ["ptr", "ptr", "u64"], result: "i64" },
   fstat: { args: ["i32", "ptr"], result: "i32" },
   getdents64: { args: ["i32", "ptr", "u64"], result: "i64" },

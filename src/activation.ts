@@ -20,12 +20,17 @@ export interface ActivatedFd {
   fd: number;
 }
 
+/** Whether this process took its activated descriptors already. */
+let taken = false;
+
 /**
  * Takes the descriptors passed to this process by socket activation, as
  * `sd_listen_fds_with_names(1, …)` does: only if `LISTEN_PID` is this
- * process's pid; marks them close-on-exec; and removes the three variables
- * from the environment in every case, so that no child process mistakes
- * them for its own. Returns an empty list without activation.
+ * process's pid, and once; marks them close-on-exec; and removes the three
+ * variables from the environment in every case, so that no child process
+ * mistakes them for its own (on Deno that takes `--allow-env`: without it
+ * they stay, and a child's own pid tells it they are not its). Returns an
+ * empty list without activation.
  *
  * Throws {@linkcode ActivationError} when the variables contradict each
  * other or two descriptors share a name (give each socket its own
@@ -39,7 +44,7 @@ export interface ActivatedFd {
 export function takeActivatedFds(): ActivatedFd[] {
   const [pid, count, names] = VARIABLES.map(getEnv);
   VARIABLES.forEach(deleteEnv);
-  if (pid === undefined || Number(pid) !== getpid()) return [];
+  if (taken || pid === undefined || Number(pid) !== getpid()) return [];
   if (!/^\d+$/.test(count ?? "")) {
     throw new ActivationError(
       `LISTEN_FDS=${count} is not a number of descriptors: the service manager's socket activation is broken`,
@@ -63,6 +68,7 @@ export function takeActivatedFds(): ActivatedFd[] {
       }: give each socket its own FileDescriptorName= so fds.listen() can tell them apart`,
     );
   }
+  taken = true;
   return named.map((name, i) => {
     const fd = LISTEN_FDS_START + i;
     setCloseOnExec(fd, true);

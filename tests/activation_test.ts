@@ -14,6 +14,7 @@ import { assert, assertEquals, assertThrows } from "./support/assert.ts";
 import { ActivationError } from "../mod.ts";
 import { takeActivatedFds } from "../src/activation.ts";
 import { ProcessGroup } from "../testing/processes.ts";
+import { ROOT, runtimeBinary } from "../testing/copies.ts";
 import { freePort } from "../testing/rolling.ts";
 import { ask, Peer } from "./fixtures/upgrader_peers.ts";
 
@@ -111,6 +112,53 @@ test(`activation (${runtime}): an activated socket at another address is a Descr
       peer.child.stderrTail,
     );
   }));
+
+/**
+ * Runs `tests/fixtures/activation_env.ts` under `systemd-socket-activate`
+ * with the runtime's arguments `runtimeArgs` and returns what it printed.
+ */
+async function activatedEnvironment(
+  runtimeArgs: string[],
+): Promise<{ first: string[]; second: string[]; env: string[] }> {
+  let printed = "";
+  await withDir(async (group, _tmp, dir) => {
+    const port = await freePort();
+    const child = group.spawn("systemd-socket-activate", [
+      "-l",
+      `127.0.0.1:${port}`,
+      "--fdname=web",
+      runtimeBinary(runtime),
+      ...runtimeArgs,
+      `${ROOT}tests/fixtures/activation_env.ts`,
+      dir,
+    ]);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await ask({ host: "127.0.0.1", port }).catch(() => {});
+    printed = (await child.waitForLine(/^\{/, 20_000)).text;
+  });
+  return JSON.parse(printed);
+}
+
+test(`activation (${runtime}): the variables are removed through the runtime, and the sockets taken once`, async () => {
+  const args = runtime === "deno" ? ["run", "--allow-ffi", "--allow-env"] : [];
+  assertEquals(await activatedEnvironment(args), {
+    first: ["web"],
+    second: [],
+    env: [],
+  });
+});
+
+test(
+  "activation (deno): without --allow-env the variables stay, and the sockets are still taken once",
+  async () => {
+    assertEquals(await activatedEnvironment(["run", "--allow-ffi"]), {
+      first: ["web"],
+      second: [],
+      env: ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"],
+    });
+  },
+  { ignore: runtime !== "deno" },
+);
 
 const VARIABLES = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"];
 
