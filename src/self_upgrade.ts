@@ -46,6 +46,8 @@ import {
   upgradeMarkerPath,
 } from "./upgrade_marker.ts";
 import { type Logger, silentLogger } from "./logger.ts";
+import { describe, inBackground } from "./background.ts";
+import { forget, observe } from "./process_ref.ts";
 import type { SystemdNotifier } from "./notify.ts";
 import type { UpgraderState } from "./upgrader.ts";
 
@@ -103,14 +105,25 @@ export class SelfUpgrade implements LifecycleHooks {
   #running: Running | undefined;
   #originalStderr: number | undefined;
 
-  /** Reads (and removes) the stderr hand-back of a copy started by `upgrade()`. */
+  /**
+   * Reads (and removes) the stderr hand-back of a copy started by
+   * `upgrade()`; one that names no open descriptor is ignored with a warning.
+   */
   constructor(context: SelfUpgradeContext) {
     this.#context = context;
     const fd = getEnv(STDERR_ENV);
+    if (fd === undefined) return;
     deleteEnv(STDERR_ENV);
-    if (fd !== undefined && /^\d+$/.test(fd)) {
+    try {
+      if (!/^\d+$/.test(fd)) throw new Error("not a descriptor number");
+      setCloseOnExec(Number(fd), true);
       this.#originalStderr = Number(fd);
-      setCloseOnExec(this.#originalStderr, true);
+    } catch (err) {
+      context.logger.warn(
+        `tableroll: ignoring ${STDERR_ENV}=${fd}, meant for a copy started by upgrade(): ${
+          describe(err)
+        }; stderr stays as it is`,
+      );
     }
   }
 
@@ -188,6 +201,7 @@ export class SelfUpgrade implements LifecycleHooks {
         this.#context.logger.info(
           `tableroll: pid ${running.pid} took over after upgrade()`,
         );
+        reapOnExit(running.pid, this.#context.logger);
         return;
       }
       const ended = reapChild(running.pid);
@@ -432,6 +446,30 @@ function passOn(chunk: Uint8Array): void {
   } catch {
     // This process's stderr is gone; the copy's output still goes to the tail.
   }
+}
+
+/**
+ * Reaps the copy `pid`, this process's child, as soon as it exits while this
+ * process still runs (within a rollback window, or a long drain), so that it
+ * does not linger as a zombie. The wait does not keep this process alive;
+ * after it exits, the service manager reaps the copy. Without `pidfd_open`
+ * nothing watches it.
+ */
+function reapOnExit(pid: number, logger: Logger): void {
+  inBackground(`watching pid ${pid}, which took over`, async () => {
+    const child = observe(pid);
+    if (child === null) {
+      reapChild(pid);
+      return;
+    }
+    try {
+      if (child.pidfd === undefined) return;
+      await waitReadable(child.pidfd, { ref: false });
+      reapChild(pid);
+    } finally {
+      forget(child);
+    }
+  }, { logger });
 }
 
 /** Polls until the child `pid` has been reaped. */

@@ -82,7 +82,8 @@ import {
 import { DescriptorStore, type Fds } from "./fds.ts";
 
 import type { DescriptorMeta } from "./protocol.ts";
-import { type Logger, silentLogger } from "./logger.ts";
+import { guardLogger, type Logger, silentLogger } from "./logger.ts";
+import { describe, inBackground } from "./background.ts";
 import {
   type EventInput,
   EventReporter,
@@ -139,6 +140,10 @@ interface Predecessor {
   /** Its process (`null` if it was dead already), to tell its death from a refusal. */
   process: ProcessRef | null;
 }
+
+/** The first wait after accepting on the control socket failed; it doubles up to the maximum. */
+const ACCEPT_RETRY_MS = 100;
+const MAX_ACCEPT_RETRY_MS = 5_000;
 
 /** How long a peer that hung up gets to be seen dead in `/proc`. */
 const DEATH_GRACE_MS = 500;
@@ -327,7 +332,7 @@ export class Upgrader implements AsyncDisposable {
     this.dir = dir;
     this.id = id;
     this.#controlFd = controlFd;
-    this.#logger = options.logger ?? silentLogger;
+    this.#logger = guardLogger(options.logger ?? silentLogger);
     this.#refusals = new RefusalLog(this.#logger, this.#stopping.signal);
     this.#events = new EventReporter(id, this.#logger, options.onEvent);
     registerReporter(this, this.#events);
@@ -362,8 +367,16 @@ export class Upgrader implements AsyncDisposable {
     const id = options.id ?? String(getpid());
     checkId(dir, id);
     checkDirectory(dir);
-    const controlFd = listenControl(controlSocketPath(dir, id));
-    const upgrader = new Upgrader(dir, id, controlFd, options);
+    const path = controlSocketPath(dir, id);
+    const controlFd = listenControl(path);
+    let upgrader: Upgrader;
+    try {
+      upgrader = new Upgrader(dir, id, controlFd, options);
+    } catch (err) {
+      close(controlFd);
+      unlink(path);
+      throw err;
+    }
     try {
       await upgrader.#join(options.signal);
       if (options.socketActivation !== false) {
@@ -452,13 +465,24 @@ export class Upgrader implements AsyncDisposable {
     const wasOwner = from === "owner" || from === "handing-over";
     this.#moveTo("stopped", { type: "stopped", from }, `${this.id} stopped`);
     this.#stopping.abort(new StoppedError("continue"));
-    this.#releasePredecessor();
-    forget(this.#steppingDownFor);
-    this.#lock?.release();
-    close(this.#controlFd);
-    unlink(controlSocketPath(this.dir, this.id));
-    unlink(upgradeMarkerPath(this.dir, this.id));
-    this.#store.closeAll();
+    // Each step on its own: one that fails must not leave the others undone.
+    for (
+      const step of [
+        () => this.#releasePredecessor(),
+        () => forget(this.#steppingDownFor),
+        () => this.#lock?.release(),
+        () => close(this.#controlFd),
+        () => unlink(controlSocketPath(this.dir, this.id)),
+        () => unlink(upgradeMarkerPath(this.dir, this.id)),
+        () => this.#store.closeAll(),
+      ]
+    ) {
+      try {
+        step();
+      } catch (err) {
+        this.#logger.error(`tableroll: while stopping: ${describe(err)}`);
+      }
+    }
     this.#emit("stopped", wasOwner);
     return Promise.resolve();
   }
@@ -707,36 +731,47 @@ export class Upgrader implements AsyncDisposable {
     }
   }
 
-  async #acceptSuccessors(): Promise<void> {
-    while (this.#state !== "stopped") {
+  /**
+   * Starts the owner's accept loop in the background: each connection on the
+   * control socket is admitted as the successor or refused at once. Should
+   * the loop ever end by surprise, it starts again, so that the owner always
+   * admits the next successor.
+   */
+  #acceptSuccessors(): void {
+    inBackground(
+      "accepting successors on the control socket",
+      () => this.#acceptLoop(),
+      {
+        logger: this.#logger,
+        recover: () => {
+          if (this.#state !== "stopped") this.#acceptSuccessors();
+        },
+      },
+    );
+  }
+
+  async #acceptLoop(): Promise<void> {
+    for (let backoff = ACCEPT_RETRY_MS; this.#state !== "stopped";) {
       try {
         await waitReadable(this.#controlFd, {
           exclusive: true,
           ref: false,
           signal: this.#stopping.signal,
         });
-      } catch (err) {
-        if (!this.#stopping.signal.aborted) {
-          this.#logger.error(
-            `tableroll: cannot wait for successors any more: ${
-              (err as Error).message
-            }`,
-          );
-        }
-        return;
-      }
-      try {
         for (let fd = this.#acceptOne(); fd !== null; fd = this.#acceptOne()) {
           this.#onSuccessor(fd);
         }
+        backoff = ACCEPT_RETRY_MS;
       } catch (err) {
+        if (this.#stopping.signal.aborted) return;
         // EMFILE and the like: keep serving, try again shortly.
         this.#logger.error(
           `tableroll: accepting on the control socket failed: ${
-            (err as Error).message
-          }`,
+            describe(err)
+          }; trying again in ${backoff} ms`,
         );
-        await delay(100);
+        await delay(backoff, this.#stopping.signal).catch(() => {});
+        backoff = Math.min(backoff * 2, MAX_ACCEPT_RETRY_MS);
       }
     }
   }
@@ -745,41 +780,48 @@ export class Upgrader implements AsyncDisposable {
     return accept(this.#controlFd, { nonblocking: true });
   }
 
+  /**
+   * A connection on the control socket: the successor is checked, and the
+   * handover runs in the background; a connection that cannot be admitted,
+   * or checked, is closed at once, so that its process fails now and frees
+   * the lock for the next one.
+   */
   #onSuccessor(fd: number): void {
-    let pid: number | null;
+    let successor: ProcessRef | null = null;
     try {
-      pid = this.#admit(fd);
+      successor = this.#admit(fd);
     } catch (err) {
-      this.#logger.error(
-        `tableroll: refused a connection whose credentials cannot be read: ${
-          (err as Error).message
-        }`,
+      this.#logger.warn(
+        `tableroll: refused a successor it cannot check: ${describe(err)}`,
       );
-      pid = null;
     }
-    const successor = pid === null ? null : observe(pid);
     if (successor === null) {
       close(fd);
       return;
     }
+    const pid = successor.pid;
     this.#handoverStartedAt = performance.now();
     this.#moveTo(
       "handing-over",
-      { type: "handover-started", successorPid: successor.pid },
+      { type: "handover-started", successorPid: pid },
       `handing over to pid ${pid}`,
     );
-    this.#emit("handingOver", successor.pid);
-    const conn = new ControlConn(fd);
-    this.#handOver(conn, successor);
+    this.#emit("handingOver", pid);
+    inBackground(
+      `handing over to pid ${pid}`,
+      () => this.#handOver(fd, successor),
+      { logger: this.#logger, recover: (err) => this.#recover(successor, err) },
+    );
   }
 
   /**
    * Whether the process behind the control connection `fd` may take over:
    * this process must be the owner, and the peer must run as the same user
    * and hold the lock, as a successor does from before it connects until it
-   * is the owner. Returns its pid, or `null` after logging why not.
+   * is the owner. Returns its process, or `null` after logging why not;
+   * throws what keeps it from checking (no descriptor left, say).
    */
-  #admit(fd: number): number | null {
+  #admit(fd: number): ProcessRef | null {
     if (this.#state !== "owner") {
       this.#settleHandover();
     }
@@ -789,7 +831,17 @@ export class Upgrader implements AsyncDisposable {
       );
       return null;
     }
-    const { uid, pid } = peerCredentials(fd);
+    let uid: number, pid: number;
+    try {
+      ({ uid, pid } = peerCredentials(fd));
+    } catch (err) {
+      throw new Error(
+        `refused a connection whose credentials cannot be read: ${
+          describe(err)
+        }`,
+        { cause: err },
+      );
+    }
     if (uid !== getuid()) {
       this.#refusals.refused(
         pid,
@@ -798,26 +850,41 @@ export class Upgrader implements AsyncDisposable {
       );
       return null;
     }
-    const lockFile = this.#lockFile;
-    if (lockFile && !holdsLock(lockFile, pid)) {
-      this.#refusals.refused(pid, () => {
-        const holder = lockHolder(lockFile);
-        return `tableroll: refused pid ${pid}: only the process holding the lock on ${this.dir}/pid may take over, and ${
-          holder === null ? "nobody holds it" : `pid ${holder} does`
-        }`;
-      });
-      return null;
+    try {
+      const lockFile = this.#lockFile;
+      if (lockFile && !holdsLock(lockFile, pid)) {
+        this.#refusals.refused(pid, () => {
+          const holder = lockHolder(lockFile);
+          return `tableroll: refused pid ${pid}: only the process holding the lock on ${this.dir}/pid may take over, and ${
+            holder === null ? "nobody holds it" : `pid ${holder} does`
+          }`;
+        });
+        return null;
+      }
+      const successor = observe(pid);
+      if (successor === null) {
+        this.#logger.debug(`tableroll: refused pid ${pid}: it is gone`);
+      }
+      return successor;
+    } catch (err) {
+      throw new Error(`pid ${pid}: ${describe(err)}`, { cause: err });
     }
-    return pid;
   }
 
-  async #handOver(conn: ControlConn, successor: ProcessRef): Promise<void> {
+  /**
+   * Hands the descriptors to `successor` over the connection `fd`, then
+   * waits for it to record itself as owner. Every failure before this
+   * process stepped down leaves it the owner.
+   */
+  async #handOver(fd: number, successor: ProcessRef): Promise<void> {
     const pid = successor.pid;
     const signal = AbortSignal.any([
       this.#stopping.signal,
       AbortSignal.timeout(this.#upgradeTimeout),
     ]);
+    let conn: ControlConn | undefined;
     try {
+      conn = new ControlConn(fd);
       const { meta, fds } = this.#store.snapshot();
       await conn.writeAll(encodeMetadata(meta), signal);
       for (let i = 0; i < fds.length; i++) {
@@ -842,18 +909,12 @@ export class Upgrader implements AsyncDisposable {
         );
       }
     } catch (err) {
-      conn.close();
-      forget(successor);
-      if (this.#state !== "handing-over") return; // stopped meanwhile
+      if (conn) conn.close();
+      else close(fd);
       const reason = signal.aborted
         ? abortReason(signal, `waiting for pid ${pid} to be ready`)
         : err;
-      this.#handoverFailed(
-        pid,
-        reason,
-        `handover to pid ${pid} failed, still the owner`,
-      );
-      this.#emit("handoverFailed", pid, reason);
+      this.#recover(successor, reason);
       return;
     }
     conn.close();
@@ -861,11 +922,59 @@ export class Upgrader implements AsyncDisposable {
       `tableroll: stepped down for pid ${pid}; waiting for it to record itself as owner`,
     );
     this.#steppingDownFor = successor;
-    for (
-      let delay = 1;
-      !this.#settleHandover();
-      delay = Math.min(delay * 2, 50)
-    ) {
+    await this.#awaitRecord(successor);
+  }
+
+  /**
+   * After a handover to `successor` failed or broke off: before this process
+   * stepped down, it is the owner again; after, it keeps looking for the
+   * successor's record, the only thing that can settle the handover.
+   */
+  #recover(successor: ProcessRef, reason: unknown): void {
+    if (this.#steppingDownFor === successor) {
+      inBackground(
+        `waiting for pid ${successor.pid} to record itself as owner`,
+        () => this.#awaitRecord(successor),
+        {
+          logger: this.#logger,
+          recover: (err) => this.#recover(successor, err),
+        },
+      );
+      return;
+    }
+    forget(successor);
+    if (this.#state !== "handing-over") return; // stopped meanwhile
+    const pid = successor.pid;
+    this.#handoverFailed(
+      pid,
+      reason,
+      `handover to pid ${pid} failed, still the owner`,
+    );
+    this.#emit("handoverFailed", pid, reason);
+  }
+
+  /**
+   * Polls until the handover to `successor`, for which this process stepped
+   * down, is settled (see {@linkcode Upgrader.#settleHandover}). Files that
+   * cannot be read now (no descriptor left) are read again later.
+   */
+  async #awaitRecord(successor: ProcessRef): Promise<void> {
+    let unreadable = false;
+    for (let delay = 1; this.#steppingDownFor === successor;) {
+      try {
+        if (this.#settleHandover()) return;
+        delay = Math.min(delay * 2, 50);
+      } catch (err) {
+        if (!unreadable) {
+          this.#logger.warn(
+            `tableroll: cannot tell yet whether pid ${successor.pid} recorded itself as owner: ${
+              describe(err)
+            }; looking again`,
+          );
+          unreadable = true;
+        }
+        delay = Math.min(delay * 2, 1_000);
+      }
       try {
         await sleep(delay, this.#stopping.signal, "stepping down");
       } catch {
@@ -878,7 +987,7 @@ export class Upgrader implements AsyncDisposable {
    * After stepping down: checks whether the successor has recorded itself
    * as owner (the handover is complete: this process is `upgraded`) or went
    * away before that (this process is the owner again). Returns whether it
-   * is settled.
+   * is settled; throws, before anything changed, what keeps it from looking.
    */
   #settleHandover(): boolean {
     const successor = this.#steppingDownFor;
@@ -906,8 +1015,18 @@ export class Upgrader implements AsyncDisposable {
     const outcome = this.#outcome = newOutcome();
     this.#takeover.upgraded.abort(new UpgradeCompletedError("serve new work"));
     if (this.#rollbackWindow > 0) {
-      const id = readOwnerRecord(`${this.dir}/${PID_FILE}`);
-      this.#standBy(outcome, successor, id);
+      inBackground(
+        `standing by for pid ${successor.pid}`,
+        () => this.#standBy(outcome, successor),
+        {
+          logger: this.#logger,
+          // Without a way to watch it, the takeover stands.
+          recover: () => {
+            forget(successor);
+            outcome.final.resolve();
+          },
+        },
+      );
     } else {
       forget(successor);
       outcome.final.resolve();
@@ -916,53 +1035,75 @@ export class Upgrader implements AsyncDisposable {
   }
 
   /**
-   * The rollback window: waits for `successor` (recorded as `id`) to die;
-   * if it does within the window while still the recorded owner, this
-   * process resumes, otherwise the takeover is final.
+   * The rollback window: waits for `successor` to die; if it does within
+   * the window while still the recorded owner, this process resumes,
+   * otherwise the takeover is final.
    */
-  async #standBy(
-    outcome: Outcome,
-    successor: ProcessRef,
-    id: string,
-  ): Promise<void> {
+  async #standBy(outcome: Outcome, successor: ProcessRef): Promise<void> {
     this.#logger.info(
       `tableroll: standing by for ${this.#rollbackWindow} ms in case pid ${successor.pid} dies`,
     );
     const window = new AbortController();
     // This timer keeps the process alive for the window.
     const timer = setTimeout(() => window.abort(), this.#rollbackWindow);
+    const watching = AbortSignal.any([window.signal, this.#stopping.signal]);
     try {
-      await exited(
-        successor,
-        AbortSignal.any([window.signal, this.#stopping.signal]),
+      // The id the successor recorded, while it certainly still is the owner.
+      const id = await this.#retryWhile(
+        watching,
+        () => readOwnerRecord(`${this.dir}/${PID_FILE}`),
       );
-    } catch {
-      // A successor that died just as the window ended still counts.
-      if (this.#state !== "upgraded" || isAlive(successor)) {
-        if (this.#state === "upgraded") {
-          this.#logger.info(
-            `tableroll: rollback window over; pid ${successor.pid} keeps the service`,
-          );
+      try {
+        await exited(successor, watching);
+      } catch {
+        // A successor that died just as the window ended still counts.
+        if (this.#state !== "upgraded" || isAlive(successor)) {
+          if (this.#state === "upgraded") {
+            this.#logger.info(
+              `tableroll: rollback window over; pid ${successor.pid} keeps the service`,
+            );
+          }
+          return;
         }
-        forget(successor);
-        outcome.final.resolve();
-        return;
+      }
+      const why =
+        `pid ${successor.pid} (${id}) died within the rollback window while still the recorded owner`;
+      const resumed = await this.#retryWhile(
+        watching,
+        async () =>
+          this.#state === "upgraded" &&
+          await recordedOwnerGone(this.dir, id) &&
+          this.#resume(successor, [id], why),
+      );
+      if (!resumed && this.#state === "upgraded") {
+        this.#logger.info(
+          `tableroll: pid ${successor.pid} died, but another process is taking over from it; finishing the drain`,
+        );
       }
     } finally {
       clearTimeout(timer);
-    }
-    const why =
-      `pid ${successor.pid} (${id}) died within the rollback window while still the recorded owner`;
-    const gone = this.#state === "upgraded" &&
-      await recordedOwnerGone(this.dir, id);
-    if (this.#state !== "upgraded") {
-      forget(successor); // stopped meanwhile
-    } else if (!gone || !this.#resume(successor, [id], why)) {
       forget(successor);
-      this.#logger.info(
-        `tableroll: pid ${successor.pid} died, but another process is taking over from it; finishing the drain`,
-      );
-      outcome.final.resolve();
+      // Unless this process took the service back, the takeover stands.
+      if (this.#state !== "owner") outcome.final.resolve();
+    }
+  }
+
+  /**
+   * `attempt()`, tried again every 50 ms while it throws (no descriptor
+   * left, say) and `signal` has not aborted; the last failure is thrown.
+   */
+  async #retryWhile<T>(
+    signal: AbortSignal,
+    attempt: () => T | Promise<T>,
+  ): Promise<T> {
+    for (;;) {
+      try {
+        return await attempt();
+      } catch (err) {
+        if (signal.aborted) throw err;
+        this.#logger.warn(`tableroll: ${describe(err)}; trying again`);
+        await delay(50, signal).catch(() => {});
+      }
     }
   }
 
