@@ -170,6 +170,22 @@ export class ControlConn {
     }
   }
 
+  /**
+   * Waits up to `ms` for the peer to hang up (or to send anything, which the
+   * protocol has no place for at the end); resolves whether it did. Rejects
+   * with `signal`'s reason if it aborts first.
+   */
+  async hungUp(ms: number, signal: AbortSignal): Promise<boolean> {
+    const timeout = AbortSignal.timeout(ms);
+    try {
+      await this.#wait(POLLIN, AbortSignal.any([signal, timeout]));
+      return true;
+    } catch (err) {
+      if (signal.aborted) throw err;
+      return false;
+    }
+  }
+
   /** Closes the connection (idempotent). */
   close(): void {
     if (this.#closed) return;

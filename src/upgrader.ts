@@ -145,6 +145,13 @@ interface Predecessor {
 const ACCEPT_RETRY_MS = 100;
 const MAX_ACCEPT_RETRY_MS = 5_000;
 
+/**
+ * How long an owner that stepped down waits for its successor to hang up
+ * before it looks at the standing anyway (a live successor that neither
+ * records itself nor hangs up).
+ */
+const HANG_UP_WAIT_MS = 250;
+
 /** How long a peer that hung up gets to be seen dead in `/proc`. */
 const DEATH_GRACE_MS = 500;
 
@@ -679,6 +686,8 @@ export class Upgrader implements AsyncDisposable {
       await this.stop();
       throw err;
     } finally {
+      // Closed after the record is written: the predecessor takes the
+      // hang-up as the sign to look at it.
       this.#releasePredecessor();
       this.#lock?.release();
       this.#lock = undefined;
@@ -917,12 +926,15 @@ export class Upgrader implements AsyncDisposable {
       this.#recover(successor, reason);
       return;
     }
-    conn.close();
     this.#logger.info(
       `tableroll: stepped down for pid ${pid}; waiting for it to record itself as owner`,
     );
     this.#steppingDownFor = successor;
-    await this.#awaitRecord(successor);
+    try {
+      await this.#awaitRecord(successor, conn);
+    } finally {
+      conn.close();
+    }
   }
 
   /**
@@ -954,13 +966,32 @@ export class Upgrader implements AsyncDisposable {
   }
 
   /**
-   * Polls until the handover to `successor`, for which this process stepped
-   * down, is settled (see {@linkcode Upgrader.#settleHandover}). Files that
+   * Waits until the handover to `successor`, for which this process stepped
+   * down, is settled (see {@linkcode Upgrader.#settleHandover}). A successor
+   * of this library hangs up `conn` once it recorded itself (a Go one just
+   * before, a dead one at its death): that is waited for, and the standing
+   * is looked at then; after it, or without `conn`, by polls. Files that
    * cannot be read now (no descriptor left) are read again later.
    */
-  async #awaitRecord(successor: ProcessRef): Promise<void> {
+  async #awaitRecord(
+    successor: ProcessRef,
+    conn?: ControlConn,
+  ): Promise<void> {
     let unreadable = false;
+    let connected = conn !== undefined;
     for (let delay = 1; this.#steppingDownFor === successor;) {
+      try {
+        if (connected) {
+          connected = !await conn!.hungUp(
+            HANG_UP_WAIT_MS,
+            this.#stopping.signal,
+          );
+        } else {
+          await sleep(delay, this.#stopping.signal, "stepping down");
+        }
+      } catch {
+        return; // stopped
+      }
       try {
         if (this.#settleHandover()) return;
         delay = Math.min(delay * 2, 50);
@@ -974,11 +1005,6 @@ export class Upgrader implements AsyncDisposable {
           unreadable = true;
         }
         delay = Math.min(delay * 2, 1_000);
-      }
-      try {
-        await sleep(delay, this.#stopping.signal, "stepping down");
-      } catch {
-        return; // stopped
       }
     }
   }
