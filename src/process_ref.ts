@@ -50,7 +50,14 @@ export function observe(pid: number): ProcessRef | null {
     }
   }
   // The pid may have been reused between the two looks: check it again.
-  return isAlive(process) ? process : (forget(process), null);
+  try {
+    if (isAlive(process)) return process;
+  } catch (err) {
+    forget(process);
+    throw err;
+  }
+  forget(process);
+  return null;
 }
 
 /** Whether `process` still runs (a zombie, or a new process with its pid, does not count). */
