@@ -90,12 +90,19 @@ export function checkDirectory(dir: string): void {
     fd = openFile(dir, O_RDONLY);
   } catch (err) {
     const code = (err as SyscallError).code;
-    throw new CoordinationDirError(
-      code === "ENOENT"
-        ? `coordination directory ${dir} does not exist: create it (mode 0700) before starting`
-        : `coordination directory ${dir} cannot be opened (${code}): check its permissions`,
-      { cause: err },
-    );
+    if (code === "ENOENT" || code === "ENOTDIR") {
+      throw new CoordinationDirError(
+        `coordination directory ${dir} does not exist: create it (mode 0700) before starting`,
+        { cause: err },
+      );
+    }
+    if (code === "EACCES") {
+      throw new CoordinationDirError(
+        `coordination directory ${dir} cannot be opened (EACCES): check its permissions and those of its parents`,
+        { cause: err },
+      );
+    }
+    throw err; // EMFILE, ENOMEM…: the error says what ran out
   }
   let info: FileIdentity;
   try {

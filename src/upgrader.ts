@@ -635,7 +635,8 @@ export class Upgrader implements AsyncDisposable {
         throw new PeerClosedError(
           `owner ${owner}${
             pidOf(process)
-          } closed the connection while ${what}: it is stopping, or has just ` +
+          } closed the connection while ${what}: it refused this process ` +
+            "(its log says why: it could not check it, say), is stopping, or has just " +
             "handed over to another process; retry later",
           { cause: err },
         );
