@@ -32,7 +32,7 @@
  */
 // @ts-types="./deno_types.d.ts"
 import type { Serve, Server, ServerWebSocket, WebSocketHandler } from "bun";
-import type { SocketAddress } from "../../ffi/mod.ts";
+import { delay, type SocketAddress } from "../../ffi/mod.ts";
 import { type AdoptedListener, serveAdopted } from "../adopt.ts";
 import { Drain } from "../drain.ts";
 import {
@@ -276,8 +276,15 @@ export function serve<WebSocketData = undefined, R extends string = string>(
       resumeAccepting: (): void => adopted.resumeAccepting(),
       async close() {
         const stopped = server.stop(false);
-        server.closeIdleConnections();
-        await stopped;
+        // Missing before Bun 1.2.20, whose stop(false) closes them anyway.
+        server.closeIdleConnections?.();
+        // Before Bun 1.4 stop() never settles if a WebSocket was open when
+        // it was called, even once every socket closed: the drain's own
+        // count of WebSockets says when they are.
+        await Promise.race([
+          stopped,
+          drain.socketsClosed().then(() => requestsDone(server)),
+        ]);
       },
       forceClose: () => void server.stop(true),
       openConnections: (): number =>
@@ -322,6 +329,13 @@ export function serve<WebSocketData = undefined, R extends string = string>(
   );
   return handedOver;
 }
+
+/** Resolves once `server` has no request in flight. */
+async function requestsDone(server: { pendingRequests: number }) {
+  while (server.pendingRequests > 0) await delay(REQUESTS_POLL_MS);
+}
+
+const REQUESTS_POLL_MS = 10;
 
 function wrapRoutes(
   routes: Record<string, unknown>,
