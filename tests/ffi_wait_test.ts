@@ -8,6 +8,7 @@ import {
 import { spawn, spawnSync } from "node:child_process";
 import process from "node:process";
 import {
+  catchesSignal,
   close,
   libc,
   pidfdOpen,
@@ -165,36 +166,78 @@ test(
   { ignore: !hasStrace },
 );
 
-test(`ffi: the application's own SIGIO listener keeps working beside the library's`, async () => {
-  let heard = 0;
-  const onSigio = () => heard++;
-  const [a, b] = socketPair();
-  const [c, d] = socketPair();
-  addSigioListener(onSigio);
-  try {
-    // The application's own signal-driven socket.
-    libc.fcntl(d, 8, process.pid);
-    libc.fcntl(d, 4, libc.fcntl(d, F_GETFL, 0) | O_ASYNC);
-    const wait = waitReadable(b, { exclusive: true });
-    writeAll(a, new Uint8Array([1]));
-    assert((await wait) & POLLIN);
-    read(b, 1);
-    await until(() => heard > 0);
+/**
+ * Why removing one of a signal's listeners leaves the others unheard on this
+ * runtime (Bun before 1.3 drops its handler), or `undefined` if it does not:
+ * tried on `SIGWINCH`, which is ignored by default.
+ */
+function signalDroppedWithOneListener(): string | undefined {
+  const [a, b] = [() => {}, () => {}];
+  const listen = (on: boolean, listener: () => void) =>
+    "Deno" in globalThis
+      ? Deno[on ? "addSignalListener" : "removeSignalListener"](
+        "SIGWINCH",
+        listener,
+      )
+      : process[on ? "on" : "off"]("SIGWINCH", listener);
+  listen(true, a);
+  listen(true, b);
+  listen(false, b);
+  const caught = catchesSignal(28);
+  listen(false, a);
+  if (caught) return undefined;
+  const reason =
+    `removing one of two ${runtime} listeners of a signal drops the runtime's handler, and a SIGIO after the application removed its listener would end the process`;
+  console.error(
+    `skipping the test of an application's SIGIO listener: ${reason}`,
+  );
+  return reason;
+}
 
-    // With no wait pending the library's socket can raise nothing more: its
-    // O_ASYNC is cleared (counting signals cannot show it: Deno runs other
-    // test files in this process at the same time). The application's
-    // socket keeps its flag and still raises SIGIO.
-    assertEquals(libc.fcntl(b, F_GETFL, 0) & O_ASYNC, 0, "O_ASYNC cleared");
-    assertEquals(libc.fcntl(d, F_GETFL, 0) & O_ASYNC, O_ASYNC);
-    const before = heard;
-    writeAll(c, new Uint8Array([3]));
-    await until(() => heard > before);
+test(`ffi: removing the library's signal listener leaves the application's heard (${runtime})`, async () => {
+  const child = new Child(runtime, "ffi_signals.ts");
+  try {
+    assertEquals(await child.nextLine(), "heard 1");
+    assertEquals(await child.exited, { code: 0, signal: null });
   } finally {
-    removeSigioListener(onSigio);
-    [a, b, c, d].forEach(close);
+    await child.kill("SIGKILL");
   }
 });
+
+test(
+  `ffi: the application's own SIGIO listener keeps working beside the library's`,
+  async () => {
+    let heard = 0;
+    const onSigio = () => heard++;
+    const [a, b] = socketPair();
+    const [c, d] = socketPair();
+    addSigioListener(onSigio);
+    try {
+      // The application's own signal-driven socket.
+      libc.fcntl(d, 8, process.pid);
+      libc.fcntl(d, 4, libc.fcntl(d, F_GETFL, 0) | O_ASYNC);
+      const wait = waitReadable(b, { exclusive: true });
+      writeAll(a, new Uint8Array([1]));
+      assert((await wait) & POLLIN);
+      read(b, 1);
+      await until(() => heard > 0);
+
+      // With no wait pending the library's socket can raise nothing more: its
+      // O_ASYNC is cleared (counting signals cannot show it: Deno runs other
+      // test files in this process at the same time). The application's
+      // socket keeps its flag and still raises SIGIO.
+      assertEquals(libc.fcntl(b, F_GETFL, 0) & O_ASYNC, 0, "O_ASYNC cleared");
+      assertEquals(libc.fcntl(d, F_GETFL, 0) & O_ASYNC, O_ASYNC);
+      const before = heard;
+      writeAll(c, new Uint8Array([3]));
+      await until(() => heard > before);
+    } finally {
+      removeSigioListener(onSigio);
+      [a, b, c, d].forEach(close);
+    }
+  },
+  { ignore: signalDroppedWithOneListener() !== undefined },
+);
 
 function addSigioListener(listener: () => void): void {
   if ("Deno" in globalThis) Deno.addSignalListener("SIGIO", listener);
