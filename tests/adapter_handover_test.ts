@@ -16,8 +16,12 @@ import {
   startSlow,
   type Target,
 } from "./fixtures/adapter_copies.ts";
+import { nodeAdapterTest } from "./support/node_adapter.ts";
 
 const other = runtime === "deno" ? "bun" : "deno";
+/** `test` for the node:http adapter: skipped where it cannot serve. */
+const testNode = await nodeAdapterTest(runtime);
+const testOf = (adapter: string) => adapter === "node" ? testNode : test;
 const SLOW_MS = 1000;
 
 /** Runs `body` with a process group and a temp dir, cleaning both up. */
@@ -114,7 +118,7 @@ test(
   { timeout: 120_000 },
 );
 
-test(
+testNode(
   `adapter: node:http on ${runtime} hands over 10 times under load`,
   () => rollingUpgrades(() => ({ adapter: "node", runtime }), 10),
   { timeout: 90_000 },
@@ -141,7 +145,8 @@ test(
 );
 
 for (const adapter of [runtime, "node", "serve"] as const) {
-  test(`adapter: ${adapter} on ${runtime} reports the real address`, () =>
+  const it = testOf(adapter);
+  it(`adapter: ${adapter} on ${runtime} reports the real address`, () =>
     singleHandover(
       { adapter, runtime },
       (tmp, port) => ({ dir: join(tmp, "dir"), addr: `127.0.0.1:${port}` }),
@@ -165,7 +170,8 @@ for (const adapter of [runtime, "node", "serve"] as const) {
 
 for (const adapter of [runtime, "node"] as const) {
   const bunHttps = adapter === "node" && runtime === "bun";
-  test(
+  const it = testOf(adapter);
+  it(
     `adapter: ${adapter} on ${runtime} hands over a TLS listener`,
     () =>
       singleHandover({ adapter, runtime }, (tmp, port) => ({
@@ -176,14 +182,14 @@ for (const adapter of [runtime, "node"] as const) {
     { ignore: bunHttps },
   );
 
-  test(`adapter: ${adapter} on ${runtime} hands over a Unix listener`, () =>
+  it(`adapter: ${adapter} on ${runtime} hands over a Unix listener`, () =>
     singleHandover({ adapter, runtime }, (tmp) => ({
       dir: join(tmp, "dir"),
       unix: join(tmp, "web.sock"),
     })));
 }
 
-test(
+testNode(
   "adapter: node:https is refused on Bun",
   () =>
     withService(async (group, tmp) => {
@@ -299,7 +305,8 @@ if (runtime === "deno") {
   });
 }
 for (const { label, copy } of graceCopies) {
-  test(`adapter: ${label} on ${runtime} keeps idle keep-alive connections for the grace period`, () =>
+  const it = testOf(copy.adapter);
+  it(`adapter: ${label} on ${runtime} keeps idle keep-alive connections for the grace period`, () =>
     withService(async (group, tmp) => {
       const port = await freePort();
       const grace = 1500;
