@@ -318,6 +318,7 @@ export function serve<WebSocketData = undefined, R extends string = string>(
         ...handlers(bunOptions),
       } as Serve.Options<WebSocketData, R>),
     (server) => server.stop(true),
+    upgrader,
   );
   drain.follow(upgrader);
   const handedOver = new HandedOverBunServer(

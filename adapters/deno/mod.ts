@@ -147,6 +147,7 @@ export function serve(options: ServeOptions): HandedOverDenoServer {
         } as Deno.ServeTcpOptions & Deno.ServeInit<Deno.NetAddr>,
       ),
     (server) => server.shutdown(),
+    upgrader,
   );
   live.add(drain);
   drain.settle(server.finished);
