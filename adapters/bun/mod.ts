@@ -276,8 +276,11 @@ export function serve<WebSocketData = undefined, R extends string = string>(
       resumeAccepting: (): void => adopted.resumeAccepting(),
       async close() {
         const stopped = server.stop(false);
-        // Missing before Bun 1.2.20, whose stop(false) closes them anyway.
-        server.closeIdleConnections?.();
+        // Only once no request is in flight: from Bun 1.2.22 to 1.2.23 it
+        // also cuts responses still streaming. Missing before 1.2.22: idle
+        // connections stay until their next request, answered with
+        // `Connection: close`, or until the process exits.
+        void requestsDone(server).then(() => server.closeIdleConnections?.());
         // Before Bun 1.4 stop() never settles if a WebSocket was open when
         // it was called, even once every socket closed: the drain's own
         // count of WebSockets says when they are.
