@@ -5,8 +5,14 @@
  * adapters let the runtime create a placeholder listener, then make the
  * placeholder's descriptor number refer to the socket to serve on and
  * register it with the runtime's epoll instance exactly as the placeholder
- * was. This relies on the runtime's internals, so every step checks what it
- * finds and {@linkcode AdoptionError} is thrown instead of guessing.
+ * was. This relies on the runtime's internals, so before the runtime can
+ * accept on the adopted socket every step checks what it finds: the server
+ * opened one non-blocking listener, one epoll registration waits for its
+ * connections, and after the swap that registration reads back for the
+ * adopted socket. Anything else throws {@linkcode AdoptionError} (naming the
+ * runtime, its version and what to use instead), with the adopted socket
+ * out of the runtime's epoll again. A runtime outside the tested versions
+ * (`tested_runtimes.ts`) gets a warning once.
  *
  * @module
  */
@@ -16,11 +22,13 @@ import {
   dup3,
   EPOLL_CTL_ADD,
   EPOLL_CTL_DEL,
+  EPOLLIN,
   epollRegistrations,
   Errno,
   fdTarget,
   type FileIdentity,
   fileIdentity,
+  isNonBlocking,
   layout,
   libc,
   listFds,
@@ -32,18 +40,16 @@ import {
 } from "../ffi/mod.ts";
 import type { EpollRegistration } from "../ffi/mod.ts";
 import { TablerollError } from "../src/errors.ts";
+import { reporterOf } from "../src/events.ts";
 import { type PlaceholderAddress, placeholderFor } from "./placeholder.ts";
-
-/** `"Deno 2.9.6"` or `"Bun 1.4.5"`: the running runtime, for error messages. */
-function runtimeVersion(): string {
-  const g = globalThis as {
-    Deno?: { version: { deno: string } };
-    Bun?: { version: string };
-  };
-  if (g.Deno) return `Deno ${g.Deno.version.deno}`;
-  if (g.Bun) return `Bun ${g.Bun.version}`;
-  return "an unknown runtime";
-}
+import {
+  currentRuntime,
+  NODE_ADAPTER_SINCE,
+  runtimeName,
+  testedRange,
+  untestedVersionWarning,
+  versionName,
+} from "./tested_runtimes.ts";
 
 /**
  * The runtime's internals do not look as adoption expects, so its native
@@ -65,19 +71,30 @@ export class AdoptionError extends TablerollError {
     this.prototype.name = "AdoptionError";
   }
 
-  /** The runtime and version whose internals did not match. */
+  /** The runtime and version whose internals did not match, e.g. `"Deno 2.9.6"`. */
   readonly runtime: string;
 
   /** `reason` says what was found instead of what adoption needs. */
   constructor(reason: string, options?: ErrorOptions) {
-    const runtime = runtimeVersion();
+    const runtime = runtimeName();
     super(
-      `cannot hand a socket to ${runtime}'s native server: ${reason}. ` +
-        "Serve through tableroll's node:http adapter (@tableroll/tableroll/node) instead.",
+      `cannot hand a socket to ${runtime}'s native server: ${reason}. ${alternatives()}.`,
       options,
     );
     this.runtime = runtime;
   }
+}
+
+/** What to serve with instead of the native server, for this runtime. */
+function alternatives(): string {
+  const runtime = currentRuntime();
+  const node =
+    "Serve through tableroll's node:http adapter (@tableroll/tableroll/node)";
+  if (!runtime) return node;
+  const since = versionName(runtime.name, NODE_ADAPTER_SINCE[runtime.name]);
+  return `${node}, which needs ${since} or later, or run a tested version (${
+    testedRange(runtime.name)
+  })`;
 }
 
 /**
@@ -175,9 +192,12 @@ export interface AdoptedListener {
  * runtime's epoll instance with the same events and data, and confirms from
  * `/proc/self/fdinfo` that the registration now refers to the adopted socket.
  *
- * Throws {@linkcode AdoptionError} when the state is not the one expected: no
- * epoll instance or several registrations watch `runtimeFd`, the sockets'
- * families differ, or the new registration does not read back as written.
+ * Throws {@linkcode AdoptionError} when the state is not the one expected:
+ * the runtime's listener blocks, no epoll instance or several registrations
+ * watch `runtimeFd`, the registration does not wait for connections, the
+ * sockets' families differ, or the new registration cannot be made or does
+ * not read back as written (it is removed again: the runtime never accepts
+ * on the adopted socket then).
  *
  * @example
  * ```ts ignore
@@ -201,6 +221,12 @@ export function adoptListener(
       `the server listens on a ${placeholder.family} socket, the socket to adopt is ${source.family}`,
     );
   }
+  // The adopted socket is made non-blocking: the runtime must expect that.
+  if (!isNonBlocking(runtimeFd)) {
+    throw new AdoptionError(
+      `the server's listener (descriptor ${runtimeFd}) is blocking, so the runtime does not accept until EAGAIN`,
+    );
+  }
   const registration = soleRegistration(runtimeFd);
   const copy = dup(sourceFd);
   try {
@@ -210,13 +236,18 @@ export function adoptListener(
   } finally {
     close(copy);
   }
-  epollControl(
-    registration.epollFds[0],
-    EPOLL_CTL_ADD,
-    runtimeFd,
-    registration,
-  );
-  confirmRegistration(runtimeFd, sourceFd, registration);
+  try {
+    reregister(registration, runtimeFd);
+    confirmRegistration(runtimeFd, sourceFd, registration);
+  } catch (err) {
+    // Fail closed: the runtime must not accept on a socket it half adopted.
+    try {
+      epollControl(registration.epollFds[0], EPOLL_CTL_DEL, runtimeFd);
+    } catch {
+      // Not registered: nothing to undo.
+    }
+    throw err;
+  }
 
   const adopted = fileIdentity(sourceFd);
   let accepting = true;
@@ -274,6 +305,26 @@ interface Registration {
   data: bigint;
 }
 
+/** Registers `runtimeFd` as `registration` says; a refusal is an {@linkcode AdoptionError}. */
+function reregister(registration: Registration, runtimeFd: number): void {
+  try {
+    epollControl(
+      registration.epollFds[0],
+      EPOLL_CTL_ADD,
+      runtimeFd,
+      registration,
+    );
+  } catch (err) {
+    if (!(err instanceof SyscallError)) throw err;
+    throw new AdoptionError(
+      `epoll descriptor ${
+        registration.epollFds[0]
+      } refused the adopted socket (${err.code})`,
+      { cause: err },
+    );
+  }
+}
+
 function soleRegistration(runtimeFd: number): Registration {
   const { ino } = fileIdentity(runtimeFd);
   const found = epollRegistrations().filter((r) =>
@@ -290,6 +341,13 @@ function soleRegistration(runtimeFd: number): Registration {
   if (distinct.size !== 1) {
     throw new AdoptionError(
       `${distinct.size} different epoll registrations watch the server's listener (descriptor ${runtimeFd})`,
+    );
+  }
+  if ((found[0].events & EPOLLIN) === 0) {
+    throw new AdoptionError(
+      `the epoll registration of the server's listener (descriptor ${runtimeFd}) does not wait for connections: events ${
+        found[0].events.toString(16)
+      }`,
     );
   }
   return {
@@ -351,7 +409,9 @@ function epollControl(
  * Starts a native server on a placeholder of `source`'s family with `open`,
  * then adopts `source` into it. If adoption fails the server is stopped with
  * `stop` and the error ({@linkcode AdoptionError}, or a `SyscallError` such
- * as `EMFILE`) is thrown.
+ * as `EMFILE`) is thrown. On a runtime version outside the tested range it
+ * first warns, once per process, through `upgrader`'s logger (or
+ * `console.warn` without one).
  *
  * @example
  * ```ts ignore
@@ -366,7 +426,9 @@ export function serveAdopted<T>(
   source: { fd: number; address: SocketAddress },
   open: (placeholder: PlaceholderAddress) => T,
   stop: (server: T) => unknown,
+  upgrader?: object,
 ): { server: T; listener: AdoptedListener } {
+  warnIfUntested(upgrader);
   const placeholder = placeholderFor(source.address);
   let opened: { value: T; fd: number };
   try {
@@ -383,4 +445,18 @@ export function serveAdopted<T>(
     abandon(opened.value, stop);
     throw err;
   }
+}
+
+let warned = false;
+
+/** Warns once per process if this runtime's version was not tested. */
+function warnIfUntested(upgrader: object | undefined): void {
+  const runtime = currentRuntime();
+  if (warned || !runtime) return;
+  const warning = untestedVersionWarning(runtime.name, runtime.version);
+  if (!warning) return;
+  warned = true;
+  const reporter = upgrader && reporterOf(upgrader);
+  if (reporter) reporter.warn(warning);
+  else console.warn(warning);
 }

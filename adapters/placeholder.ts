@@ -63,10 +63,14 @@ function tempDirectory(prefix: string): { path: string; remove(): void } {
   const { process } = globalThis as unknown as {
     process: {
       env: Record<string, string | undefined>;
-      getBuiltinModule(name: "node:fs"): NodeFs;
+      getBuiltinModule?(name: "node:fs"): NodeFs;
     };
   };
-  const fs = process.getBuiltinModule("node:fs");
+  // getBuiltinModule came with Bun 1.2.8; import.meta.require is older.
+  const fs = process.getBuiltinModule?.("node:fs") ??
+    (import.meta as unknown as { require(name: "node:fs"): NodeFs }).require(
+      "node:fs",
+    );
   const path = fs.mkdtempSync(`${process.env.TMPDIR ?? "/tmp"}/${prefix}`);
   return {
     path,

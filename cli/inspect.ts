@@ -21,6 +21,7 @@ import {
   unixSockets,
 } from "./procfs.ts";
 import { readMarker, whyNotEnabled } from "./marker.ts";
+import { S_IFMT, S_IFSOCK } from "../ffi/platform.ts";
 
 /** What a process serving a control socket is doing. */
 export type Role =
@@ -247,7 +248,8 @@ function listDirectory(dir: string): string[] {
 
 function isSocket(path: string): boolean {
   try {
-    return statSync(path).isSocket();
+    // The mode, not isSocket(): Deno's is false for every socket before 2.5.
+    return (statSync(path).mode & S_IFMT) === S_IFSOCK;
   } catch {
     return false;
   }

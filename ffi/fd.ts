@@ -113,6 +113,11 @@ export function setNonBlocking(fd: number, on: boolean): void {
   libc.fcntl(fd, F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK);
 }
 
+/** Whether `O_NONBLOCK` is set. */
+export function isNonBlocking(fd: number): boolean {
+  return (libc.fcntl(fd, F_GETFL, 0) & O_NONBLOCK) !== 0;
+}
+
 /** Sets or clears `FD_CLOEXEC`. */
 export function setCloseOnExec(fd: number, on: boolean): void {
   libc.fcntl(fd, F_SETFD, on ? FD_CLOEXEC : 0);

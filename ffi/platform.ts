@@ -223,6 +223,10 @@ export const POLLNVAL = 0x20;
 export const EPOLL_CTL_ADD = 1;
 /** `epoll_ctl(2)`: remove a registration. */
 export const EPOLL_CTL_DEL = 2;
+/** `epoll_ctl(2)`: change a registration's events and data. */
+export const EPOLL_CTL_MOD = 3;
+/** `epoll_event` event: readable (for a listener: a connection is pending). */
+export const EPOLLIN = 0x1;
 /** `epoll_create1(2)`: close on exec. */
 export const EPOLL_CLOEXEC = 0o2000000;
 

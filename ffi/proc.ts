@@ -120,6 +120,18 @@ export function commandLine(): string[] {
   return readProcFile("/proc/self/cmdline").replace(/\0$/, "").split("\0");
 }
 
+/**
+ * Whether this process catches `signal` (a number) with a handler right now,
+ * as the `SigCgt` mask of `/proc/self/status` says.
+ */
+export function catchesSignal(signal: number): boolean {
+  const mask = readProcFile("/proc/self/status").match(
+    /^SigCgt:\s*([0-9a-f]+)$/m,
+  );
+  return mask !== null &&
+    ((BigInt(`0x${mask[1]}`) >> BigInt(signal - 1)) & 1n) === 1n;
+}
+
 /** The text of `/proc/self/stat`: pid, state, start time and the like. */
 export function selfStat(): string {
   return readProcFile("/proc/self/stat");

@@ -6,12 +6,14 @@
  * @module
  */
 import { backend, cString } from "./libc.ts";
+import { catchesSignal } from "./proc.ts";
 
 /** Bun's (and Node's) `process`, as far as this module uses it. */
 interface NodeLikeProcess {
   env: Record<string, string | undefined>;
   on(signal: string, listener: () => void): void;
   off(signal: string, listener: () => void): void;
+  listeners(signal: string): (() => void)[];
 }
 
 /** Deno's namespace, as far as this module uses it. */
@@ -104,5 +106,30 @@ export function onSignal(signal: SignalName, listener: () => void): () => void {
     return () => deno.removeSignalListener(signal, listener);
   }
   nodeProcess!.on(signal, listener);
-  return () => nodeProcess!.off(signal, listener);
+  return () => {
+    nodeProcess!.off(signal, listener);
+    keepCaught(signal);
+  };
+}
+
+/** The numbers of the signals {@linkcode onSignal} takes (the same on every Linux ABI tableroll runs on). */
+const SIGNAL_NUMBERS: Record<SignalName, number> = {
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGUSR1: 10,
+  SIGUSR2: 12,
+  SIGTERM: 15,
+};
+
+/**
+ * Bun before 1.3 drops its handler of a signal when any one of its
+ * listeners is removed, and the next such signal takes its default action
+ * (for most: terminating the process) although listeners remain. If that
+ * happened, adding a remaining listener again installs the handler again.
+ */
+function keepCaught(signal: SignalName): void {
+  const [remaining] = nodeProcess!.listeners(signal);
+  if (!remaining || catchesSignal(SIGNAL_NUMBERS[signal])) return;
+  nodeProcess!.off(signal, remaining);
+  nodeProcess!.on(signal, remaining);
 }

@@ -201,6 +201,11 @@ export class EventReporter {
     this.#listener = listener;
   }
 
+  /** Logs `message` as a warning that is no event. */
+  warn(message: string): void {
+    this.#logger.warn(message);
+  }
+
   /** Reports `input` with `message` as the log line. */
   emit(input: EventInput, message: string): void {
     const event = { ...input, time: Date.now(), id: this.#id } as UpgraderEvent;

@@ -51,19 +51,24 @@ export function runtimeBinary(runtime: "deno" | "bun"): string {
 
 /**
  * The command line that runs `script` (a path below the repository root)
- * under `runtime`; for `"reference"` the script is ignored and the binary
+ * under `runtime`, with its {@linkcode runtimeBinary} or `binary` (another
+ * version, say); for `"reference"` the script is ignored and the binary
  * named by {@linkcode REFERENCE_ENV} runs instead.
  */
 export function commandLine(
   runtime: Runtime,
   script: string,
   args: string[],
+  binary?: string,
 ): [string, string[]] {
   switch (runtime) {
     case "deno":
-      return [runtimeBinary("deno"), ["run", "-A", ROOT + script, ...args]];
+      return [
+        binary ?? runtimeBinary("deno"),
+        ["run", "-A", ROOT + script, ...args],
+      ];
     case "bun":
-      return [runtimeBinary("bun"), [ROOT + script, ...args]];
+      return [binary ?? runtimeBinary("bun"), [ROOT + script, ...args]];
     case "reference": {
       const binary = process.env[REFERENCE_ENV];
       if (!binary) throw new Error(`${REFERENCE_ENV} is not set`);
@@ -122,15 +127,22 @@ export interface Copy {
 
 /**
  * Starts one copy of the example service (or the reference) in `group`;
- * `script` replaces the example by another program taking the same flags.
+ * `script` replaces the example by another program taking the same flags,
+ * `binary` the runtime's binary (see {@linkcode commandLine}).
  */
 export function startCopy(
   group: ProcessGroup,
   runtime: Runtime,
   flags: ServiceFlags,
   script = "examples/hello.ts",
+  binary?: string,
 ): Copy {
-  const [command, args] = commandLine(runtime, script, serviceArgs(flags));
+  const [command, args] = commandLine(
+    runtime,
+    script,
+    serviceArgs(flags),
+    binary,
+  );
   return copyOf(group.spawn(command, args), runtime);
 }
 

@@ -55,6 +55,11 @@ export interface RollingOptions {
   script?: string;
   /** What runs copy number `i` (0 is the first). */
   runtimeOf: (i: number) => Runtime;
+  /**
+   * The runtime binary of copy number `i`, when not the one `runtimeOf`
+   * implies (another version of the runtime, say).
+   */
+  binaryOf?: (i: number) => string | undefined;
   /** How many times the serving copy is replaced. */
   upgrades: number;
   /** Steady time before the first upgrade, between upgrades, and after the last. */
@@ -123,6 +128,7 @@ async function drive(options: RollingOptions, run: RollingRun): Promise<void> {
       options.runtimeOf(i),
       flags,
       options.script,
+      options.binaryOf?.(i),
     );
     const record: CopyRecord = {
       pid: copy.child.pid,

@@ -1,17 +1,26 @@
 import { runtime, test } from "./support/harness.ts";
 import { assert, assertEquals, assertThrows } from "./support/assert.ts";
 import {
+  accept,
   close,
+  connect,
   dup3,
   EPOLL_CLOEXEC,
   EPOLL_CTL_ADD,
+  EPOLL_CTL_DEL,
+  EPOLL_CTL_MOD,
+  EPOLLIN,
+  type EpollRegistration,
   epollRegistrations,
   fileIdentity,
   layout,
   libc,
   listenOn,
   localAddress,
+  openSocket,
+  waitReadable,
 } from "../ffi/mod.ts";
+import { currentRuntime, testedRange } from "../adapters/tested_runtimes.ts";
 import {
   AdoptionError,
   adoptListener,
@@ -44,12 +53,23 @@ function nativeServe(
   return { port: server.addr.port, stop: () => server.shutdown() };
 }
 
-function registerWith(epollFd: number, fd: number, data: bigint): void {
+/** A loopback listener that does not block, as the runtimes make theirs. */
+function runtimeLikeListener(): number {
+  return listenOn(loopback, { nonblocking: true });
+}
+
+function registerWith(
+  epollFd: number,
+  fd: number,
+  data: bigint,
+  events = EPOLLIN,
+  op = EPOLL_CTL_ADD,
+): void {
   const event = new Uint8Array(layout.epollEvent.size);
   const view = new DataView(event.buffer);
-  view.setUint32(layout.epollEvent.events, 1, true);
+  view.setUint32(layout.epollEvent.events, events, true);
   view.setBigUint64(layout.epollEvent.data, data, true);
-  libc.epoll_ctl(epollFd, EPOLL_CTL_ADD, fd, event);
+  libc.epoll_ctl(epollFd, op, fd, event);
 }
 
 test(`adopt: ${runtime}'s native server serves on an adopted socket`, async () => {
@@ -119,7 +139,7 @@ test(`adopt: a failed adoption stops ${runtime}'s native server`, async () => {
 });
 
 test("adopt: a listener that no epoll watches is refused", () => {
-  const placeholder = listenOn(loopback);
+  const placeholder = runtimeLikeListener();
   const source = listenOn(loopback);
   try {
     const err = assertThrows(
@@ -136,7 +156,7 @@ test("adopt: a listener that no epoll watches is refused", () => {
 });
 
 test("adopt: a listener with two different registrations is refused", () => {
-  const placeholder = listenOn(loopback);
+  const placeholder = runtimeLikeListener();
   const source = listenOn(loopback);
   const epolls = [
     libc.epoll_create1(EPOLL_CLOEXEC),
@@ -162,7 +182,7 @@ test("adopt: a listener with two different registrations is refused", () => {
 });
 
 test("adopt: a socket of another family is refused", () => {
-  const placeholder = listenOn(loopback);
+  const placeholder = runtimeLikeListener();
   const source = listenOn({ family: "inet6", hostname: "::1", port: 0 });
   try {
     assertThrows(
@@ -187,7 +207,7 @@ test("adopt: a server that opened no listener is refused, and stopped", () => {
 });
 
 test("adopt: stopAccepting leaves alone a socket that took the adopted number", () => {
-  const placeholder = listenOn(loopback);
+  const placeholder = runtimeLikeListener();
   const source = listenOn(loopback);
   const epoll = libc.epoll_create1(EPOLL_CLOEXEC);
   const other = listenOn(loopback);
@@ -206,5 +226,112 @@ test("adopt: stopAccepting leaves alone a socket that took the adopted number", 
     assertEquals(watched.map((r) => r.data), [8n]);
   } finally {
     for (const fd of [placeholder, source, epoll, other]) close(fd);
+  }
+});
+
+test("adopt: a blocking listener is refused", () => {
+  const placeholder = listenOn(loopback);
+  const source = listenOn(loopback);
+  try {
+    assertThrows(
+      () => adoptListener(placeholder, source),
+      AdoptionError,
+      "is blocking",
+    );
+  } finally {
+    close(placeholder);
+    close(source);
+  }
+});
+
+/**
+ * Adopts a fresh loopback socket into this runtime's native server after
+ * `alter` changed the server's real state (its listener's descriptor and
+ * epoll registration as found); expects an {@linkcode AdoptionError}
+ * containing `expected`, the server stopped, and the socket's connections
+ * left to the socket's owner: the runtime accepted none.
+ */
+async function refusedAfter(
+  alter: (fd: number, registration: EpollRegistration) => void,
+  expected: string,
+): Promise<void> {
+  const source = listenOn(loopback);
+  const address = localAddress(source);
+  const { ino } = fileIdentity(source);
+  let stopped: NativeServer | undefined;
+  let watching: EpollRegistration[] | undefined;
+  try {
+    const err = assertThrows(
+      () =>
+        serveAdopted(
+          { fd: source, address },
+          (placeholder) => {
+            const { value, fd } = listenerOpenedBy(() =>
+              nativeServe(placeholder as typeof loopback)
+            );
+            const [registration] = epollRegistrations().filter((r) =>
+              r.targetFd === fd
+            );
+            alter(fd, registration);
+            return value;
+          },
+          (server) => {
+            // Before the runtime runs again: it could accept on what its
+            // epoll watches.
+            watching = epollRegistrations().filter((r) => r.ino === ino);
+            stopped = server;
+            return server.stop();
+          },
+        ),
+      AdoptionError,
+      expected,
+    );
+    const { name, version } = currentRuntime()!;
+    assertEquals(err.runtime, `${name === "deno" ? "Deno" : "Bun"} ${version}`);
+    assert(err.message.includes(`${err.runtime}'s native server`), err.message);
+    assert(err.message.includes("@tableroll/tableroll/node"), err.message);
+    assert(err.message.includes(testedRange(name)), err.message);
+    assert(stopped, "the server was stopped");
+    assertEquals(watching, [], "no epoll watched the socket");
+    await stopped.stop();
+    const client = openSocket("inet", "stream");
+    try {
+      connect(client, address);
+      await waitReadable(source);
+      const conn = accept(source);
+      assert(conn !== null, "the connection waited for the socket's owner");
+      close(conn);
+    } finally {
+      close(client);
+    }
+  } finally {
+    close(source);
+  }
+}
+
+test(`adopt: ${runtime}'s listener out of its epoll is refused, and the server stopped`, () =>
+  refusedAfter(
+    (fd, r) => registerWith(r.epollFd, fd, 0n, 0, EPOLL_CTL_DEL),
+    "no epoll instance watches",
+  ));
+
+test(`adopt: ${runtime}'s listener registered without EPOLLIN is refused`, () =>
+  refusedAfter(
+    (fd, r) =>
+      registerWith(r.epollFd, fd, r.data, r.events & ~EPOLLIN, EPOLL_CTL_MOD),
+    "does not wait for connections",
+  ));
+
+test(`adopt: a registration that does not read back after the swap is undone before ${runtime} accepts`, async () => {
+  // A second epoll instance with the same registration looks like the
+  // runtime's own seen twice, but the swap re-registers only the first.
+  const other = libc.epoll_create1(EPOLL_CLOEXEC);
+  try {
+    await refusedAfter(
+      (fd, r) => registerWith(other, fd, r.data, r.events),
+      `after re-registering`,
+    );
+  } finally {
+    close(other);
   }
 });

@@ -9,6 +9,7 @@ import { assertEquals } from "./support/assert.ts";
 import { commandLine } from "../testing/copies.ts";
 import { ProcessGroup } from "../testing/processes.ts";
 import { freePort } from "../testing/rolling.ts";
+import { nodeAdapterTest } from "./support/node_adapter.ts";
 
 /** Runs `check` against `adapter` in a child of this runtime; fails with its output. */
 async function inChild(
@@ -32,11 +33,13 @@ async function inChild(
   }
 }
 
+const testNode = await nodeAdapterTest(runtime);
 for (const adapter of [runtime, "node", "serve"]) {
-  test(`contract: the ${adapter} adapter on ${runtime} reports its address, stops with stop(), settles finished`, () =>
+  const it = adapter === "node" ? testNode : test;
+  it(`contract: the ${adapter} adapter on ${runtime} reports its address, stops with stop(), settles finished`, () =>
     inChild("stop", adapter));
 
-  test(`contract: the ${adapter} adapter on ${runtime} stops at the end of an await using block`, () =>
+  it(`contract: the ${adapter} adapter on ${runtime} stops at the end of an await using block`, () =>
     inChild("using", adapter));
 }
 

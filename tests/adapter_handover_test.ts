@@ -6,7 +6,6 @@ import { startLoad } from "../testing/load.ts";
 import {
   type CopySpec,
   get,
-  keepAliveConnection,
   type ServerCopy,
   type ServiceSpec,
   startServer,
@@ -15,8 +14,12 @@ import {
   webSocketEcho,
   withService,
 } from "./fixtures/adapter_copies.ts";
+import { nodeAdapterTest } from "./support/node_adapter.ts";
 
 const other = runtime === "deno" ? "bun" : "deno";
+/** `test` for the node:http adapter: skipped where it cannot serve. */
+const testNode = await nodeAdapterTest(runtime);
+const testOf = (adapter: string) => adapter === "node" ? testNode : test;
 const SLOW_MS = 1000;
 
 /**
@@ -99,7 +102,7 @@ test(
   { timeout: 120_000 },
 );
 
-test(
+testNode(
   `adapter: node:http on ${runtime} hands over 10 times under load`,
   () => rollingUpgrades(() => ({ adapter: "node", runtime }), 10),
   { timeout: 90_000 },
@@ -126,7 +129,8 @@ test(
 );
 
 for (const adapter of [runtime, "node", "serve"] as const) {
-  test(`adapter: ${adapter} on ${runtime} reports the real address`, () =>
+  const it = testOf(adapter);
+  it(`adapter: ${adapter} on ${runtime} reports the real address`, () =>
     singleHandover(
       { adapter, runtime },
       (tmp, port) => ({ dir: join(tmp, "dir"), addr: `127.0.0.1:${port}` }),
@@ -150,7 +154,8 @@ for (const adapter of [runtime, "node", "serve"] as const) {
 
 for (const adapter of [runtime, "node"] as const) {
   const bunHttps = adapter === "node" && runtime === "bun";
-  test(
+  const it = testOf(adapter);
+  it(
     `adapter: ${adapter} on ${runtime} hands over a TLS listener`,
     () =>
       singleHandover({ adapter, runtime }, (tmp, port) => ({
@@ -161,14 +166,14 @@ for (const adapter of [runtime, "node"] as const) {
     { ignore: bunHttps },
   );
 
-  test(`adapter: ${adapter} on ${runtime} hands over a Unix listener`, () =>
+  it(`adapter: ${adapter} on ${runtime} hands over a Unix listener`, () =>
     singleHandover({ adapter, runtime }, (tmp) => ({
       dir: join(tmp, "dir"),
       unix: join(tmp, "web.sock"),
     })));
 }
 
-test(
+testNode(
   "adapter: node:https is refused on Bun",
   () =>
     withService(async (group, tmp) => {
@@ -214,83 +219,4 @@ test(`adapter: a WebSocket on ${runtime} stays open until the drain deadline`, (
       at - handedOverAt > 1000,
       `closed ${at - handedOverAt} ms after the handover`,
     );
-  }));
-
-const graceCopies: { label: string; copy: CopySpec }[] = [
-  { label: runtime, copy: { adapter: runtime } },
-  { label: "node", copy: { adapter: "node", runtime } },
-];
-if (runtime === "deno") {
-  graceCopies.push({
-    label: "deno given upgrader.signal",
-    copy: { adapter: "deno", signal: true },
-  });
-}
-for (const { label, copy } of graceCopies) {
-  test(`adapter: ${label} on ${runtime} keeps idle keep-alive connections for the grace period`, () =>
-    withService(async (group, tmp) => {
-      const port = await freePort();
-      const grace = 1500;
-      const spec = { dir: join(tmp, "dir"), addr: `127.0.0.1:${port}`, grace };
-      const first = startServer(group, copy, spec);
-      await first.ready();
-      const busy = await keepAliveConnection(port);
-      const idle = await keepAliveConnection(port);
-      try {
-        for (const conn of [busy, idle]) {
-          const { head, pid } = await conn.get();
-          assertEquals(pid, first.child.pid);
-          assert(!head.includes("connection: close"), head);
-        }
-        const second = startServer(group, copy, spec);
-        await second.ready();
-        const handedOverAt = Date.now();
-        await new Promise((resolve) => setTimeout(resolve, grace / 3));
-        // Still served by the old process, which asks the client to move on.
-        const during = await busy.get();
-        assertEquals(during.pid, first.child.pid);
-        assert(during.head.includes("connection: close"), during.head);
-        const idleClosedAfter = (await idle.closed) - handedOverAt;
-        assert(
-          idleClosedAfter > grace - 500,
-          `idle connection closed ${idleClosedAfter} ms after the handover`,
-        );
-        await first.gone();
-        assertEquals(await get({ port }), second.child.pid);
-      } finally {
-        busy.destroy();
-        idle.destroy();
-      }
-    }));
-}
-
-test(`adapter: ${runtime} closes a keep-alive connection whose response began before the drain`, () =>
-  withService(async (group, tmp) => {
-    const port = await freePort();
-    const spec = {
-      dir: join(tmp, "dir"),
-      addr: `127.0.0.1:${port}`,
-      grace: 300,
-      deadline: 10_000,
-    };
-    const first = startServer(group, { adapter: runtime }, spec);
-    await first.ready();
-    const conn = await keepAliveConnection(port);
-    try {
-      const streaming = conn.get("/stream?ms=1500");
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      const second = startServer(group, { adapter: runtime }, spec);
-      await second.ready();
-      const handedOverAt = Date.now();
-      assertEquals((await streaming).pid, first.child.pid);
-      await first.gone();
-      const drainedAfter = Date.now() - handedOverAt;
-      assert(
-        drainedAfter < 5000,
-        `drained ${drainedAfter} ms after the handover, not long before the deadline`,
-      );
-      await conn.closed;
-    } finally {
-      conn.destroy();
-    }
   }));

@@ -198,6 +198,16 @@ test(`ffi: the library's waits never raise SIGIO; the application's own SIGIO so
   }
 });
 
+test(`ffi: removing the library's signal listener leaves the application's heard (${runtime})`, async () => {
+  const child = new Child(runtime, "ffi_signals.ts");
+  try {
+    assertEquals(await child.nextLine(), "heard 1");
+    assertEquals(await child.exited, { code: 0, signal: null });
+  } finally {
+    await child.kill("SIGKILL");
+  }
+});
+
 function addSigioListener(listener: () => void): void {
   if ("Deno" in globalThis) Deno.addSignalListener("SIGIO", listener);
   else process.on("SIGIO", listener);

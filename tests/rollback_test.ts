@@ -33,10 +33,13 @@ import {
   WEB,
   withPlace,
 } from "./fixtures/places.ts";
+import { nodeAdapterTest } from "./support/node_adapter.ts";
 
 type Runtime = "deno" | "bun";
 
 const other: Runtime = runtime === "deno" ? "bun" : "deno";
+/** `test` for the node:http adapter: skipped where it cannot serve. */
+const testNode = await nodeAdapterTest(runtime);
 /** Long enough for a loaded machine to start a successor and kill it. */
 const WINDOW_MS = 5_000;
 const CLIENTS = { keepAliveClients: 4, newConnectionClients: 4 };
@@ -272,7 +275,7 @@ test(
   { timeout: 180_000 },
 );
 
-test(
+testNode(
   `rollback (node:http on ${runtime}): the adapter accepts again after the successor died, and drains after the next upgrade`,
   () =>
     withPlace(async (place) => {
@@ -333,7 +336,8 @@ test(
 );
 
 for (const adapter of [runtime, "node"] as const) {
-  test(
+  const it = adapter === "node" ? testNode : test;
+  it(
     `rollback (${adapter} adapter on ${runtime}): a server the application stopped during the window does not accept again when the upgrader rolls back`,
     () =>
       withPlace(async (place) => {

@@ -3,13 +3,16 @@
 // ends with one line "N passed, N failed" totalled over both runtimes.
 // Usage: node tests/run.mjs [deno|bun] [test files…] [-- extra test-runner args]
 // TABLEROLL_DENO / TABLEROLL_BUN replace the pinned runtime binaries (the
-// runners and every process the tests spawn), as .ci/aarch64 does.
+// runners and every process the tests spawn), as .ci/aarch64 does;
+// TABLEROLL_RUNNER_DENO / TABLEROLL_RUNNER_BUN replace only the runners, as
+// .ci/matrix does to run the library's processes on another version.
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const bin = (name) =>
+  process.env[`TABLEROLL_RUNNER_${name.toUpperCase()}`] ||
   process.env[`TABLEROLL_${name.toUpperCase()}`] ||
   join(root, "node_modules", ".bin", name);
 const args = process.argv.slice(2);

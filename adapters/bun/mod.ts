@@ -32,7 +32,7 @@
  */
 // @ts-types="./deno_types.d.ts"
 import type { Serve, Server, ServerWebSocket, WebSocketHandler } from "bun";
-import type { SocketAddress } from "../../ffi/mod.ts";
+import { delay, type SocketAddress } from "../../ffi/mod.ts";
 import { type AdoptedListener, serveAdopted } from "../adopt.ts";
 import { Drain } from "../drain.ts";
 import {
@@ -275,8 +275,18 @@ export function serve<WebSocketData = undefined, R extends string = string>(
       resumeAccepting: (): void => adopted.resumeAccepting(),
       async close() {
         const stopped = server.stop(false);
-        server.closeIdleConnections();
-        await stopped;
+        // Only once no request is in flight: from Bun 1.2.22 to 1.2.23 it
+        // also cuts responses still streaming. Missing before 1.2.22: idle
+        // connections stay until their next request, answered with
+        // `Connection: close`, or until the process exits.
+        void requestsDone(server).then(() => server.closeIdleConnections?.());
+        // Before Bun 1.4 stop() never settles if a WebSocket was open when
+        // it was called, even once every socket closed: the drain's own
+        // count of WebSockets says when they are.
+        await Promise.race([
+          stopped,
+          drain.socketsClosed().then(() => requestsDone(server)),
+        ]);
       },
       forceClose: () => void server.stop(true),
       openConnections: (): number =>
@@ -310,6 +320,7 @@ export function serve<WebSocketData = undefined, R extends string = string>(
         ...handlers(bunOptions),
       } as Serve.Options<WebSocketData, R>),
     (server) => server.stop(true),
+    upgrader,
   );
   drain.follow(upgrader);
   const handedOver = new HandedOverBunServer(
@@ -321,6 +332,13 @@ export function serve<WebSocketData = undefined, R extends string = string>(
   );
   return handedOver;
 }
+
+/** Resolves once `server` has no request in flight. */
+async function requestsDone(server: { pendingRequests: number }) {
+  while (server.pendingRequests > 0) await delay(REQUESTS_POLL_MS);
+}
+
+const REQUESTS_POLL_MS = 10;
 
 function wrapRoutes(
   routes: Record<string, unknown>,

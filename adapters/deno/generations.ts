@@ -184,6 +184,7 @@ export class ServerGenerations {
           return handler(request, info);
         }),
       (server) => server.shutdown(),
+      this.#options.reportTo.upgrader,
     );
     generation.server = server;
     generation.adopted = listener;

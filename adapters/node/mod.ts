@@ -12,6 +12,13 @@
  * `node:https` does not encrypt connections handed to it (use `@tableroll/tableroll/bun`
  * with `tls`).
  *
+ * Older runtimes cannot serve a socket given by descriptor (Deno before
+ * 2.8, Bun before 1.4: an error, a server on another port, or one that never
+ * sees a connection; and before Bun 1.4.4 an HTTPS server cannot be told
+ * from an HTTP one). The first `serve` of a process tries it on a private
+ * loopback listener and throws a {@linkcode TablerollError} naming the
+ * runtime if that fails; serve through the native adapters there.
+ *
  * @example Serve and drain when the next version takes over
  * ```ts ignore
  * import { createServer } from "node:http";
@@ -32,15 +39,35 @@
  *
  * @module
  */
-import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server,
+  Server as HttpServer,
+  type ServerResponse,
+} from "node:http";
 import { Server as HttpsServer } from "node:https";
 import {
+  connect,
   createServer as createNetServer,
   Server as NetServer,
   type Socket,
 } from "node:net";
 import type { Duplex } from "node:stream";
-import { close, dup } from "../../ffi/mod.ts";
+import {
+  close,
+  delay,
+  dup,
+  listenOn,
+  localAddress,
+  TablerollError,
+} from "../../ffi/mod.ts";
+import {
+  currentRuntime,
+  NODE_ADAPTER_SINCE,
+  runtimeName,
+  versionName,
+} from "../tested_runtimes.ts";
 import { Drain } from "../drain.ts";
 import type {
   HandedOverServer,
@@ -68,6 +95,8 @@ export interface ServeOptions extends HandoverOptions {
  */
 export async function serve(options: ServeOptions): Promise<HandedOverServer> {
   const { upgrader, name, server } = options;
+  const problem = await (descriptorProblem ??= tryDescriptorListening());
+  if (problem) throw unsupported(problem);
   if ("Bun" in globalThis && server instanceof HttpsServer) {
     // Bun's node:https does not encrypt connections it did not accept.
     throw new TypeError(
@@ -109,10 +138,7 @@ export async function serve(options: ServeOptions): Promise<HandedOverServer> {
  * owns and closes the descriptor it listens on); returns what stops
  * accepting.
  */
-async function listenOnCopy(
-  server: Server,
-  fd: number,
-): Promise<{ close(): unknown }> {
+async function listenOnCopy(server: Server, fd: number): Promise<Acceptor> {
   const copy = dup(fd);
   try {
     return await listenOnDescriptor(server, copy);
@@ -122,11 +148,17 @@ async function listenOnCopy(
   }
 }
 
+/** What accepts for the server: stops accepting, says where it listens. */
+interface Acceptor {
+  close(): unknown;
+  address(): ReturnType<NetServer["address"]>;
+}
+
 /** Makes `server` accept on `fd`; returns what stops accepting. */
 async function listenOnDescriptor(
   server: Server,
   fd: number,
-): Promise<{ close(): unknown }> {
+): Promise<Acceptor> {
   const acceptor = "Bun" in globalThis
     ? createNetServer((socket) => server.emit("connection", socket))
     : server;
@@ -139,7 +171,80 @@ async function listenOnDescriptor(
   });
   // net.Server's close stops listening; http.Server's would also close the
   // idle keep-alive connections, before the grace period.
-  return { close: () => NetServer.prototype.close.call(acceptor) };
+  return {
+    close: () => NetServer.prototype.close.call(acceptor),
+    address: () => acceptor.address(),
+  };
+}
+
+/** The error of a `serve` on a runtime that cannot serve by descriptor. */
+function unsupported(problem: string): TablerollError {
+  const runtime = currentRuntime();
+  const needs = runtime
+    ? ` (it needs ${
+      versionName(runtime.name, NODE_ADAPTER_SINCE[runtime.name])
+    } or later)`
+    : "";
+  return new TablerollError(
+    `@tableroll/tableroll/node cannot serve on ${runtimeName()}${needs}: ${problem}. ` +
+      "Serve through the runtime's native adapter (@tableroll/tableroll/serve) instead",
+  );
+}
+
+/** What {@linkcode tryDescriptorListening} found, once per process. */
+let descriptorProblem: Promise<string | undefined> | undefined;
+
+/** How long a loopback connection may take to reach the server in the trial. */
+const TRIAL_MS = 2000;
+
+/**
+ * Serves a private loopback listener by descriptor, as {@linkcode serve}
+ * does, and connects to it. Resolves with what went wrong, or `undefined`
+ * if the server saw the connection.
+ */
+async function tryDescriptorListening(): Promise<string | undefined> {
+  if ("Bun" in globalThis && HttpServer === HttpsServer) {
+    // serve() refuses node:https servers on Bun: it must tell them apart.
+    return "its node:http and node:https servers are one class, so an HTTPS server cannot be told apart";
+  }
+  const fd = listenOn({ family: "inet", hostname: "127.0.0.1", port: 0 });
+  const { port } = localAddress(fd) as { port: number };
+  const server = createHttpServer();
+  let acceptor: Acceptor | undefined;
+  let client: Socket | undefined;
+  try {
+    try {
+      acceptor = await listenOnCopy(server, fd);
+    } catch (err) {
+      return `listen({ fd }) failed: ${(err as Error).message}`;
+    }
+    const actual = (acceptor.address() as { port?: number } | null)?.port;
+    if (actual !== port) {
+      return `listen({ fd }) listened on port ${actual} instead of the descriptor's ${port}`;
+    }
+    const connected = new Promise<boolean>((resolve) =>
+      server.once("connection", () => resolve(true))
+    );
+    client = connect(port, "127.0.0.1").on("error", () => {});
+    const timeout = new AbortController();
+    const seen = await Promise.race([
+      connected,
+      delay(TRIAL_MS, timeout.signal).then(() => false, () => false),
+    ]);
+    timeout.abort();
+    return seen
+      ? undefined
+      : `a connection to a socket it listens on by descriptor did not reach the server within ${TRIAL_MS} ms`;
+  } finally {
+    client?.destroy();
+    try {
+      acceptor?.close();
+    } catch {
+      // Before Deno 2.8 node:http's server is no net.Server: its own close.
+      server.close();
+    }
+    close(fd);
+  }
 }
 
 /**
