@@ -12,6 +12,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { now, sleep } from "../testing/clock.ts";
 import { commandLine } from "../testing/copies.ts";
 import type { Child, ProcessGroup } from "../testing/processes.ts";
 import { median } from "../testing/stats.ts";
@@ -116,18 +117,29 @@ async function runFixture(
   try {
     const child = group.spawn(program, [...args, dir]);
     const exit = await exitOf(child);
-    const report = /^REPORT (.*)$/m.exec(child.output);
-    if (exit.code !== 0 || !report) {
+    const report = await reportOf(child);
+    if (exit.code !== 0 || report === undefined) {
       throw new Error(
         `${program} ${args.join(" ")} ended (${
           exit.signal ?? `status ${exit.code}`
         }) without its report; its stderr ends with:\n${child.stderrTail}`,
       );
     }
-    const { stopMs, peakKiB } = JSON.parse(report[1]);
+    const { stopMs, peakKiB } = JSON.parse(report);
     return { wallMs: exit.at - child.startedAt, stopMs, peakKiB };
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The JSON of `child`'s `REPORT` line; its stdout may still be arriving
+ * when its exit is seen, so this waits up to 1 s after that for it.
+ */
+async function reportOf(child: Child): Promise<string | undefined> {
+  for (const end = now() + 1000;; await sleep(10)) {
+    const report = /^REPORT (.*)$/m.exec(child.output);
+    if (report || now() > end) return report?.[1];
   }
 }
 
