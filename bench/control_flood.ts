@@ -16,7 +16,7 @@ import { connectAndHangUp } from "../testing/flood.ts";
 import { privateRssKiB, rssKiB } from "../testing/memory.ts";
 import type { ProcessGroup } from "../testing/processes.ts";
 import { freePort } from "../testing/rolling.ts";
-import { formatTable } from "../testing/table.ts";
+import { difference, formatTable, mib } from "../testing/table.ts";
 import { clockTicksPerSecond, cpuTimeMs, warmUp } from "./idle.ts";
 
 const TIMEOUT_MS = 60_000;
@@ -98,8 +98,8 @@ export async function controlFloodCost(
           mib(before[i].rss),
           mib(after[i].rss),
           mib(settled[i].rss),
-          growth(settled[i].rss - before[i].rss),
-          growth(settled[i].private - before[i].private),
+          difference(settled[i].rss - before[i].rss, mib),
+          difference(settled[i].private - before[i].private, mib),
           mib(again[i].rss),
           owner === flooded
             ? `${(1000 * cpuMs / connections).toFixed(0)} µs (${
@@ -129,14 +129,4 @@ export async function controlFloodCost(
     await group.close();
     rmSync(tmp, { recursive: true, force: true });
   }
-}
-
-function mib(kib: number): string {
-  return Number.isNaN(kib) ? "–" : `${(kib / 1024).toFixed(1)} MiB`;
-}
-
-function growth(kib: number): string {
-  return Number.isNaN(kib)
-    ? "–"
-    : `${kib < 0 ? "−" : "+"}${(Math.abs(kib) / 1024).toFixed(1)} MiB`;
 }

@@ -71,7 +71,11 @@ export function flavours(runtimes: Runtime[], buildDir: string): Flavour[] {
 }
 
 /** Builds `script` with `bun build` and `options` into `out`; returns the command that runs it. */
-function bunBuild(script: string, out: string, options: string[]): string[] {
+export function bunBuild(
+  script: string,
+  out: string,
+  options: string[],
+): string[] {
   const compiled = options.includes("--compile");
   const file = compiled ? out : `${out}.js`;
   const build = spawnSync(runtimeBinary("bun"), [

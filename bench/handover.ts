@@ -15,7 +15,7 @@ import { type Flavour, flavours } from "./flavours.ts";
 import { peakRssKiB } from "../testing/memory.ts";
 import type { ProcessGroup } from "../testing/processes.ts";
 import { freePort } from "../testing/rolling.ts";
-import { formatTable, ms, ratio } from "../testing/table.ts";
+import { difference, formatTable, mib, ms, ratio } from "../testing/table.ts";
 import { median } from "../testing/stats.ts";
 
 const TIMEOUT_MS = 60_000;
@@ -207,11 +207,11 @@ async function startupRow(
     hasPlain ? ms(p.ms) : "–",
     ms(f.ms),
     ms(t.ms),
-    hasPlain ? `+${ms(t.ms - p.ms)}` : "–",
+    hasPlain ? difference(t.ms - p.ms, ms) : "–",
     hasPlain ? mib(p.peakKiB) : "–",
     mib(f.peakKiB),
     mib(t.peakKiB),
-    hasPlain ? `+${mib(t.peakKiB - p.peakKiB)}` : "–",
+    hasPlain ? difference(t.peakKiB - p.peakKiB, mib) : "–",
   ];
 }
 
@@ -228,8 +228,4 @@ async function started(copy: Copy): Promise<Start> {
     ms: ready.at - copy.child.startedAt,
     peakKiB: peakRssKiB(Number(ready.text.split(" ")[1])),
   };
-}
-
-function mib(kib: number): string {
-  return `${(kib / 1024).toFixed(1)} MiB`;
 }

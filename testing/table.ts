@@ -45,6 +45,24 @@ export function ms(value: number): string {
   } ms`;
 }
 
+/** `12.3 MiB` for a size in KiB, or `–` when there is nothing to show. */
+export function mib(kib: number): string {
+  if (!Number.isFinite(kib)) return "–";
+  return `${(kib / 1024).toFixed(1)} MiB`;
+}
+
+/**
+ * A difference with its sign, its magnitude written by `format`
+ * (`+1.2 MiB`, `−3.45 ms`), or `–` when there is nothing to show.
+ */
+export function difference(
+  value: number,
+  format: (magnitude: number) => string,
+): string {
+  if (!Number.isFinite(value)) return "–";
+  return `${value < 0 ? "−" : "+"}${format(Math.abs(value))}`;
+}
+
 /** `1.25×`: `value` relative to `baseline`, or `–` when there is none. */
 export function ratio(value: number, baseline: number): string {
   if (!Number.isFinite(value) || !Number.isFinite(baseline) || baseline <= 0) {
