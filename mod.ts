@@ -50,41 +50,12 @@
  * @module
  */
 export {
+  type TakeoverStep,
   Upgrader,
   type UpgraderOptions,
   type UpgraderState,
 } from "./src/upgrader.ts";
-export type {
-  AcceptFailedEvent,
-  AcceptResumedEvent,
-  DrainFinishedEvent,
-  DrainStartedEvent,
-  EventBase,
-  HandoverFailedEvent,
-  HandoverStartedEvent,
-  InheritedEvent,
-  ReadyEvent,
-  RolledBackEvent,
-  StoppedEvent,
-  UpgradedEvent,
-  UpgraderEvent,
-  UpgraderEventListener,
-} from "./src/events.ts";
-export {
-  type Descriptor,
-  type Fds,
-  type ListenAddress,
-  type Listener,
-  type OpenFileOptions,
-} from "./src/fds.ts";
-export { upgradeOnSignal, type UpgradeOptions } from "./src/self_upgrade.ts";
-export { SystemdNotifier } from "./src/notify.ts";
-export type { Logger } from "./src/logger.ts";
-export type { DescriptorKind } from "./src/protocol.ts";
-export * from "./src/errors.ts";
-export type {
-  InetAddress,
-  SignalName,
-  SocketAddress,
-  UnixAddress,
-} from "./ffi/mod.ts";
+export type { Logger, UpgraderEvent } from "./src/events.ts";
+export type { Descriptor, Fds, ListenAddress, Listener } from "./src/fds.ts";
+export { TablerollError, type TablerollErrorCode } from "./src/errors.ts";
+export type { SocketAddress } from "./ffi/sockaddr.ts";

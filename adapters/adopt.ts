@@ -9,35 +9,29 @@
  * accept on the adopted socket every step checks what it finds: the server
  * opened one non-blocking listener, one epoll registration waits for its
  * connections, and after the swap that registration reads back for the
- * adopted socket. Anything else throws {@linkcode AdoptionError} (naming the
+ * adopted socket. Anything else throws a `TablerollError` (`adoption`) (naming the
  * runtime, its version and what to use instead), with the adopted socket
  * out of the runtime's epoll again. A runtime outside the tested versions
  * (`tested_runtimes.ts`) gets a warning once.
  *
  * @module
  */
+import { Errno } from "../ffi/errno.ts";
+import { SyscallError } from "../ffi/errors.ts";
 import {
   close,
   dup,
   dup3,
-  EPOLL_CTL_ADD,
-  EPOLL_CTL_DEL,
-  EPOLLIN,
-  epollRegistrations,
-  Errno,
-  fdTarget,
   type FileIdentity,
   fileIdentity,
   isNonBlocking,
-  layout,
-  libc,
-  listFds,
-  localAddress,
   setNonBlocking,
-  type SocketAddress,
-  socketInfo,
-  SyscallError,
-} from "../ffi/mod.ts";
+} from "../ffi/fd.ts";
+import { layout, libc } from "../ffi/libc.ts";
+import { EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLLIN } from "../ffi/platform.ts";
+import { epollRegistrations, fdTarget, listFds } from "../ffi/proc.ts";
+import type { SocketAddress } from "../ffi/sockaddr.ts";
+import { localAddress, socketInfo } from "../ffi/socket.ts";
 import type { EpollRegistration } from "../ffi/mod.ts";
 import { TablerollError } from "../src/errors.ts";
 import { reporterOf } from "../src/events.ts";
@@ -52,37 +46,18 @@ import {
 } from "./tested_runtimes.ts";
 
 /**
- * The runtime's internals do not look as adoption expects, so its native
- * server cannot be given the socket. Nothing was served on the wrong socket.
- *
- * @example
- * ```ts ignore
- * import { AdoptionError, serve } from "@tableroll/tableroll/deno";
- * try {
- *   serve({ upgrader, name: "web", port: 8080, handler });
- * } catch (err) {
- *   if (!(err instanceof AdoptionError)) throw err;
- *   // serve through @tableroll/tableroll/node instead
- * }
- * ```
+ * The error of a runtime whose internals do not look as adoption expects
+ * (`code` `adoption`): its native server cannot be given the socket, and
+ * nothing was served on the wrong socket. `reason` says what was found
+ * instead of what adoption needs; the message names the runtime and what to
+ * use instead.
  */
-export class AdoptionError extends TablerollError {
-  static {
-    this.prototype.name = "AdoptionError";
-  }
-
-  /** The runtime and version whose internals did not match, e.g. `"Deno 2.9.6"`. */
-  readonly runtime: string;
-
-  /** `reason` says what was found instead of what adoption needs. */
-  constructor(reason: string, options?: ErrorOptions) {
-    const runtime = runtimeName();
-    super(
-      `cannot hand a socket to ${runtime}'s native server: ${reason}. ${alternatives()}.`,
-      options,
-    );
-    this.runtime = runtime;
-  }
+function adoptionError(reason: string, options?: ErrorOptions): TablerollError {
+  return new TablerollError(
+    "adoption",
+    `cannot hand a socket to ${runtimeName()}'s native server: ${reason}. ${alternatives()}.`,
+    options,
+  );
 }
 
 /** What to serve with instead of the native server, for this runtime. */
@@ -124,7 +99,7 @@ export function listenerOpenedBy<T>(
       before.get(fd) !== fileOf(fd) && isListeningSocket(fd)
     );
     if (opened.length !== 1) {
-      throw new AdoptionError(
+      throw adoptionError(
         `expected the server to open one listening socket, it opened ${opened.length}`,
       );
     }
@@ -192,7 +167,7 @@ export interface AdoptedListener {
  * runtime's epoll instance with the same events and data, and confirms from
  * `/proc/self/fdinfo` that the registration now refers to the adopted socket.
  *
- * Throws {@linkcode AdoptionError} when the state is not the one expected:
+ * Throws a `TablerollError` (`adoption`) when the state is not the one expected:
  * the runtime's listener blocks, no epoll instance or several registrations
  * watch `runtimeFd`, the registration does not wait for connections, the
  * sockets' families differ, or the new registration cannot be made or does
@@ -212,18 +187,18 @@ export function adoptListener(
   const source = socketInfo(sourceFd);
   const placeholder = socketInfo(runtimeFd);
   if (!source.listening || !placeholder.listening) {
-    throw new AdoptionError(
+    throw adoptionError(
       `descriptors ${sourceFd} and ${runtimeFd} must both be listening sockets`,
     );
   }
   if (source.family !== placeholder.family) {
-    throw new AdoptionError(
+    throw adoptionError(
       `the server listens on a ${placeholder.family} socket, the socket to adopt is ${source.family}`,
     );
   }
   // The adopted socket is made non-blocking: the runtime must expect that.
   if (!isNonBlocking(runtimeFd)) {
-    throw new AdoptionError(
+    throw adoptionError(
       `the server's listener (descriptor ${runtimeFd}) is blocking, so the runtime does not accept until EAGAIN`,
     );
   }
@@ -273,7 +248,7 @@ export function adoptListener(
     resumeAccepting() {
       if (accepting) return;
       if (!refersTo(runtimeFd, adopted)) {
-        throw new AdoptionError(
+        throw adoptionError(
           `descriptor ${runtimeFd} no longer refers to the adopted socket: the server was closed, it cannot accept again`,
         );
       }
@@ -305,7 +280,7 @@ interface Registration {
   data: bigint;
 }
 
-/** Registers `runtimeFd` as `registration` says; a refusal is an {@linkcode AdoptionError}. */
+/** Registers `runtimeFd` as `registration` says; a refusal is an a `TablerollError` (`adoption`). */
 function reregister(registration: Registration, runtimeFd: number): void {
   try {
     epollControl(
@@ -316,7 +291,7 @@ function reregister(registration: Registration, runtimeFd: number): void {
     );
   } catch (err) {
     if (!(err instanceof SyscallError)) throw err;
-    throw new AdoptionError(
+    throw adoptionError(
       `epoll descriptor ${
         registration.epollFds[0]
       } refused the adopted socket (${err.code})`,
@@ -331,7 +306,7 @@ function soleRegistration(runtimeFd: number): Registration {
     r.targetFd === runtimeFd && r.ino === ino
   );
   if (found.length === 0) {
-    throw new AdoptionError(
+    throw adoptionError(
       `no epoll instance watches the server's listener (descriptor ${runtimeFd})`,
     );
   }
@@ -339,12 +314,12 @@ function soleRegistration(runtimeFd: number): Registration {
   // registration; anything else is a second registration.
   const distinct = new Set(found.map(registrationKey));
   if (distinct.size !== 1) {
-    throw new AdoptionError(
+    throw adoptionError(
       `${distinct.size} different epoll registrations watch the server's listener (descriptor ${runtimeFd})`,
     );
   }
   if ((found[0].events & EPOLLIN) === 0) {
-    throw new AdoptionError(
+    throw adoptionError(
       `the epoll registration of the server's listener (descriptor ${runtimeFd}) does not wait for connections: events ${
         found[0].events.toString(16)
       }`,
@@ -373,7 +348,7 @@ function confirmRegistration(
     const ok = seen.length === 1 && seen[0].ino === ino &&
       registrationKey(seen[0]) === registrationKey(expected);
     if (!ok) {
-      throw new AdoptionError(
+      throw adoptionError(
         `after re-registering descriptor ${runtimeFd}, epoll descriptor ${epollFd} lists ` +
           `${seen.map(describe).join(", ") || "nothing"} instead of ` +
           `${
@@ -408,7 +383,7 @@ function epollControl(
 /**
  * Starts a native server on a placeholder of `source`'s family with `open`,
  * then adopts `source` into it. If adoption fails the server is stopped with
- * `stop` and the error ({@linkcode AdoptionError}, or a `SyscallError` such
+ * `stop` and the error (a `TablerollError` (`adoption`), or a `SyscallError` such
  * as `EMFILE`) is thrown. On a runtime version outside the tested range it
  * first warns, once per process, through `upgrader`'s logger (or
  * `console.warn` without one).
@@ -457,6 +432,6 @@ function warnIfUntested(upgrader: object | undefined): void {
   if (!warning) return;
   warned = true;
   const reporter = upgrader && reporterOf(upgrader);
-  if (reporter) reporter.warn(warning);
+  if (reporter) reporter.logger.warn(warning);
   else console.warn(warning);
 }

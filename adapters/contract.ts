@@ -1,13 +1,13 @@
 /**
  * The contract between the upgrader and the adapters, in both directions:
  * what every adapter's `serve` takes from an upgrader
- * ({@linkcode HandoverOptions}, {@linkcode ListenerSource}) and the handle it
+ * ({@linkcode HandoverOptions}) and the handle it
  * gives back on top of the runtime's own server ({@linkcode HandedOverServer}).
  *
  * @module
  */
 import type { SocketAddress } from "../ffi/mod.ts";
-import type { ListenAddress } from "../mod.ts";
+import type { ListenAddress, Upgrader } from "../mod.ts";
 import type { DrainOptions } from "./drain.ts";
 
 export type { DrainOptions, ListenAddress };
@@ -21,33 +21,10 @@ export interface StoreListener {
   readonly address: SocketAddress;
 }
 
-/**
- * The part of an upgrader the adapters use.
- *
- * @example
- * ```ts ignore
- * import { Upgrader } from "@tableroll/tableroll";
- * const upgrader: ListenerSource = await Upgrader.create(dir);
- * ```
- */
-export interface ListenerSource {
-  /** The descriptor store. */
-  readonly fds: {
-    /** Inherits the listener `name` from the predecessor, or opens it. */
-    listen(name: string, address: ListenAddress): StoreListener;
-  };
-  /** Resolves when a successor took over: time to drain. */
-  readonly upgradeComplete: Promise<void>;
-  /** Resolves when the takeover is final (its rollback window is over). Default: at once. */
-  readonly upgradeFinal?: Promise<void>;
-  /** Resolves when the upgrader took the service back: time to accept again. */
-  readonly rolledBack?: Promise<void>;
-}
-
 /** What every adapter's `serve` takes besides the server's own options. */
 export interface HandoverOptions extends DrainOptions {
   /** The upgrader whose descriptor store holds the listener. */
-  upgrader: ListenerSource;
+  upgrader: Upgrader;
   /** The listener's name, the same in every version of the service. */
   name: string;
 }

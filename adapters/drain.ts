@@ -17,8 +17,8 @@
  *
  * @module
  */
-import type { ListenerSource } from "./contract.ts";
-import { delay } from "../ffi/mod.ts";
+import type { Upgrader } from "../src/upgrader.ts";
+import { delay } from "../ffi/timers.ts";
 import {
   type EventInput,
   type EventReporter,
@@ -141,7 +141,7 @@ const SETTLE_MS = 50;
  * @example
  * ```ts ignore
  * const drain = new Drain(target, { drainGracePeriod: 500 });
- * upgrader.upgradeComplete.then(() => drain.start());
+ * drain.follow(upgrader);
  * const handler = async (req: Request) => drain.mark(await app(req));
  * await drain.finished;
  * ```
@@ -249,18 +249,28 @@ export class Drain {
   }
 
   /**
-   * Drains whenever a successor of `source` takes over, and resumes
-   * whenever `source` takes the service back within its rollback window.
+   * Drains whenever a successor of `upgrader` takes over, and resumes
+   * whenever `upgrader` takes the service back within its rollback window;
+   * a drain waiting for the window closes the server once the upgrader
+   * stopped.
    */
-  follow(source: ListenerSource): void {
-    source.upgradeComplete.then(() => {
-      this.start(source.upgradeFinal);
-      source.rolledBack?.then(() => {
-        // A listener that cannot accept again is reported like a failed drain.
-        this.resume().catch(this.#done.reject);
-        this.follow(source);
-      });
-    }, () => {});
+  follow(upgrader: Upgrader): void {
+    (async () => {
+      let final: PromiseWithResolvers<void> | undefined;
+      for await (const step of upgrader.takeovers()) {
+        if (step === "upgraded") {
+          final = Promise.withResolvers();
+          this.start(final.promise);
+        } else if (step === "final") {
+          final?.resolve();
+        } else {
+          final = undefined;
+          await this.resume();
+        }
+      }
+      final?.resolve();
+      // A listener that cannot accept again is reported like a failed drain.
+    })().catch(this.#done.reject);
   }
 
   /**

@@ -4,7 +4,7 @@
  * @module
  */
 import { readdirSync, unlinkSync } from "node:fs";
-import { MARKER_SUFFIX } from "../src/upgrade_marker.ts";
+import { MARKER_SUFFIX } from "../self_upgrade/marker.ts";
 import { markerIsLive, readMarker } from "./marker.ts";
 import { type Command, EXIT } from "./command.ts";
 import { inspectDirectory } from "./inspect.ts";

@@ -10,7 +10,7 @@ import {
   decodeUpgradeMarker,
   type UpgradeMarker,
   upgradeMarkerPath,
-} from "../src/upgrade_marker.ts";
+} from "../self_upgrade/marker.ts";
 import { catchesSignal, processInfo } from "./procfs.ts";
 
 /** The marker of `id` in `dir`, or `null` when there is none or it is not one. */

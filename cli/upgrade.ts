@@ -5,7 +5,7 @@
  * @module
  */
 import process from "node:process";
-import type { UpgradeMarker } from "../src/upgrade_marker.ts";
+import type { UpgradeMarker } from "../self_upgrade/marker.ts";
 import { type Command, EXIT, type Output, UsageError } from "./command.ts";
 import { formatDuration } from "./format.ts";
 import { inspectDirectory } from "./inspect.ts";

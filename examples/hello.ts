@@ -9,50 +9,71 @@
  * bun examples/hello.ts --dir /tmp/hello --addr 127.0.0.1:8080
  * ```
  *
- * Flags: `--dir DIR` (created 0700 if missing), `--id ID` (default: pid),
- * `--name NAME` (default `web`), `--addr HOST:PORT` (default
- * `127.0.0.1:8080`), `--delay MS` (response delay, default 0),
- * `--pid-file PATH` (the owner's pid, for a service manager),
- * `--upgrade-on-sighup` (on `SIGHUP`, start a new copy of the program, which
- * takes over and prints its own `READY <pid>` to the same stdout),
- * `--rollback-window MS` (default 0: none). With a window, a copy that was
- * taken over stays on standby that long; if the new copy dies meanwhile, the
- * old one serves again and prints `ROLLED-BACK <pid>` instead of draining
- * and exiting.
- *
- * Under systemd it notifies the service manager (`Type=notify`) and takes
- * the socket named `web` from socket activation: see `examples/systemd/`.
- * The body names the build when one was named at build time
- * (`bun build --compile --define HELLO_VERSION='"2"'`).
+ * Run it with `--help` for its flags. Under systemd it notifies the service
+ * manager (`Type=notify`) and takes the socket named `web` from socket
+ * activation: see `examples/systemd/`. The body names the build when one
+ * was named at build time (`bun build --compile --define
+ * HELLO_VERSION='"2"'`).
  *
  * @module
  */
 import { mkdirSync } from "node:fs";
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { upgradeOnSignal, Upgrader } from "../mod.ts";
+import { Upgrader } from "../mod.ts";
 import { serve } from "../adapters/serve/mod.ts";
+import { useSystemd } from "../systemd/mod.ts";
+import { upgradeOnSignal } from "../self_upgrade/mod.ts";
 
-const { values: flags } = parseArgs({
-  options: {
-    dir: { type: "string" },
-    id: { type: "string" },
-    name: { type: "string", default: "web" },
-    addr: { type: "string", default: "127.0.0.1:8080" },
-    delay: { type: "string", default: "0" },
-    "pid-file": { type: "string" },
-    "upgrade-on-sighup": { type: "boolean", default: false },
-    "rollback-window": { type: "string", default: "0" },
-  },
-});
-if (!flags.dir) {
-  console.error(
-    "usage: hello.ts --dir DIR [--id ID] [--name NAME] [--addr HOST:PORT] [--delay MS]" +
-      " [--pid-file PATH] [--upgrade-on-sighup] [--rollback-window MS]",
-  );
+const USAGE = `usage: hello.ts --dir DIR [options]
+
+An HTTP service ("hello from <pid>") that hands its socket to the next copy
+started with the same --dir.
+
+  --dir DIR              coordination directory (created 0700 if missing)
+  --id ID                this copy's id (default: its pid)
+  --name NAME            the listener's name (default: web)
+  --addr HOST:PORT       where to listen (default: 127.0.0.1:8080)
+  --delay MS             response delay (default: 0)
+  --pid-file PATH        the owner's pid, for a service manager
+  --upgrade-on-sighup    on SIGHUP, start a new copy of the program, which
+                         takes over and prints its own READY <pid>
+  --rollback-window MS   stay on standby that long after a takeover, and
+                         serve again (ROLLED-BACK <pid>) if the new copy dies
+  -h, --help             this text
+
+It prints READY <pid> once it owns the socket and DRAINED <pid> once it has
+drained after a takeover (or after SIGTERM or SIGINT), then exits 0.`;
+
+let parsed;
+try {
+  parsed = parseArgs({
+    options: {
+      dir: { type: "string" },
+      id: { type: "string" },
+      name: { type: "string", default: "web" },
+      addr: { type: "string", default: "127.0.0.1:8080" },
+      delay: { type: "string", default: "0" },
+      "pid-file": { type: "string" },
+      "upgrade-on-sighup": { type: "boolean", default: false },
+      "rollback-window": { type: "string", default: "0" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+} catch (err) {
+  console.error(`hello.ts: ${(err as Error).message}\n\n${USAGE}`);
   process.exit(2);
 }
+const flags = parsed.values;
+if (flags.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
 const [, hostname, port] = flags.addr!.match(/^\[?(.*?)\]?:(\d+)$/) ?? [];
+if (!flags.dir || port === undefined) {
+  console.error(USAGE);
+  process.exit(2);
+}
 const delay = Number(flags.delay);
 const pid = process.pid;
 // Replaced by `bun build --define HELLO_VERSION=…`; undeclared otherwise.
@@ -71,14 +92,15 @@ mkdirSync(flags.dir, { recursive: true, mode: 0o700 });
 const upgrader = await Upgrader.create(flags.dir, {
   id: flags.id,
   logger,
-  pidFile: flags["pid-file"],
   rollbackWindow: Number(flags["rollback-window"]),
 });
+useSystemd(upgrader, { pidFile: flags["pid-file"] });
 // The running runtime's native server (Deno.serve or Bun.serve) on the
-// handed-over socket.
+// handed-over socket; after a takeover it drains by itself, and accepts
+// again if the successor dies within the rollback window.
 const server = serve({
   upgrader,
-  name: flags.name,
+  name: flags.name!,
   hostname,
   port: Number(port),
   async handler() {
@@ -87,33 +109,21 @@ const server = serve({
   },
   onListen() {},
 });
-
-if (flags["upgrade-on-sighup"]) upgradeOnSignal(upgrader, { logger });
+if (flags["upgrade-on-sighup"]) upgradeOnSignal(upgrader);
 // Listening before READY is printed: a signal right after it is handled.
-const stopRequested = new Promise<"stop">((resolve) => {
-  process.once("SIGINT", () => resolve("stop"));
-  process.once("SIGTERM", () => resolve("stop"));
-});
+const stop = async () => {
+  await server.stop();
+  await upgrader.stop(); // ends the takeovers below, and a rollback window
+};
+const stopOnSignal = () => stop().catch(console.error);
+process.once("SIGINT", stopOnSignal);
+process.once("SIGTERM", stopOnSignal);
 await upgrader.ready();
 console.log(`READY ${pid}`);
 
-// After a takeover the adapter drains by itself, and accepts again if the
-// successor dies within the rollback window; on a signal, stop serving.
-for (;;) {
-  const upgraded = upgrader.upgradeComplete.then(() => "upgraded" as const);
-  if (await Promise.race([upgraded, stopRequested]) === "stop") {
-    await server.stop();
-    break;
-  }
-  const outcome = await Promise.race([
-    server.finished.then(() => "drained" as const),
-    upgrader.rolledBack.then(() => "rolled-back" as const),
-    stopRequested,
-  ]);
-  // Stopping the upgrader ends the window at once.
-  if (outcome === "stop") await upgrader.stop();
-  if (outcome !== "rolled-back") break;
-  console.log(`ROLLED-BACK ${pid}`);
+for await (const step of upgrader.takeovers()) {
+  if (step === "rolled-back") console.log(`ROLLED-BACK ${pid}`);
+  if (step === "final") break;
 }
 await server.finished;
 console.log(`DRAINED ${pid}`);

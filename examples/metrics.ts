@@ -137,12 +137,10 @@ if (import.meta.main) {
   });
   await upgrader.ready();
   console.log(`READY ${process.pid}`);
-  const stopRequested = new Promise<void>((resolve) => {
-    process.once("SIGINT", () => resolve());
-    process.once("SIGTERM", () => resolve());
-  });
-  await Promise.race([upgrader.upgradeComplete, stopRequested]);
-  if (!upgrader.signal.aborted) await server.stop();
+  const stop = () => server.stop().then(() => upgrader.stop());
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+  // The adapter drains after a takeover; a signal stops it.
   await server.finished;
   await upgrader.stop();
   console.log(metrics.render());

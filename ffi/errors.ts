@@ -1,32 +1,30 @@
 /**
- * The base of every error the library raises, and the errors of the FFI
- * layer: the one every failing libc call raises, and a truncated
- * descriptor message.
+ * The errors of the FFI layer: the one every failing libc call raises, a
+ * truncated descriptor message, and their base class.
  *
  * @module
  */
 import { Errno, errnoName } from "./errno.ts";
 
 /**
- * Base class of every error tableroll raises, in every layer: catch it to
- * tell the library's errors from others. It lives in the lowest layer so
- * that every layer can extend it.
+ * Base class of the FFI layer's errors. The library above turns them into
+ * its own error where they leave it.
  *
  * @example
  * ```ts ignore
  * try {
- *   await Upgrader.create("/run/my-service");
+ *   listenOn({ family: "inet", hostname: "127.0.0.1", port: 80 });
  * } catch (err) {
- *   if (!(err instanceof TablerollError)) throw err;
- *   console.error(`cannot start: ${err.message}`);
+ *   if (!(err instanceof FfiError)) throw err;
+ *   console.error(err.message);
  * }
  * ```
  */
-export class TablerollError extends Error {
+export class FfiError extends Error {
   // Each class names itself in words: bundlers may rename classes (`bun
   // build` with several entry points does), so `new.target.name` would not do.
   static {
-    this.prototype.name = "TablerollError";
+    this.prototype.name = "FfiError";
   }
 }
 
@@ -45,7 +43,7 @@ export class TablerollError extends Error {
  * }
  * ```
  */
-export class SyscallError extends TablerollError {
+export class SyscallError extends FfiError {
   static {
     this.prototype.name = "SyscallError";
   }
@@ -80,7 +78,7 @@ export class SyscallError extends TablerollError {
 }
 
 /** Descriptors arrived but did not fit the receive buffer; the kernel closed the rest. */
-export class TruncatedMessageError extends TablerollError {
+export class TruncatedMessageError extends FfiError {
   static {
     this.prototype.name = "TruncatedMessageError";
   }

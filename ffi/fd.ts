@@ -19,8 +19,11 @@ import {
   LOCK_UN,
   MFD_CLOEXEC,
   O_CLOEXEC,
+  O_CREAT,
   O_NONBLOCK,
   O_PATH,
+  O_TRUNC,
+  O_WRONLY,
   POLLFD,
   S_IFDIR,
   S_IFIFO,
@@ -85,6 +88,35 @@ export function unlink(path: string): boolean {
 /** `rename(2)`: atomically replaces `to` with `from`. */
 export function rename(from: string, to: string): void {
   call("rename", [cString(from), cString(to)], { detail: `${from} -> ${to}` });
+}
+
+/**
+ * Replaces `path` with `text` through a temporary file in the same directory
+ * and `rename(2)`: a reader sees the old or the new content, never a part.
+ *
+ * @example
+ * ```ts ignore
+ * writeFileAtomically("/run/hello/hello.pid", "4711\n", 0o644);
+ * ```
+ */
+export function writeFileAtomically(
+  path: string,
+  text: string,
+  mode: number,
+): void {
+  const temporary = `${path}.${getpid()}.tmp`;
+  const fd = openFile(temporary, O_WRONLY | O_CREAT | O_TRUNC, mode);
+  try {
+    writeAll(fd, new TextEncoder().encode(text));
+  } finally {
+    close(fd);
+  }
+  try {
+    rename(temporary, path);
+  } catch (err) {
+    unlink(temporary);
+    throw err;
+  }
 }
 
 /** Lock modes of {@linkcode flock}. */

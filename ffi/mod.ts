@@ -70,8 +70,8 @@ export {
 } from "./platform.ts";
 export { Errno } from "./errno.ts";
 export {
+  FfiError,
   SyscallError,
-  TablerollError,
   TruncatedMessageError,
   UnsupportedSyscallError,
 } from "./errors.ts";

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { TablerollError } from "./errors.ts";
+import { FfiError } from "./errors.ts";
 
 /** The architectures whose layouts are written down. */
 export type Arch = "x86_64" | "aarch64";
@@ -39,7 +39,7 @@ const LAYOUTS: Record<Arch, Layout> = {
 };
 
 /** Thrown at load time on a platform whose layouts are not written down. */
-export class UnsupportedPlatformError extends TablerollError {
+export class UnsupportedPlatformError extends FfiError {
   static {
     this.prototype.name = "UnsupportedPlatformError";
   }

@@ -4,37 +4,40 @@
  *
  * @module
  */
-import { TablerollError } from "./errors.ts";
+import { FfiError } from "./errors.ts";
 import { AF_INET, AF_INET6, AF_UNIX, SUN_PATH_SIZE } from "./platform.ts";
 
-/** An IPv4 or IPv6 address and port. */
-export interface InetAddress {
-  /** `"inet"` for IPv4, `"inet6"` for IPv6. */
-  family: "inet" | "inet6";
-  /** The IP literal, e.g. `"127.0.0.1"` or `"::1"` (no brackets). */
-  hostname: string;
-  /** The port, 0 to let the kernel choose when binding. */
-  port: number;
-}
-
 /**
- * A Unix-domain address: a filesystem `path`, an `abstract` name (Linux's
- * namespace without a file), or neither for an unnamed socket.
+ * A socket's address: an IPv4 or IPv6 address and port, or a Unix-domain
+ * address (a filesystem `path`, an `abstract` name in Linux's namespace
+ * without a file, or neither for an unnamed socket).
  */
-export interface UnixAddress {
-  /** Always `"unix"`. */
-  family: "unix";
-  /** A filesystem path, shorter than 108 bytes. */
-  path?: string;
-  /** A name in the abstract namespace (without the leading NUL). */
-  abstract?: string;
-}
+export type SocketAddress =
+  | {
+    /** `"inet"` for IPv4, `"inet6"` for IPv6. */
+    family: "inet" | "inet6";
+    /** The IP literal, e.g. `"127.0.0.1"` or `"::1"` (no brackets). */
+    hostname: string;
+    /** The port, 0 to let the kernel choose when binding. */
+    port: number;
+  }
+  | {
+    /** A Unix-domain address. */
+    family: "unix";
+    /** A filesystem path, shorter than 108 bytes. */
+    path?: string;
+    /** A name in the abstract namespace (without the leading NUL). */
+    abstract?: string;
+  };
 
-/** Any address the FFI layer encodes or decodes. */
-export type SocketAddress = InetAddress | UnixAddress;
+/** An IPv4 or IPv6 address and port. */
+export type InetAddress = Extract<SocketAddress, { family: "inet" | "inet6" }>;
+
+/** A Unix-domain address. */
+export type UnixAddress = Extract<SocketAddress, { family: "unix" }>;
 
 /** An address that cannot be encoded (bad IP literal, path too long…). */
-export class InvalidAddressError extends TablerollError {
+export class InvalidAddressError extends FfiError {
   static {
     this.prototype.name = "InvalidAddressError";
   }

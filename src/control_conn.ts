@@ -6,20 +6,12 @@
  *
  * @module
  */
-import {
-  close,
-  POLLIN,
-  POLLOUT,
-  readyNow,
-  receiveWithFds,
-  sendWithFds,
-  setNonBlocking,
-  signalUntilClosed,
-  TruncatedMessageError,
-  waitReadable,
-  waitWritable,
-} from "../ffi/mod.ts";
-import { PeerClosedError, ProtocolError } from "./errors.ts";
+import { TruncatedMessageError } from "../ffi/errors.ts";
+import { close, readyNow, setNonBlocking } from "../ffi/fd.ts";
+import { receiveWithFds, sendWithFds } from "../ffi/fdpass.ts";
+import { POLLIN, POLLOUT } from "../ffi/platform.ts";
+import { signalUntilClosed, waitReadable, waitWritable } from "../ffi/wait.ts";
+import { TablerollError } from "./errors.ts";
 import { blobLength } from "./protocol.ts";
 
 /** A descriptor message as received: its data part and descriptors. */
@@ -52,7 +44,8 @@ export class ControlConn {
       const message = await this.readFdMessage(n - got, 1, signal);
       if (message.fds.length > 0) {
         message.fds.forEach(close);
-        throw new ProtocolError(
+        throw new TablerollError(
+          "protocol",
           "the peer attached descriptors where plain bytes were expected",
         );
       }
@@ -80,7 +73,10 @@ export class ControlConn {
       signal,
     );
     if (message.data.length === 0 && message.fds.length === 0) {
-      throw new PeerClosedError("the peer closed the control connection");
+      throw new TablerollError(
+        "peer-closed",
+        "the peer closed the control connection",
+      );
     }
     return message;
   }
@@ -155,16 +151,21 @@ export class ControlConn {
       return fn();
     } catch (err) {
       if (err instanceof TruncatedMessageError) {
-        throw new ProtocolError(
+        throw new TablerollError(
+          "protocol",
           "the peer attached more descriptors to a message than the protocol allows there",
           { cause: err },
         );
       }
       const code = (err as { code?: string }).code;
       if (code === "EPIPE" || code === "ECONNRESET") {
-        throw new PeerClosedError("the peer closed the control connection", {
-          cause: err,
-        });
+        throw new TablerollError(
+          "peer-closed",
+          "the peer closed the control connection",
+          {
+            cause: err,
+          },
+        );
       }
       throw err;
     }

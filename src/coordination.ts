@@ -5,42 +5,37 @@
  *
  * @module
  */
+import type { SyscallError } from "../ffi/errors.ts";
 import {
   close,
-  connect,
-  delay,
-  encodeSockaddr,
   type FileIdentity,
   fileIdentity,
   flock,
+  getuid,
+  openFile,
+  pathIdentity,
+  read,
+  unlink,
+  writeAll,
+} from "../ffi/fd.ts";
+import { O_CREAT, O_RDONLY, O_TRUNC, O_WRONLY } from "../ffi/platform.ts";
+import {
   flockHolder,
   flockHolderAmong,
   flockHolderThrough,
-  getuid,
-  InvalidAddressError,
+} from "../ffi/proc.ts";
+import { encodeSockaddr, InvalidAddressError } from "../ffi/sockaddr.ts";
+import {
+  connect,
   listenOn,
-  O_CREAT,
-  O_RDONLY,
-  O_TRUNC,
-  O_WRONLY,
-  openFile,
   openSocket,
-  pathIdentity,
   type PeerCredentials,
   peerCredentials,
-  read,
-  type SyscallError,
   unixSocketIsLive,
-  unlink,
-  writeAll,
-} from "../ffi/mod.ts";
-import {
-  CoordinationDirError,
-  InvalidIdError,
-  UntrustedPeerError,
-  UpgradeTimeoutError,
-} from "./errors.ts";
-import { type Logger, silentLogger } from "./logger.ts";
+} from "../ffi/socket.ts";
+import { delay } from "../ffi/timers.ts";
+import { isTablerollError, TablerollError } from "./errors.ts";
+import { type Logger, silentLogger } from "./events.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -61,7 +56,8 @@ export function controlSocketPath(dir: string, id: string): string {
  */
 export function checkId(dir: string, id: string): void {
   if (id === "" || id === "." || id === ".." || /[\/\0]/.test(id)) {
-    throw new InvalidIdError(
+    throw new TablerollError(
+      "bad-id",
       `id ${
         JSON.stringify(id)
       } cannot name a socket file: use a non-empty name without "/" or NUL`,
@@ -71,9 +67,13 @@ export function checkId(dir: string, id: string): void {
     encodeSockaddr({ family: "unix", path: controlSocketPath(dir, id) });
   } catch (err) {
     if (!(err instanceof InvalidAddressError)) throw err;
-    throw new InvalidIdError(`${err.message}: use a shorter directory or id`, {
-      cause: err,
-    });
+    throw new TablerollError(
+      "bad-id",
+      `${err.message}: use a shorter directory or id`,
+      {
+        cause: err,
+      },
+    );
   }
 }
 
@@ -91,13 +91,15 @@ export function checkDirectory(dir: string): void {
   } catch (err) {
     const code = (err as SyscallError).code;
     if (code === "ENOENT" || code === "ENOTDIR") {
-      throw new CoordinationDirError(
+      throw new TablerollError(
+        "bad-directory",
         `coordination directory ${dir} does not exist: create it (mode 0700) before starting`,
         { cause: err },
       );
     }
     if (code === "EACCES") {
-      throw new CoordinationDirError(
+      throw new TablerollError(
+        "bad-directory",
         `coordination directory ${dir} cannot be opened (EACCES): check its permissions and those of its parents`,
         { cause: err },
       );
@@ -111,11 +113,15 @@ export function checkDirectory(dir: string): void {
     close(fd);
   }
   if (info.kind !== "directory") {
-    throw new CoordinationDirError(`${dir} is not a directory`);
+    throw new TablerollError(
+      "bad-directory",
+      `${dir} is not a directory`,
+    );
   }
   const uid = getuid();
   if (info.uid !== uid) {
-    throw new CoordinationDirError(
+    throw new TablerollError(
+      "bad-directory",
       `coordination directory ${dir} belongs to uid ${info.uid}, not to this process's uid ${uid}: ` +
         "use a directory this user owns (mode 0700)",
     );
@@ -124,7 +130,8 @@ export function checkDirectory(dir: string): void {
     const sticky = info.permissions & STICKY
       ? "; the sticky bit does not help, others can still create files there"
       : "";
-    throw new CoordinationDirError(
+    throw new TablerollError(
+      "bad-directory",
       `coordination directory ${dir} has mode ${octal(info.permissions)}: ${
         whoElseWrites(info.permissions)
       } can write it and pose as the owner${sticky}; ` +
@@ -156,20 +163,23 @@ export function checkOwnFile(path: string, kind: "file" | "socket"): void {
   if (info === null) return;
   const uid = getuid();
   if (info.uid !== uid) {
-    throw new CoordinationDirError(
+    throw new TablerollError(
+      "bad-directory",
       `${path} belongs to uid ${info.uid}, not to this process's uid ${uid}: another user could write ` +
         "the coordination directory; remove the file and make the directory writable by this user only (chmod 0700)",
     );
   }
   if (info.kind !== kind) {
-    throw new CoordinationDirError(
+    throw new TablerollError(
+      "bad-directory",
       `${path} is not a ${
         kind === "file" ? "regular file" : "socket"
       }: remove it`,
     );
   }
   if (info.permissions & WRITABLE_BY_OTHERS) {
-    throw new CoordinationDirError(
+    throw new TablerollError(
+      "bad-directory",
       `${path} has mode ${octal(info.permissions)}: ${
         whoElseWrites(info.permissions)
       } can write it; chmod go-w ${path}`,
@@ -186,7 +196,8 @@ export function checkOwnerPeer(fd: number, path: string): PeerCredentials {
   const peer = peerCredentials(fd);
   const uid = getuid();
   if (peer.uid !== uid) {
-    throw new UntrustedPeerError(
+    throw new TablerollError(
+      "untrusted-peer",
       `${path} is served by pid ${peer.pid} of uid ${peer.uid}, not by a process of this uid ${uid}: ` +
         "another user replaced the owner's control socket; nothing was read from it. " +
         "Make the coordination directory writable by this user only (chmod 0700) and restart the service",
@@ -208,7 +219,8 @@ export function listenControl(path: string): number {
   }
   checkOwnFile(path, "socket");
   if (unixSocketIsLive(path)) {
-    throw new InvalidIdError(
+    throw new TablerollError(
+      "id-in-use",
       `${path} is served by a live process: another process uses this id; give each process its own`,
     );
   }
@@ -330,8 +342,9 @@ export class OwnerLock {
         try {
           await sleep(delay, signal, "waiting for the lock");
         } catch (err) {
-          if (!(err instanceof UpgradeTimeoutError)) throw err;
-          throw new UpgradeTimeoutError(
+          if (!isTablerollError(err, "timeout")) throw err;
+          throw new TablerollError(
+            "timeout",
             `timed out waiting for the lock: ${stall()}; ` +
               "it is taking over or stuck: stop that process if it does not finish",
             { cause: err },
@@ -431,7 +444,11 @@ export function sleep(
 export function abortReason(signal: AbortSignal, what: string): unknown {
   const reason = signal.reason;
   if (reason instanceof DOMException && reason.name === "TimeoutError") {
-    return new UpgradeTimeoutError(`timed out ${what}`, { cause: reason });
+    return new TablerollError(
+      "timeout",
+      `timed out ${what}`,
+      { cause: reason },
+    );
   }
   return reason;
 }

@@ -1,188 +1,199 @@
 /**
- * The typed errors of the library, one family under
- * {@linkcode TablerollError}: the upgrader's own, and those of the FFI
- * layer it re-exports. Each one says what happened and what to do about it.
+ * The library's one error class, {@linkcode TablerollError}, with a
+ * {@linkcode TablerollErrorCode} for the cases a program branches on. Every
+ * message says what happened and what to do about it.
+ *
+ * The FFI layer below knows nothing of this class: its errors (a failed
+ * system call, an address that cannot be encoded…) are turned into one by
+ * {@linkcode asTablerollError} where they leave the library.
  *
  * @module
  */
-
-import { TablerollError } from "../ffi/mod.ts";
-
-export {
-  InvalidAddressError,
+import {
+  FfiError,
   SyscallError,
-  TablerollError,
   TruncatedMessageError,
-  UnsupportedPlatformError,
   UnsupportedSyscallError,
-} from "../ffi/mod.ts";
+} from "../ffi/errors.ts";
+import { InvalidAddressError } from "../ffi/sockaddr.ts";
+import { UnsupportedPlatformError } from "../ffi/platform.ts";
 
-/** The descriptor store refused a change because a handover is under way. */
-export class UpgradeInProgressError extends TablerollError {
-  static {
-    this.prototype.name = "UpgradeInProgressError";
-  }
+/**
+ * What went wrong, for a program that branches on it:
+ *
+ * - `bad-directory`: the coordination directory is missing, not this
+ *   user's, or writable by others (or a file in it is);
+ * - `bad-id`: the id cannot name a control socket; `id-in-use`: a live
+ *   process serves the control socket of this id;
+ * - `bad-address`: an address that cannot be listened on;
+ * - `untrusted-peer`: the other end of a control connection runs as another
+ *   user;
+ * - `timeout`: the lock, a transfer or a successor took longer than allowed;
+ * - `peer-closed`: the other process closed the connection, or died, in the
+ *   middle of a handover; `protocol`: it broke the protocol;
+ * - `descriptor-mismatch`: an inherited descriptor is not what was asked
+ *   for; `claimed-too-late`: `ready()` already closed it, unclaimed;
+ * - `upgrade-in-progress`, `upgrade-completed`, `stopped`: the upgrader's
+ *   state refuses the call; `not-owner`: only the owner can start an
+ *   upgrade; `successor-failed`: the copy it started ended first (see
+ *   {@linkcode TablerollError.successor});
+ * - `activation`: the service manager's socket activation is inconsistent;
+ * - `adoption`: the runtime's own server cannot serve the socket;
+ * - `unsupported`: this platform or kernel lacks something needed;
+ * - `system`: a system call failed (see {@linkcode TablerollError.syscall}
+ *   and {@linkcode TablerollError.errno}).
+ */
+export type TablerollErrorCode =
+  | "bad-directory"
+  | "bad-id"
+  | "id-in-use"
+  | "bad-address"
+  | "untrusted-peer"
+  | "timeout"
+  | "peer-closed"
+  | "protocol"
+  | "descriptor-mismatch"
+  | "claimed-too-late"
+  | "upgrade-in-progress"
+  | "upgrade-completed"
+  | "stopped"
+  | "not-owner"
+  | "successor-failed"
+  | "activation"
+  | "adoption"
+  | "unsupported"
+  | "system";
 
-  /** `action` is what was refused, e.g. `"add a listener"`. */
-  constructor(action: string) {
-    super(
-      `cannot ${action}: a successor is taking over this process's descriptors; ` +
-        "wait for the upgrade to complete or fail",
-    );
-  }
-}
-
-/** The upgrade completed: this process handed its descriptors over and must drain. */
-export class UpgradeCompletedError extends TablerollError {
-  static {
-    this.prototype.name = "UpgradeCompletedError";
-  }
-
-  /** `action` is what was refused, e.g. `"add a listener"`. */
-  constructor(action: string) {
-    super(
-      `cannot ${action}: this process already handed its descriptors to a successor; ` +
-        "finish in-flight work and exit",
-    );
-  }
-}
-
-/** The upgrader was stopped. */
-export class StoppedError extends TablerollError {
-  static {
-    this.prototype.name = "StoppedError";
-  }
-
-  /** `action` is what was refused, e.g. `"add a listener"`. */
-  constructor(action: string) {
-    super(`cannot ${action}: the upgrader was stopped; create a new one`);
-  }
-}
-
-/** A wait (lock, handover, successor) took longer than allowed. */
-export class UpgradeTimeoutError extends TablerollError {
-  static {
-    this.prototype.name = "UpgradeTimeoutError";
-  }
-}
-
-/** The peer sent bytes that do not follow the tableroll protocol. */
-export class ProtocolError extends TablerollError {
-  static {
-    this.prototype.name = "ProtocolError";
-  }
-}
-
-/** The peer closed the connection or died in the middle of the handover. */
-export class PeerClosedError extends TablerollError {
-  static {
-    this.prototype.name = "PeerClosedError";
-  }
-}
-
-/** The coordination directory is missing, not a directory, or not usable by this user. */
-export class CoordinationDirError extends TablerollError {
-  static {
-    this.prototype.name = "CoordinationDirError";
-  }
-}
-
-/** The process at the other end of a control connection runs as another user. */
-export class UntrustedPeerError extends TablerollError {
-  static {
-    this.prototype.name = "UntrustedPeerError";
-  }
-}
-
-/** A requested descriptor does not match what was inherited under that name. */
-export class DescriptorMismatchError extends TablerollError {
-  static {
-    this.prototype.name = "DescriptorMismatchError";
-  }
+/** Options of a {@linkcode TablerollError}, beyond `cause`. */
+interface TablerollErrorOptions extends ErrorOptions {
+  syscall?: string;
+  errno?: string;
+  successor?: TablerollError["successor"];
 }
 
 /**
- * A descriptor inherited under this name was closed by `ready()` because
- * nothing had claimed it yet: opening it anew now would fail or serve on a
- * different socket while the predecessor drains.
+ * Every error the library raises: branch on {@linkcode TablerollError.code}.
+ *
+ * @example Telling a busy port from the rest
+ * ```ts ignore
+ * try {
+ *   upgrader.fds.listen("web", { port: 8080 });
+ * } catch (err) {
+ *   if (!(err instanceof TablerollError)) throw err;
+ *   if (err.code === "system" && err.errno === "EADDRINUSE") console.error("port 8080 is taken");
+ *   else console.error(err.message);
+ * }
+ * ```
  */
-export class ClaimedTooLateError extends TablerollError {
+export class TablerollError extends Error {
+  // The class names itself in words: bundlers may rename classes (`bun
+  // build` with several entry points does), so `new.target.name` would not do.
   static {
-    this.prototype.name = "ClaimedTooLateError";
+    this.prototype.name = "TablerollError";
   }
 
-  /** `name` is the descriptor's name. */
-  constructor(name: string) {
-    super(
-      `${
-        JSON.stringify(name)
-      } was inherited from the predecessor, but ready() closed it ` +
-        "because nothing had claimed it yet: listen on it (or serve it, or fds.claim() it) " +
-        "before calling ready()",
-    );
-  }
-}
+  /** What went wrong. */
+  readonly code: TablerollErrorCode;
+  /** For `system`: the call that failed, e.g. `"bind"`. */
+  readonly syscall?: string;
+  /** For `system`: the errno's name, e.g. `"EADDRINUSE"`. */
+  readonly errno?: string;
+  /** For `successor-failed`: how the copy started by the self-upgrade ended. */
+  readonly successor?: {
+    /** Its pid. */
+    readonly pid: number;
+    /** Its exit status, if it exited. */
+    readonly exitCode?: number;
+    /** The number of the signal that ended it, if one did. */
+    readonly exitSignal?: number;
+    /** The last bytes it wrote to stderr. */
+    readonly stderr: string;
+  };
 
-/** An id that cannot name a control socket, or that a live process already uses. */
-export class InvalidIdError extends TablerollError {
-  static {
-    this.prototype.name = "InvalidIdError";
-  }
-}
-
-/** `upgrade()` was called in a process that is not the owner. */
-export class NotOwnerError extends TablerollError {
-  static {
-    this.prototype.name = "NotOwnerError";
-  }
-
-  /** `state` is the upgrader's state at the call. */
-  constructor(state: string) {
-    super(
-      `cannot start an upgrade in state ${state}: only the owner can start its successor; ` +
-        "call it after ready() and before a successor took over",
-    );
-  }
-}
-
-/** The copy started by `upgrade()` ended before it took over. */
-export class SuccessorFailedError extends TablerollError {
-  static {
-    this.prototype.name = "SuccessorFailedError";
-  }
-
-  /** Its exit status, or `undefined` if a signal ended it. */
-  readonly status: number | undefined;
-  /** The number of the signal that ended it, if one did. */
-  readonly signal: number | undefined;
-  /** The last bytes it wrote to stderr. */
-  readonly stderr: string;
-
-  /** `pid` ended with `status` or `signal`; `stderr` is the tail of its stderr. */
+  /** An error of kind `code`; `message` says what happened and what to do. */
   constructor(
-    pid: number,
-    ended: { code?: number; signal?: number },
-    stderr: string,
+    code: TablerollErrorCode,
+    message: string,
+    options: TablerollErrorOptions = {},
   ) {
-    super(
-      `the new copy (pid ${pid}) ${
-        ended.signal === undefined
-          ? `exited with status ${ended.code}`
-          : `was killed by signal ${ended.signal}`
-      } before it took over; this process is still the owner. ` +
-        (stderr
-          ? `Its stderr ends with:\n${stderr}`
-          : "It wrote nothing to stderr."),
-    );
-    this.status = ended.code;
-    this.signal = ended.signal;
-    this.stderr = stderr;
+    const { syscall, errno, successor, ...errorOptions } = options;
+    super(message, errorOptions);
+    this.code = code;
+    if (syscall !== undefined) this.syscall = syscall;
+    if (errno !== undefined) this.errno = errno;
+    if (successor !== undefined) this.successor = successor;
   }
 }
 
-/** The descriptors announced by socket activation (`LISTEN_FDS`) cannot be used. */
-export class ActivationError extends TablerollError {
-  static {
-    this.prototype.name = "ActivationError";
+/** Whether `err` is a {@linkcode TablerollError} of kind `code`. */
+export function isTablerollError(
+  err: unknown,
+  code: TablerollErrorCode,
+): err is TablerollError {
+  return err instanceof TablerollError && err.code === code;
+}
+
+/**
+ * `err` as the library lets it out: an error of the FFI layer becomes a
+ * {@linkcode TablerollError} (the original as its `cause`); anything else is
+ * returned as it is.
+ */
+export function asTablerollError(err: unknown): unknown {
+  if (!(err instanceof FfiError)) return err;
+  const options = { cause: err };
+  if (
+    err instanceof UnsupportedSyscallError ||
+    err instanceof UnsupportedPlatformError
+  ) {
+    return new TablerollError("unsupported", err.message, options);
+  }
+  if (err instanceof SyscallError) {
+    return new TablerollError("system", err.message, {
+      ...options,
+      syscall: err.syscall,
+      errno: err.code,
+    });
+  }
+  if (err instanceof InvalidAddressError) {
+    return new TablerollError("bad-address", err.message, options);
+  }
+  if (err instanceof TruncatedMessageError) {
+    return new TablerollError("protocol", err.message, options);
+  }
+  return new TablerollError("system", err.message, options);
+}
+
+/**
+ * Runs `fn`, letting its errors out as {@linkcode asTablerollError} makes
+ * them: for the library's public calls.
+ */
+export function rethrowing<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw asTablerollError(err);
+  }
+}
+
+/** The refusal of `action` in upgrader state `state` (`handing-over`, `upgraded`, `stopped`). */
+export function refusedIn(state: string, action: string): TablerollError {
+  switch (state) {
+    case "handing-over":
+      return new TablerollError(
+        "upgrade-in-progress",
+        `cannot ${action}: a successor is taking over this process's descriptors; ` +
+          "wait for the upgrade to complete or fail",
+      );
+    case "upgraded":
+      return new TablerollError(
+        "upgrade-completed",
+        `cannot ${action}: this process already handed its descriptors to a successor; ` +
+          "finish in-flight work and exit",
+      );
+    default:
+      return new TablerollError(
+        "stopped",
+        `cannot ${action}: the upgrader was stopped; create a new one`,
+      );
   }
 }

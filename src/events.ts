@@ -1,175 +1,181 @@
 /**
- * What an upgrader tells the application: typed events for metrics and
- * audit logs, and the same facts as structured log records.
+ * What an upgrader tells the application and the integrations around it:
+ * typed events, the same facts as structured log records, and the rule for
+ * work the library does in the background.
  *
  * Events arrive through a callback option (`onEvent`) rather than an
  * `EventTarget`: `inherited` happens inside `Upgrader.create()`, before the
  * caller holds an object to add a listener to; a discriminated union narrows
- * by `event.type` without casts, where `EventTarget` would need
- * `CustomEvent` detail casts; and it is how `Deno.serve` and `Bun.serve`
- * report (`onListen`, `onError`). One function can fan out to several
- * consumers.
+ * by `event.type` without casts; and it is how `Deno.serve` and `Bun.serve`
+ * report (`onListen`, `onError`). The library's own integrations (the
+ * adapters, systemd, self-upgrade) follow an upgrader through the same
+ * events, with {@linkcode follow}.
  *
  * @module
  */
-import type { Logger } from "./logger.ts";
 
-/** What every event carries. */
-export interface EventBase {
-  /** When it happened, in milliseconds since the epoch. */
-  time: number;
-  /** The id of the upgrader that reports it. */
-  id: string;
-}
-
-/** This process received its predecessor's descriptors (inside `Upgrader.create()`). */
-export interface InheritedEvent extends EventBase {
-  /** The event's kind. */
-  type: "inherited";
-  /** The predecessor's id. */
-  from: string;
-  /** How many descriptors it handed over. */
-  count: number;
-  /** Milliseconds from connecting to the predecessor to holding every descriptor. */
-  durationMs: number;
-}
-
-/** This process became the owner (`ready()` completed). */
-export interface ReadyEvent extends EventBase {
-  /** The event's kind. */
-  type: "ready";
-  /** The predecessor that stepped down, or `null` when there was none. */
-  predecessor: string | null;
-  /** Milliseconds from the start of `Upgrader.create()` to now. */
-  durationMs: number;
-}
-
-/** A successor connected: the handover begins. */
-export interface HandoverStartedEvent extends EventBase {
-  /** The event's kind. */
-  type: "handover-started";
-  /** The successor's pid. */
-  successorPid: number;
-}
-
-/** The handover failed; this process is still the owner. */
-export interface HandoverFailedEvent extends EventBase {
-  /** The event's kind. */
-  type: "handover-failed";
-  /** The successor's pid. */
-  successorPid: number;
-  /** Why, in words. */
-  reason: string;
-  /** The error behind it. */
-  error: unknown;
-  /** Milliseconds from `handover-started` to the failure. */
-  durationMs: number;
-}
-
-/** A successor took over: this process drains and should exit. */
-export interface UpgradedEvent extends EventBase {
-  /** The event's kind. */
-  type: "upgraded";
-  /** The successor's pid. */
-  successorPid: number;
-  /** Milliseconds from `handover-started` to the successor's ready. */
-  durationMs: number;
+/**
+ * Where the library reports what it does: `console` and an `@std/log`
+ * `Logger` both satisfy it. Each event is logged as a message and a data
+ * object (what `@std/log` handlers receive as `msg` and `args`).
+ */
+export interface Logger {
+  /** Protocol steps. */
+  debug(message: string, ...args: unknown[]): unknown;
+  /** Handovers that happened. */
+  info(message: string, ...args: unknown[]): unknown;
+  /** Failed handovers after which this process keeps serving. */
+  warn(message: string, ...args: unknown[]): unknown;
+  /** Failures that need attention. */
+  error(message: string, ...args: unknown[]): unknown;
 }
 
 /**
- * A successor that had taken over died within the rollback window while
- * still the recorded owner: this process took the service back and serves
- * again (`upgrader.rolledBack` resolves too).
+ * What an upgrader and its adapters report, told apart by `type`; every
+ * event also has `time` (milliseconds since the epoch) and `id` (the
+ * upgrader's).
  */
-export interface RolledBackEvent extends EventBase {
-  /** The event's kind. */
-  type: "rolled-back";
-  /** The successor's pid. */
-  successorPid: number;
-  /** Milliseconds from the successor's takeover (`upgraded`) to now. */
-  durationMs: number;
-}
-
-/** `stop()` ran. */
-export interface StoppedEvent extends EventBase {
-  /** The event's kind. */
-  type: "stopped";
-  /** The state it stopped from. */
-  from: string;
-}
-
-/** An adapter's server began to drain after a handover. */
-export interface DrainStartedEvent extends EventBase {
-  /** The event's kind. */
-  type: "drain-started";
-  /** The name of the listener the server served. */
-  name: string;
-  /** Connections open when the drain began; `null` where the runtime does not count them (`Deno.serve`). */
-  connections: number | null;
-}
-
-/** An adapter's server finished draining. */
-export interface DrainFinishedEvent extends EventBase {
-  /** The event's kind. */
-  type: "drain-finished";
-  /** The name of the listener the server served. */
-  name: string;
-  /** Connections still open at the end (0 when all finished); `null` where the runtime does not count them. */
-  connections: number | null;
-  /** Milliseconds from `drain-started`. */
-  durationMs: number;
-}
-
-/**
- * An adapter's server stopped accepting: the runtime's accept loop ended on
- * an error (`EMFILE` at the descriptor limit, say). The connections it has
- * are still served; the adapter accepts again once it can.
- */
-export interface AcceptFailedEvent extends EventBase {
-  /** The event's kind. */
-  type: "accept-failed";
-  /** The name of the listener. */
-  name: string;
-  /** What ended the accept loop. */
-  error: unknown;
-}
-
-/** An adapter's server accepts again after `accept-failed`. */
-export interface AcceptResumedEvent extends EventBase {
-  /** The event's kind. */
-  type: "accept-resumed";
-  /** The name of the listener. */
-  name: string;
-  /** Milliseconds from `accept-failed`. */
-  durationMs: number;
-  /** Adoptions of the listener into a new server tried meanwhile, the one that accepts included. */
-  attempts: number;
-}
-
-/** Every event an upgrader and its adapters report, told apart by `type`. */
 export type UpgraderEvent =
-  | InheritedEvent
-  | ReadyEvent
-  | HandoverStartedEvent
-  | HandoverFailedEvent
-  | UpgradedEvent
-  | RolledBackEvent
-  | StoppedEvent
-  | DrainStartedEvent
-  | DrainFinishedEvent
-  | AcceptFailedEvent
-  | AcceptResumedEvent;
+  & {
+    /** When it happened, in milliseconds since the epoch. */
+    time: number;
+    /** The id of the upgrader that reports it. */
+    id: string;
+  }
+  & (
+    | {
+      /** Inside `create()`: the predecessor's descriptors arrived. */
+      type: "inherited";
+      /** The predecessor's id. */
+      from: string;
+      /** How many descriptors it handed over. */
+      count: number;
+      /** Milliseconds from connecting to it to holding every descriptor. */
+      durationMs: number;
+    }
+    | {
+      /** Inside `ready()`: the predecessor is asked to step down (a service manager must learn the new main process now). */
+      type: "claiming";
+      /** The predecessor's id. */
+      predecessor: string;
+      /** Its pid. */
+      predecessorPid: number;
+    }
+    | {
+      /** `ready()` made this process the owner. */
+      type: "ready";
+      /** The predecessor that stepped down, or `null` when there was none. */
+      predecessor: string | null;
+      /** Its pid, or `null`. */
+      predecessorPid: number | null;
+      /** Milliseconds from the start of `create()`. */
+      durationMs: number;
+    }
+    | {
+      /** A successor connected: the handover begins. */
+      type: "handover-started";
+      /** The successor's pid. */
+      successorPid: number;
+    }
+    | {
+      /** The handover failed; this process is still the owner. */
+      type: "handover-failed";
+      /** The successor's pid. */
+      successorPid: number;
+      /** Why, in words. */
+      reason: string;
+      /** The error behind it. */
+      error: unknown;
+      /** Milliseconds from `handover-started`. */
+      durationMs: number;
+    }
+    | {
+      /** A successor took over: this process drains and should exit. */
+      type: "upgraded";
+      /** The successor's pid. */
+      successorPid: number;
+      /** Milliseconds from `handover-started` to the successor's record. */
+      durationMs: number;
+    }
+    | {
+      /** The successor died within the rollback window while still the recorded owner: this process serves again. */
+      type: "rolled-back";
+      /** The successor's pid. */
+      successorPid: number;
+      /** Milliseconds from `upgraded`. */
+      durationMs: number;
+    }
+    | {
+      /** `stop()` ran. */
+      type: "stopped";
+      /** The state it stopped from. */
+      from: "starting" | "owner" | "handing-over" | "upgraded";
+    }
+    | {
+      /** A self-upgrade started a new copy of the program. */
+      type: "upgrade-started";
+      /** The copy's pid. */
+      pid: number;
+    }
+    | {
+      /** The copy a self-upgrade started did not take over; this process is still the owner. */
+      type: "upgrade-failed";
+      /** The copy's pid (0 if it could not be started). */
+      pid: number;
+      /** Why, in words. */
+      reason: string;
+      /** The error behind it. */
+      error: unknown;
+    }
+    | {
+      /** An adapter's server began to drain. */
+      type: "drain-started";
+      /** The listener's name. */
+      name: string;
+      /** Connections open then; `null` where the runtime does not count them (`Deno.serve`). */
+      connections: number | null;
+    }
+    | {
+      /** An adapter's server finished draining. */
+      type: "drain-finished";
+      /** The listener's name. */
+      name: string;
+      /** Connections still open (0 when all finished); `null` where the runtime does not count them. */
+      connections: number | null;
+      /** Milliseconds from `drain-started`. */
+      durationMs: number;
+    }
+    | {
+      /** An adapter's server stopped accepting on an error (`EMFILE` at the descriptor limit); its connections are still served. */
+      type: "accept-failed";
+      /** The listener's name. */
+      name: string;
+      /** What ended the accept loop. */
+      error: unknown;
+    }
+    | {
+      /** An adapter's server accepts again after `accept-failed`. */
+      type: "accept-resumed";
+      /** The listener's name. */
+      name: string;
+      /** Milliseconds from `accept-failed`. */
+      durationMs: number;
+      /** Servers tried meanwhile, the one that accepts included. */
+      attempts: number;
+    }
+  );
 
-/** Receives an upgrader's events. It runs synchronously; what it throws is logged, not raised. */
-export type UpgraderEventListener = (event: UpgraderEvent) => void;
-
-/** An event as the emitter takes it: `time` and `id` are added. */
+/** An event as it is reported: `time` and `id` are added. */
 export type EventInput = UpgraderEvent extends infer E
   ? E extends UpgraderEvent ? Omit<E, "time" | "id"> : never
   : never;
 
+/** Receives events; runs synchronously. */
+export type EventListener = (event: UpgraderEvent) => void;
+
 const LEVELS: Record<UpgraderEvent["type"], keyof Logger> = {
   inherited: "info",
+  claiming: "debug",
   ready: "info",
   "handover-started": "info",
   "handover-failed": "warn",
@@ -177,6 +183,8 @@ const LEVELS: Record<UpgraderEvent["type"], keyof Logger> = {
   // Loud: the new version died and the old one serves again.
   "rolled-back": "error",
   stopped: "debug",
+  "upgrade-started": "info",
+  "upgrade-failed": "error",
   "drain-started": "info",
   "drain-finished": "info",
   // New connections wait in the kernel's queue until it accepts again.
@@ -184,42 +192,93 @@ const LEVELS: Record<UpgraderEvent["type"], keyof Logger> = {
   "accept-resumed": "info",
 };
 
+const ignore = () => {};
+
+/** A logger that discards everything (the default, as in Go tableroll). */
+export const silentLogger: Logger = {
+  debug: ignore,
+  info: ignore,
+  warn: ignore,
+  error: ignore,
+};
+
 /**
- * Sends each event to the listener and, as a structured record (a message
- * and a data object, what `@std/log` handlers receive as `msg` and `args`),
- * to the logger.
+ * `logger` made safe to call from anywhere in the library: a method that
+ * throws, or returns a promise that rejects, is reported once on stderr (the
+ * logger itself cannot say it) and otherwise ignored, so a broken logger
+ * never interrupts a state change or a handover.
+ */
+function guardLogger(logger: Logger): Logger {
+  let reported = false;
+  const report = (err: unknown, message: string) => {
+    if (reported) return;
+    reported = true;
+    console.error(
+      `tableroll: the logger failed (${
+        describe(err)
+      }) on: ${message}; its failures are ignored from now on: fix the logger`,
+    );
+  };
+  const guard =
+    (level: keyof Logger) => (message: string, ...args: unknown[]) => {
+      try {
+        const result = logger[level](message, ...args);
+        if (result instanceof Promise) {
+          result.catch((err) => report(err, message));
+        }
+      } catch (err) {
+        report(err, message);
+      }
+    };
+  return {
+    debug: guard("debug"),
+    info: guard("info"),
+    warn: guard("warn"),
+    error: guard("error"),
+  };
+}
+
+/**
+ * One upgrader's reporting: each event goes to its listeners (the
+ * application's `onEvent` first, then the integrations that follow it) and,
+ * as a structured record, to the logger. A listener that throws is logged
+ * and changes nothing.
  */
 export class EventReporter {
+  /** The guarded logger: calling it never throws. */
+  readonly logger: Logger;
   readonly #id: string;
-  readonly #logger: Logger;
-  readonly #listener: UpgraderEventListener | undefined;
+  readonly #listeners: EventListener[] = [];
 
-  /** Reports for upgrader `id`. */
-  constructor(id: string, logger: Logger, listener?: UpgraderEventListener) {
+  /** Reports for upgrader `id` to `logger` and `listener`. */
+  constructor(id: string, logger?: Logger, listener?: EventListener) {
     this.#id = id;
-    this.#logger = logger;
-    this.#listener = listener;
+    this.logger = guardLogger(logger ?? silentLogger);
+    if (listener) this.#listeners.push(listener);
   }
 
-  /** Logs `message` as a warning that is no event. */
-  warn(message: string): void {
-    this.#logger.warn(message);
+  /** Adds a listener; returns the function that removes it. */
+  listen(listener: EventListener): () => void {
+    this.#listeners.push(listener);
+    return () => {
+      const i = this.#listeners.indexOf(listener);
+      if (i >= 0) this.#listeners.splice(i, 1);
+    };
   }
 
   /** Reports `input` with `message` as the log line. */
   emit(input: EventInput, message: string): void {
     const event = { ...input, time: Date.now(), id: this.#id } as UpgraderEvent;
-    this.#logger[LEVELS[event.type]](`tableroll: ${message}`, logData(event));
-    if (!this.#listener) return;
-    try {
-      this.#listener(event);
-    } catch (err) {
-      this.#logger.error(
-        `tableroll: the onEvent listener threw on ${event.type}: ${
-          (err as Error)?.message ?? err
-        }; fix the listener`,
-        { event: event.type, error: err },
-      );
+    this.logger[LEVELS[event.type]](`tableroll: ${message}`, logData(event));
+    for (const listener of [...this.#listeners]) {
+      try {
+        listener(event);
+      } catch (err) {
+        this.logger.error(
+          `tableroll: a listener of ${event.type} threw: ${describe(err)}`,
+          { event: event.type, error: err },
+        );
+      }
     }
   }
 }
@@ -232,7 +291,7 @@ function logData(event: UpgraderEvent): Record<string, unknown> {
 
 const reporters = new WeakMap<object, EventReporter>();
 
-/** Lets the adapters report through `upgrader`'s reporter (see {@linkcode reporterOf}). */
+/** Makes `reporter` the one {@linkcode reporterOf} finds for `upgrader`. */
 export function registerReporter(
   upgrader: object,
   reporter: EventReporter,
@@ -240,7 +299,67 @@ export function registerReporter(
   reporters.set(upgrader, reporter);
 }
 
-/** The reporter of `upgrader`, for the adapters' drain events; `undefined` for a stand-in. */
+/**
+ * The reporter of `upgrader`, through which the library's integrations
+ * report and follow it; `undefined` for an object that is no upgrader.
+ */
 export function reporterOf(upgrader: object): EventReporter | undefined {
   return reporters.get(upgrader);
+}
+
+/**
+ * Calls `listener` with every event of `upgrader` from now on; returns the
+ * function that stops it. Throws for an object that is no upgrader.
+ */
+export function follow(upgrader: object, listener: EventListener): () => void {
+  const reporter = reporterOf(upgrader);
+  if (!reporter) {
+    throw new TypeError("expected an Upgrader (from Upgrader.create())");
+  }
+  return reporter.listen(listener);
+}
+
+/**
+ * Runs `task` without awaiting it: the one way the library starts work in
+ * the background. Whatever it throws, synchronously or not, is logged with
+ * `what` it was doing and handed to `recover`, which puts things in a safe
+ * state: nothing started here becomes an unhandled rejection, which would
+ * end the service the library lives in.
+ *
+ * @example
+ * ```ts ignore
+ * inBackground(logger, "watching pid 4711", () => watch(4711), () => outcome.final.resolve());
+ * ```
+ */
+export function inBackground(
+  logger: Logger,
+  what: string,
+  task: () => Promise<void>,
+  recover?: (err: unknown) => void,
+): void {
+  const failed = (err: unknown) => {
+    logger.error(`tableroll: ${what} failed: ${describe(err)}`, {
+      error: err,
+    });
+    try {
+      recover?.(err);
+    } catch (again) {
+      logger.error(
+        `tableroll: recovering from the failure of ${what} failed too: ${
+          describe(again)
+        }; this is a bug in tableroll, please report it`,
+        { error: again },
+      );
+    }
+  };
+  try {
+    task().catch(failed);
+  } catch (err) {
+    failed(err);
+  }
+}
+
+/** An error's message, or the value as text. */
+export function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }

@@ -5,30 +5,28 @@
  * @module
  */
 import {
-  bindDatagram,
   close,
   dup,
   fileIdentity,
+  openFile,
+  setNonBlocking,
+} from "../ffi/fd.ts";
+import { O_CREAT, O_RDWR } from "../ffi/platform.ts";
+import {
   formatAddress,
   type InetAddress,
-  InvalidAddressError,
-  listenReplacingStale,
-  localAddress,
-  O_CREAT,
-  O_RDWR,
-  openFile,
   parseIPv4,
   parseIPv6,
-  setNonBlocking,
   type SocketAddress,
-  socketInfo,
-} from "../ffi/mod.ts";
-import type { DescriptorKind, DescriptorMeta } from "./protocol.ts";
+} from "../ffi/sockaddr.ts";
 import {
-  ClaimedTooLateError,
-  DescriptorMismatchError,
-  ProtocolError,
-} from "./errors.ts";
+  bindDatagram,
+  listenReplacingStale,
+  localAddress,
+  socketInfo,
+} from "../ffi/socket.ts";
+import type { DescriptorKind, DescriptorMeta } from "./protocol.ts";
+import { rethrowing, TablerollError } from "./errors.ts";
 
 /** Where to listen: a TCP/UDP host and port, a Unix socket path, or an abstract Unix name. */
 export type ListenAddress =
@@ -41,7 +39,7 @@ export interface Descriptor {
   /** The name it is handed over under. */
   readonly name: string;
   /** `"listener"`, `"conn"` (e.g. a UDP socket) or `"file"`. */
-  readonly kind: DescriptorKind;
+  readonly kind: "listener" | "conn" | "file";
   /**
    * The descriptor number. The store owns it and closes it at `stop()`:
    * never close it yourself; `dup` it when something else must own a copy.
@@ -95,7 +93,16 @@ export interface Fds {
   /** A UDP or Unix datagram socket named `name`, inherited or newly bound (kind `"conn"`). */
   listenDatagram(name: string, address: ListenAddress): Descriptor;
   /** A file named `name`, inherited or opened at `path`. */
-  openFile(name: string, path: string, options?: OpenFileOptions): Descriptor;
+  openFile(
+    name: string,
+    path: string,
+    options?: {
+      /** `open(2)` flags; default `O_RDWR | O_CREAT`. */
+      flags?: number;
+      /** Mode for a created file; default `0o644`. */
+      mode?: number;
+    },
+  ): Descriptor;
   /**
    * Stores a copy of a descriptor the application already has (from
    * systemd, say) under `name`; the caller keeps `fd`. The kind is detected:
@@ -122,14 +129,6 @@ export interface Fds {
   list(): Descriptor[];
 }
 
-/** Options of {@linkcode Fds.openFile}. */
-export interface OpenFileOptions {
-  /** `open(2)` flags; default `O_RDWR | O_CREAT`. */
-  flags?: number;
-  /** Mode for a created file; default `0o644`. */
-  mode?: number;
-}
-
 /**
  * The store behind {@linkcode Fds}, with the operations the upgrader itself
  * needs (snapshot, inherit, close). Changes go through a guard that enforces
@@ -147,49 +146,54 @@ export class DescriptorStore implements Fds {
   }
 
   listen(name: string, address: ListenAddress): Listener {
-    this.#guard(`listen on ${JSON.stringify(name)}`);
-    const wanted = toSocketAddress(address);
-    const existing = this.#claim(name, "listener", wanted);
-    if (existing) return existing as Listener;
-    // Non-blocking, as the runtimes' servers expect (a blocking listener
-    // stalls Deno's event loop in accept4). The flag belongs to the shared
-    // open file description, so every process holding it sees the same.
-    const fd = listenReplacingStale(wanted, { nonblocking: true });
-    return this.#store(name, "listener", fd) as Listener;
+    return this.#change(`listen on ${JSON.stringify(name)}`, () => {
+      const wanted = toSocketAddress(address);
+      const existing = this.#claim(name, "listener", wanted);
+      if (existing) return existing as Listener;
+      // Non-blocking, as the runtimes' servers expect (a blocking listener
+      // stalls Deno's event loop in accept4). The flag belongs to the shared
+      // open file description, so every process holding it sees the same.
+      const fd = listenReplacingStale(wanted, { nonblocking: true });
+      return this.#store(name, "listener", fd) as Listener;
+    });
   }
 
   listenDatagram(name: string, address: ListenAddress): Descriptor {
-    this.#guard(`bind datagram socket ${JSON.stringify(name)}`);
-    const wanted = toSocketAddress(address);
-    return this.#claim(name, "conn", wanted) ??
-      this.#store(name, "conn", bindDatagram(wanted));
+    return this.#change(`bind datagram socket ${JSON.stringify(name)}`, () => {
+      const wanted = toSocketAddress(address);
+      return this.#claim(name, "conn", wanted) ??
+        this.#store(name, "conn", bindDatagram(wanted));
+    });
   }
 
   openFile(
     name: string,
     path: string,
-    options: OpenFileOptions = {},
+    options: { flags?: number; mode?: number } = {},
   ): Descriptor {
-    this.#guard(`open file ${JSON.stringify(name)}`);
-    const existing = this.#claim(name, "file");
-    if (existing) return existing;
-    const fd = openFile(
-      path,
-      options.flags ?? (O_RDWR | O_CREAT),
-      options.mode ?? 0o644,
-    );
-    return this.#store(name, "file", fd);
+    return this.#change(`open file ${JSON.stringify(name)}`, () => {
+      const existing = this.#claim(name, "file");
+      if (existing) return existing;
+      const fd = openFile(
+        path,
+        options.flags ?? (O_RDWR | O_CREAT),
+        options.mode ?? 0o644,
+      );
+      return this.#store(name, "file", fd);
+    });
   }
 
   add(name: string, fd: number): Descriptor {
-    this.#guard(`add ${JSON.stringify(name)}`);
-    if (this.#entries.has(name)) {
-      throw new DescriptorMismatchError(
-        `a descriptor named ${JSON.stringify(name)} is already stored`,
-      );
-    }
-    const kind = detectKind(fd);
-    return this.#store(name, kind, dup(fd));
+    return this.#change(`add ${JSON.stringify(name)}`, () => {
+      if (this.#entries.has(name)) {
+        throw new TablerollError(
+          "descriptor-mismatch",
+          `a descriptor named ${JSON.stringify(name)} is already stored`,
+        );
+      }
+      const kind = detectKind(fd);
+      return this.#store(name, kind, dup(fd));
+    });
   }
 
   get(name: string): Descriptor | undefined {
@@ -198,20 +202,31 @@ export class DescriptorStore implements Fds {
   }
 
   claim(name: string): Descriptor | undefined {
-    this.#guard(`claim ${JSON.stringify(name)}`);
-    this.#refuseClosedUnclaimed(name);
-    const entry = this.#entries.get(name);
-    if (entry) entry.claimed = true;
-    return entry && publicView(entry);
+    return this.#change(`claim ${JSON.stringify(name)}`, () => {
+      this.#refuseClosedUnclaimed(name);
+      const entry = this.#entries.get(name);
+      if (entry) entry.claimed = true;
+      return entry && publicView(entry);
+    });
   }
 
   remove(name: string): boolean {
-    this.#guard(`remove ${JSON.stringify(name)}`);
-    const entry = this.#entries.get(name);
-    if (!entry) return false;
-    this.#entries.delete(name);
-    close(entry.fd);
-    return true;
+    return this.#change(`remove ${JSON.stringify(name)}`, () => {
+      const entry = this.#entries.get(name);
+      if (!entry) return false;
+      this.#entries.delete(name);
+      close(entry.fd);
+      return true;
+    });
+  }
+
+  /**
+   * `change`, if the upgrader's state allows `action`, with what the FFI
+   * layer throws let out as a {@linkcode TablerollError}.
+   */
+  #change<T>(action: string, change: () => T): T {
+    this.#guard(action);
+    return rethrowing(change);
   }
 
   list(): Descriptor[] {
@@ -238,7 +253,8 @@ export class DescriptorStore implements Fds {
     const names = new Set(this.#entries.keys());
     for (const { id } of meta) {
       if (names.has(id)) {
-        throw new ProtocolError(
+        throw new TablerollError(
+          "protocol",
           `the predecessor sent two descriptors named ${JSON.stringify(id)}`,
         );
       }
@@ -311,7 +327,8 @@ export class DescriptorStore implements Fds {
     const entry = this.#entries.get(name);
     if (!entry) return undefined;
     if (entry.kind !== kind) {
-      throw new DescriptorMismatchError(
+      throw new TablerollError(
+        "descriptor-mismatch",
         `${
           JSON.stringify(name)
         } is a ${entry.kind}, not a ${kind}: use another name or remove it first`,
@@ -322,7 +339,8 @@ export class DescriptorStore implements Fds {
       const described = entry.addr === real
         ? ""
         : ` (the predecessor described it as ${entry.network} ${entry.addr})`;
-      throw new DescriptorMismatchError(
+      throw new TablerollError(
+        "descriptor-mismatch",
         `${JSON.stringify(name)} is bound to ${real}${described}, not to ${
           formatAddress(wanted)
         } as asked: ` +
@@ -334,7 +352,16 @@ export class DescriptorStore implements Fds {
   }
 
   #refuseClosedUnclaimed(name: string): void {
-    if (this.#closedUnclaimed.has(name)) throw new ClaimedTooLateError(name);
+    if (this.#closedUnclaimed.has(name)) {
+      throw new TablerollError(
+        "claimed-too-late",
+        `${
+          JSON.stringify(name)
+        } was inherited from the predecessor, but ready() closed it ` +
+          "because nothing had claimed it yet: listen on it (or serve it, or fds.claim() it) " +
+          "before calling ready()",
+      );
+    }
   }
 
   /** Stores a descriptor this process created; callers made sure `name` is free. */
@@ -413,7 +440,8 @@ export function toSocketAddress(address: ListenAddress): SocketAddress {
   try {
     parseIPv4(host);
   } catch (err) {
-    throw new InvalidAddressError(
+    throw new TablerollError(
+      "bad-address",
       `hostname ${
         JSON.stringify(host)
       } is not an IP address: pass an IPv4/IPv6 literal or "localhost"` +

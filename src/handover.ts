@@ -7,7 +7,8 @@
  *
  * @module
  */
-import { delay, unixSocketIsLive } from "../ffi/mod.ts";
+import { unixSocketIsLive } from "../ffi/socket.ts";
+import { delay } from "../ffi/timers.ts";
 import {
   controlSocketPath,
   holdsLock,

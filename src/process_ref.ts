@@ -6,16 +6,12 @@
  *
  * @module
  */
-import {
-  close,
-  delay,
-  pidfdOpen,
-  POLLIN,
-  processStat,
-  readyNow,
-  UnsupportedSyscallError,
-  waitReadable,
-} from "../ffi/mod.ts";
+import { UnsupportedSyscallError } from "../ffi/errors.ts";
+import { close, readyNow } from "../ffi/fd.ts";
+import { POLLIN } from "../ffi/platform.ts";
+import { pidfdOpen, processStat } from "../ffi/proc.ts";
+import { delay } from "../ffi/timers.ts";
+import { waitReadable } from "../ffi/wait.ts";
 import { sleep } from "./coordination.ts";
 
 /** A process observed alive once; {@linkcode forget} it when done. */

@@ -6,7 +6,7 @@
  * @module
  */
 import { decodeVersionPrefix, encodeVersionPrefix } from "./version.ts";
-import { ProtocolError } from "./errors.ts";
+import { TablerollError } from "./errors.ts";
 
 /** The protocol version this library speaks. */
 export const PROTOCOL_VERSION = 1;
@@ -86,17 +86,24 @@ export function decodeMetadata(body: Uint8Array): Metadata {
   const { version, rest } = decodeVersionPrefix(body);
   const value = parseJson(rest, "metadata");
   if (!Array.isArray(value)) {
-    throw new ProtocolError("metadata is not a JSON array of descriptors");
+    throw new TablerollError(
+      "protocol",
+      "metadata is not a JSON array of descriptors",
+    );
   }
   const entries = value.map((item, i): DescriptorMeta => {
     const { kind, id, network, addr } = (item ?? {}) as Record<string, unknown>;
     if (kind !== "listener" && kind !== "conn" && kind !== "file") {
-      throw new ProtocolError(
+      throw new TablerollError(
+        "protocol",
         `metadata entry ${i} has unknown kind ${JSON.stringify(kind)}`,
       );
     }
     if (typeof id !== "string") {
-      throw new ProtocolError(`metadata entry ${i} has no string "id"`);
+      throw new TablerollError(
+        "protocol",
+        `metadata entry ${i} has no string "id"`,
+      );
     }
     return {
       kind,
@@ -129,7 +136,10 @@ export function decodeReadyVersion(body: Uint8Array): number {
     | { version?: unknown }
     | null;
   if (typeof value?.version !== "number") {
-    throw new ProtocolError('ready message has no numeric "version"');
+    throw new TablerollError(
+      "protocol",
+      'ready message has no numeric "version"',
+    );
   }
   return value.version;
 }
@@ -143,7 +153,8 @@ export function encodeSteppingDown(): Uint8Array {
 export function checkSteppingDown(body: Uint8Array): void {
   const value = parseJson(body, "owner's answer") as { msg?: unknown } | null;
   if (value?.msg !== "stepping down") {
-    throw new ProtocolError(
+    throw new TablerollError(
+      "protocol",
       `owner answered ${
         JSON.stringify(value)
       } instead of {"msg":"stepping down"}`,
@@ -158,7 +169,8 @@ export function blobLength(header: Uint8Array): number {
     false,
   );
   if (length < 0 || length > MAX_BLOB_BYTES) {
-    throw new ProtocolError(
+    throw new TablerollError(
+      "protocol",
       `blob length ${length} is outside 0..${MAX_BLOB_BYTES}: the peer does not speak the tableroll protocol`,
     );
   }
@@ -169,7 +181,8 @@ function parseJson(bytes: Uint8Array, what: string): unknown {
   try {
     return JSON.parse(decoder.decode(bytes));
   } catch (err) {
-    throw new ProtocolError(
+    throw new TablerollError(
+      "protocol",
       `${what} is not valid JSON: ${(err as Error).message}`,
       {
         cause: err,

@@ -8,8 +8,8 @@
  *
  * @module
  */
-import { everyUnref } from "../ffi/mod.ts";
-import type { Logger } from "./logger.ts";
+import { everyUnref } from "../ffi/timers.ts";
+import type { Logger } from "./events.ts";
 
 /** How long refusals after a logged one are counted instead of logged. */
 export const REFUSAL_WINDOW_MS = 60_000;

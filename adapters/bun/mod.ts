@@ -32,7 +32,8 @@
  */
 // @ts-types="./deno_types.d.ts"
 import type { Serve, Server, ServerWebSocket, WebSocketHandler } from "bun";
-import { delay, type SocketAddress } from "../../ffi/mod.ts";
+import type { SocketAddress } from "../../ffi/sockaddr.ts";
+import { delay } from "../../ffi/timers.ts";
 import { type AdoptedListener, serveAdopted } from "../adopt.ts";
 import { Drain } from "../drain.ts";
 import {
@@ -41,7 +42,6 @@ import {
   listenAddressOf,
 } from "../contract.ts";
 
-export { AdoptionError } from "../adopt.ts";
 export type * from "../contract.ts";
 // @ts-types="./deno_types.d.ts"
 export type { Serve, Server, ServerWebSocket, WebSocketHandler } from "bun";
@@ -244,7 +244,7 @@ export class HandedOverBunServer<WebSocketData = undefined>
  * listener's real address. Without `port`, the port is Bun's default
  * (`$BUN_PORT`, `$PORT`, `$NODE_PORT`, else 3000).
  *
- * Throws {@linkcode AdoptionError} if this Bun's internals do not allow
+ * Throws a `TablerollError` with code `adoption` if this Bun's internals do not allow
  * adoption; serve through `@tableroll/tableroll/node` then.
  *
  * @example

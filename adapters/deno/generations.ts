@@ -14,7 +14,8 @@
  *
  * @module
  */
-import { delay, type SocketAddress } from "../../ffi/mod.ts";
+import type { SocketAddress } from "../../ffi/sockaddr.ts";
+import { delay } from "../../ffi/timers.ts";
 import { type EventReporter, reporterOf } from "../../src/events.ts";
 import { type AdoptedListener, serveAdopted } from "../adopt.ts";
 import type { StoreListener } from "../contract.ts";

@@ -9,8 +9,7 @@
  * WebSockets, so while any is open (tracked with {@linkcode upgradeWebSocket})
  * the drain waits for it, until the deadline, before closing idle
  * connections. A `signal` stops the server like
- * {@linkcode HandedOverDenoServer.stop}, except when its reason is the
- * takeover (`upgrader.signal`): then the drain runs as it would without it.
+ * {@linkcode HandedOverDenoServer.stop}.
  *
  * @example Serve HTTP and drain when the next version takes over
  * ```ts ignore
@@ -33,7 +32,6 @@
  * @module
  */
 import type { SocketAddress } from "../../ffi/mod.ts";
-import { UpgradeCompletedError } from "../../src/errors.ts";
 import { closingConnection, Drain } from "../drain.ts";
 import { type Generation, ServerGenerations } from "./generations.ts";
 import {
@@ -42,7 +40,6 @@ import {
   listenAddressOf,
 } from "../contract.ts";
 
-export { AdoptionError } from "../adopt.ts";
 export type * from "../contract.ts";
 
 /**
@@ -91,7 +88,7 @@ const live = new Set<{ servers: ServerGenerations; drain: Drain }>();
  * the listener with a new `Deno.serve` as soon as it can, and the old one
  * keeps its connections (`accept-failed` and `accept-resumed` events).
  *
- * Throws {@linkcode AdoptionError} if this Deno's internals do not allow
+ * Throws a `TablerollError` with code `adoption` if this Deno's internals do not allow
  * adoption; serve through `@tableroll/tableroll/node` then.
  *
  * @example
@@ -173,10 +170,7 @@ export function serve(options: ServeOptions): HandedOverDenoServer {
     addr as Deno.NetAddr & Deno.UnixAddr,
   );
   const stop = () => drain.stop(() => servers.shutdown());
-  signal?.addEventListener("abort", () => {
-    // At the takeover the drain stops the server after its grace period.
-    if (!(signal.reason instanceof UpgradeCompletedError)) stop();
-  }, { once: true });
+  signal?.addEventListener("abort", () => stop(), { once: true });
   return {
     addr,
     address: servers.address,

@@ -54,14 +54,10 @@ import {
   type Socket,
 } from "node:net";
 import type { Duplex } from "node:stream";
-import {
-  close,
-  delay,
-  dup,
-  listenOn,
-  localAddress,
-  TablerollError,
-} from "../../ffi/mod.ts";
+import { close, dup } from "../../ffi/fd.ts";
+import { listenOn, localAddress } from "../../ffi/socket.ts";
+import { delay } from "../../ffi/timers.ts";
+import { TablerollError } from "../../src/errors.ts";
 import {
   currentRuntime,
   NODE_ADAPTER_SINCE,
@@ -186,6 +182,7 @@ function unsupported(problem: string): TablerollError {
     } or later)`
     : "";
   return new TablerollError(
+    "unsupported",
     `@tableroll/tableroll/node cannot serve on ${runtimeName()}${needs}: ${problem}. ` +
       "Serve through the runtime's native adapter (@tableroll/tableroll/serve) instead",
   );

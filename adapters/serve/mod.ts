@@ -29,7 +29,6 @@
 import type { SocketAddress } from "../../ffi/mod.ts";
 import type { HandedOverServer, HandoverOptions } from "../contract.ts";
 
-export { AdoptionError } from "../adopt.ts";
 export type * from "../contract.ts";
 
 // Only the running runtime's adapter is loaded.
@@ -56,7 +55,7 @@ export interface ServeOptions extends HandoverOptions {
  * Serves `options.handler` on the upgrader's listener `options.name` with
  * the running runtime's native server.
  *
- * Throws {@linkcode AdoptionError} if the runtime's internals do not allow
+ * Throws a `TablerollError` with code `adoption` if the runtime's internals do not allow
  * adoption; serve through `@tableroll/tableroll/node` then.
  *
  * @example

@@ -4,8 +4,9 @@
  *
  * @module
  */
-import { deleteEnv, getEnv, getpid, setCloseOnExec } from "../ffi/mod.ts";
-import { ActivationError } from "./errors.ts";
+import { getpid, setCloseOnExec } from "../ffi/fd.ts";
+import { deleteEnv, getEnv } from "../ffi/runtime.ts";
+import { TablerollError } from "../src/errors.ts";
 
 /** The first descriptor a service manager passes (`SD_LISTEN_FDS_START`). */
 export const LISTEN_FDS_START = 3;
@@ -46,7 +47,8 @@ export function takeActivatedFds(): ActivatedFd[] {
   VARIABLES.forEach(deleteEnv);
   if (taken || pid === undefined || Number(pid) !== getpid()) return [];
   if (!/^\d+$/.test(count ?? "")) {
-    throw new ActivationError(
+    throw new TablerollError(
+      "activation",
       `LISTEN_FDS=${count} is not a number of descriptors: the service manager's socket activation is broken`,
     );
   }
@@ -55,14 +57,16 @@ export function takeActivatedFds(): ActivatedFd[] {
     ? Array<string>(n).fill("unknown")
     : names.split(":");
   if (named.length !== n) {
-    throw new ActivationError(
+    throw new TablerollError(
+      "activation",
       `LISTEN_FDNAMES names ${named.length} descriptors but LISTEN_FDS passes ${n}: ` +
         "name every socket of the unit (FileDescriptorName=) or none",
     );
   }
   const duplicate = named.find((name, i) => named.indexOf(name) !== i);
   if (duplicate !== undefined) {
-    throw new ActivationError(
+    throw new TablerollError(
+      "activation",
       `two activated descriptors are named ${
         JSON.stringify(duplicate)
       }: give each socket its own FileDescriptorName= so fds.listen() can tell them apart`,

@@ -5,17 +5,12 @@
  *
  * @module
  */
-import {
-  close,
-  connect,
-  getpid,
-  monotonicNanos,
-  openSocket,
-  type SocketAddress,
-  write,
-} from "../ffi/mod.ts";
-import type { LifecycleHooks } from "./lifecycle.ts";
-import type { Logger } from "./logger.ts";
+import { monotonicNanos } from "../ffi/clock.ts";
+import { close, getpid, write } from "../ffi/fd.ts";
+import type { SocketAddress } from "../ffi/sockaddr.ts";
+import { connect, openSocket } from "../ffi/socket.ts";
+import type { UpgraderEvent } from "../src/events.ts";
+import type { Logger } from "../src/events.ts";
 
 const encoder = new TextEncoder();
 
@@ -103,33 +98,57 @@ export class SystemdNotifier {
 }
 
 /**
- * The notifications of an upgrader's life: `MAINPID` as it asks its
- * predecessor to step down (the old main process must not exit before the
- * service manager knows the new one; if the predecessor stays, its pid is
- * sent back), `MAINPID` and `READY=1` when it becomes the owner, `STATUS`
- * while it hands over, `STOPPING=1` only when the owner itself stops. A
+ * The notifications of an upgrader's life, as a listener of its events:
+ * `MAINPID` as it asks its predecessor to step down (the old main process
+ * must not exit before the service manager knows the new one; if the
+ * predecessor stays, its pid is sent back), `MAINPID` and `READY=1` when it
+ * becomes the owner, `STATUS` while it hands over, `RELOADING=1` while a
+ * self-upgrade runs, `STOPPING=1` only when the owner itself stops. A
  * process that handed over is no longer the unit's main process and sends
  * nothing more.
  */
-export function notificationHooks(notifier: SystemdNotifier): LifecycleHooks {
+export function notifications(
+  notifier: SystemdNotifier,
+): (event: UpgraderEvent) => void {
   const pid = getpid();
-  return {
-    claimingOwnership: () => notifier.send({ MAINPID: pid }),
-    claimFailed: (predecessor) => notifier.send({ MAINPID: predecessor }),
-    becameOwner: () =>
-      notifier.send({
-        MAINPID: pid,
-        READY: 1,
-        STATUS: `Serving (pid ${pid})`,
-      }),
-    handingOver: (successor) =>
-      notifier.send({ STATUS: `Handing over to pid ${successor}` }),
-    handoverFailed: (successor) =>
-      notifier.send({
-        STATUS: `Handover to pid ${successor} failed; serving (pid ${pid})`,
-      }),
-    stopped: (wasOwner) => {
-      if (wasOwner) notifier.send({ STOPPING: 1, STATUS: "Stopping" });
-    },
+  let claimingFrom: number | undefined;
+  const serving = () =>
+    notifier.send({ MAINPID: pid, READY: 1, STATUS: `Serving (pid ${pid})` });
+  return (event) => {
+    switch (event.type) {
+      case "claiming":
+        claimingFrom = event.predecessorPid;
+        return notifier.send({ MAINPID: pid });
+      case "ready":
+      case "rolled-back":
+        claimingFrom = undefined;
+        return serving();
+      case "handover-started":
+        return notifier.send({
+          STATUS: `Handing over to pid ${event.successorPid}`,
+        });
+      case "handover-failed":
+        return notifier.send({
+          STATUS:
+            `Handover to pid ${event.successorPid} failed; serving (pid ${pid})`,
+        });
+      case "upgrade-started":
+        return notifier.reloading(
+          `Upgrading: started pid ${event.pid} to take over`,
+        );
+      case "upgrade-failed":
+        return notifier.send({
+          READY: 1,
+          STATUS: `Upgrade failed; serving (pid ${pid})`,
+        });
+      case "stopped":
+        if (event.from === "starting" && claimingFrom !== undefined) {
+          // ready() failed: the predecessor stays the main process.
+          return notifier.send({ MAINPID: claimingFrom });
+        }
+        if (event.from === "owner" || event.from === "handing-over") {
+          return notifier.send({ STOPPING: 1, STATUS: "Stopping" });
+        }
+    }
   };
 }
