@@ -353,7 +353,7 @@ function confirmRegistration(
           `${seen.map(describe).join(", ") || "nothing"} instead of ` +
           `${
             describe({ ...expected, ino })
-          } (epoll_event layout ${layout.epollEvent.size} bytes)`,
+          } (epoll_event layout ${layout().epollEvent.size} bytes)`,
       );
     }
   }
@@ -371,11 +371,11 @@ function epollControl(
   fd: number,
   registration?: Pick<Registration, "events" | "data">,
 ): void {
-  const event = new Uint8Array(layout.epollEvent.size);
+  const event = new Uint8Array(layout().epollEvent.size);
   if (registration) {
     const view = new DataView(event.buffer);
-    view.setUint32(layout.epollEvent.events, registration.events, true);
-    view.setBigUint64(layout.epollEvent.data, registration.data, true);
+    view.setUint32(layout().epollEvent.events, registration.events, true);
+    view.setBigUint64(layout().epollEvent.data, registration.data, true);
   }
   libc.epoll_ctl(epollFd, op, fd, event);
 }

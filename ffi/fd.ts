@@ -211,10 +211,10 @@ export interface FileIdentity {
 
 /** `fstat(2)`: device, inode, kind, owner and permissions. Two descriptors with equal `dev`/`ino` are the same file. */
 export function fileIdentity(fd: number): FileIdentity {
-  const buf = new Uint8Array(layout.stat.size);
+  const buf = new Uint8Array(layout().stat.size);
   libc.fstat(fd, buf);
   const view = new DataView(buf.buffer);
-  const mode = view.getUint32(layout.stat.mode, true);
+  const mode = view.getUint32(layout().stat.mode, true);
   const fmt = mode & S_IFMT;
   const kind: FileKind = fmt === S_IFSOCK
     ? "socket"
@@ -226,10 +226,10 @@ export function fileIdentity(fd: number): FileIdentity {
     ? "directory"
     : "other";
   return {
-    dev: view.getBigUint64(layout.stat.dev, true),
-    ino: view.getBigUint64(layout.stat.ino, true),
+    dev: view.getBigUint64(layout().stat.dev, true),
+    ino: view.getBigUint64(layout().stat.ino, true),
     kind,
-    uid: view.getUint32(layout.stat.uid, true),
+    uid: view.getUint32(layout().stat.uid, true),
     permissions: mode & 0o7777,
   };
 }
@@ -242,7 +242,7 @@ export function fileIdentity(fd: number): FileIdentity {
 export function pathIdentity(path: string): FileIdentity | null {
   const r = call(
     "open",
-    [cString(path), O_PATH | layout.O_NOFOLLOW | O_CLOEXEC, 0],
+    [cString(path), O_PATH | layout().O_NOFOLLOW | O_CLOEXEC, 0],
     { detail: path, unless: Errno.ENOENT },
   );
   if (r === null) return null;

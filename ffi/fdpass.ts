@@ -38,7 +38,7 @@ class Scratch {
   readonly #iovAddress: bigint;
   readonly #controlAddress: bigint;
   #data = new Uint8Array(new ArrayBuffer(4096));
-  #dataAddress = backend.addressOf(this.#data);
+  #dataAddress = backend().addressOf(this.#data);
 
   constructor() {
     const controlAt = MSGHDR.size + IOVEC.size;
@@ -46,7 +46,7 @@ class Scratch {
     this.structs = new Uint8Array(new ArrayBuffer(size));
     this.view = new DataView(this.structs.buffer);
     this.control = this.structs.subarray(controlAt);
-    const base = backend.addressOf(this.structs);
+    const base = backend().addressOf(this.structs);
     this.#iovAddress = base + BigInt(MSGHDR.size);
     this.#controlAddress = base + BigInt(controlAt);
   }
@@ -55,7 +55,7 @@ class Scratch {
   data(length: number): Uint8Array {
     if (this.#data.length < length) {
       this.#data = new Uint8Array(new ArrayBuffer(length));
-      this.#dataAddress = backend.addressOf(this.#data);
+      this.#dataAddress = backend().addressOf(this.#data);
     }
     return this.#data;
   }

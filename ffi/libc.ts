@@ -4,11 +4,11 @@
  *
  * @module
  */
-import { openBackend as openDeno } from "./backend_deno.ts";
 import { layoutFor } from "./platform.ts";
 import type { Layout } from "./platform.ts";
 import { SyscallError } from "./errors.ts";
-import type { Backend, LibcFunctions, SymbolName } from "./symbols.ts";
+import { type Backend, type LibcFunctions, SYMBOLS } from "./symbols.ts";
+import type { SymbolName } from "./symbols.ts";
 import { Errno } from "./errno.ts";
 
 const LIBC_PATH = "libc.so.6";
@@ -25,39 +25,51 @@ function platform(): { os: string; arch: string } {
   return { os: platform, arch: ARCH_NAMES[arch] ?? arch };
 }
 
-async function loadBackend(): Promise<Backend> {
-  if ("Deno" in globalThis) return openDeno(LIBC_PATH);
-  if ("Bun" in globalThis) {
-    const { openBackend } = await import("./backend_bun.ts");
-    return openBackend(LIBC_PATH);
-  }
-  throw new Error(
-    "tableroll's FFI layer needs Deno (with --allow-ffi) or Bun; this runtime has neither FFI",
-  );
+// The running runtime's backend module is loaded with this one (Bun's
+// imports `bun:ffi`, which Deno cannot); libc itself is opened only at the
+// first call that needs it, so importing the library needs no permission.
+const opener = "Deno" in globalThis
+  ? await import("./backend_deno.ts")
+  : "Bun" in globalThis
+  ? await import("./backend_bun.ts")
+  : undefined;
+
+let opened: Backend | undefined;
+let platformLayout: Layout | undefined;
+
+/**
+ * The struct layout of the running architecture; throws
+ * `UnsupportedPlatformError` on another OS or architecture.
+ */
+export function layout(): Layout {
+  return platformLayout ??= layoutFor(platform().os, platform().arch);
 }
 
-/** The struct layout of the running architecture. */
-export const layout: Layout = layoutFor(platform().os, platform().arch);
-
-/** The raw backend of the running runtime. */
-export const backend: Backend = await loadBackend();
+/** The raw backend of the running runtime, libc opened on first use. */
+export function backend(): Backend {
+  if (opened) return opened;
+  if (!opener) {
+    throw new Error(
+      "tableroll's FFI layer needs Deno (with --allow-ffi) or Bun; this runtime has neither FFI",
+    );
+  }
+  layout(); // refuses an unsupported platform before anything is opened
+  return opened = opener.openBackend(LIBC_PATH);
+}
 
 /**
  * The libc functions, checked: a negative result throws a
  * {@linkcode SyscallError} carrying errno, read immediately after the call.
- * `EINTR` is retried (not by `close`). For a failure the caller expects, or a message that
- * names a path or an address, use {@linkcode call}.
+ * `EINTR` is retried (not by `close`). For a failure the caller expects, or
+ * a message that names a path or an address, use {@linkcode call}.
  */
-export const libc: LibcFunctions = checkAll(backend);
-
-function checkAll(b: Backend): LibcFunctions {
-  const checked: Record<string, (...a: unknown[]) => number> = {};
-  for (const name of Object.keys(b.fn) as SymbolName[]) {
-    checked[name] = (...args) =>
-      call(name, args as Parameters<LibcFunctions[typeof name]>)!;
-  }
-  return checked as LibcFunctions;
-}
+export const libc: LibcFunctions = Object.fromEntries(
+  (Object.keys(SYMBOLS) as SymbolName[]).map((name) => [
+    name,
+    (...args: unknown[]) =>
+      call(name, args as Parameters<LibcFunctions[typeof name]>)!,
+  ]),
+) as unknown as LibcFunctions;
 
 /** Options of {@linkcode call}. */
 export interface CallOptions {
@@ -85,11 +97,12 @@ export function call<N extends SymbolName>(
   args: Parameters<LibcFunctions[N]>,
   options: CallOptions = {},
 ): number | null {
-  const f = backend.fn[name] as (...a: unknown[]) => number;
+  const native = backend();
+  const f = native.fn[name] as (...a: unknown[]) => number;
   for (;;) {
     const r = f(...args);
     if (r >= 0) return r;
-    const errno = backend.errno();
+    const errno = native.errno();
     if (errno === Errno.EINTR) {
       // On Linux close(2) releases the descriptor even then; a retry could
       // close one that another thread has just been given.
@@ -100,7 +113,7 @@ export function call<N extends SymbolName>(
     throw new SyscallError(
       options.syscall ?? name,
       errno,
-      backend.strerror(errno),
+      native.strerror(errno),
       options.detail,
     );
   }
@@ -116,7 +129,7 @@ export function syscallError(
   errno: number,
   detail?: string,
 ): SyscallError {
-  return new SyscallError(name, errno, backend.strerror(errno), detail);
+  return new SyscallError(name, errno, backend().strerror(errno), detail);
 }
 
 /** NUL-terminated UTF-8 bytes of `s`, for path arguments. */

@@ -37,7 +37,7 @@ let scratch = new Uint8Array(SCRATCH_BYTES);
  * user's, not dumpable, gone).
  */
 export function listFds(pid: number | "self" = "self"): number[] {
-  const dir = openFile(`/proc/${pid}/fd`, O_RDONLY | layout.O_DIRECTORY);
+  const dir = openFile(`/proc/${pid}/fd`, O_RDONLY | layout().O_DIRECTORY);
   const fds: number[] = [];
   try {
     const view = new DataView(scratch.buffer);
@@ -91,7 +91,7 @@ export function pidfdOpen(pid: number): number {
   throw new UnsupportedSyscallError(
     "pidfd_open",
     "Linux 5.3",
-    backend.strerror(Errno.ENOSYS),
+    backend().strerror(Errno.ENOSYS),
   );
 }
 

@@ -68,7 +68,7 @@ export function environment(): Record<string, string> {
  * `process.env`, which Bun keeps apart from libc's.
  */
 export function getEnv(name: string): string | undefined {
-  return deno ? backend.getenv(cString(name)) : nodeProcess!.env[name];
+  return deno ? backend().getenv(cString(name)) : nodeProcess!.env[name];
 }
 
 /**

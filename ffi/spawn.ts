@@ -69,15 +69,15 @@ export function spawnDetached(options: SpawnOptions): number {
   );
   const attr = new Uint8Array(SPAWN_STRUCT_SIZE.attr);
   const actions = new Uint8Array(SPAWN_STRUCT_SIZE.fileActions);
-  check("posix_spawnattr_init", backend.fn.posix_spawnattr_init(attr));
+  check("posix_spawnattr_init", backend().fn.posix_spawnattr_init(attr));
   check(
     "posix_spawn_file_actions_init",
-    backend.fn.posix_spawn_file_actions_init(actions),
+    backend().fn.posix_spawn_file_actions_init(actions),
   );
   try {
     check(
       "posix_spawnattr_setflags",
-      backend.fn.posix_spawnattr_setflags(
+      backend().fn.posix_spawnattr_setflags(
         attr,
         POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF,
       ),
@@ -85,20 +85,23 @@ export function spawnDetached(options: SpawnOptions): number {
     // Runtimes ignore SIGPIPE and the like; the new program starts clean.
     check(
       "posix_spawnattr_setsigmask",
-      backend.fn.posix_spawnattr_setsigmask(attr, new Uint8Array(SIGSET_SIZE)),
+      backend().fn.posix_spawnattr_setsigmask(
+        attr,
+        new Uint8Array(SIGSET_SIZE),
+      ),
     );
     check(
       "posix_spawnattr_setsigdefault",
-      backend.fn.posix_spawnattr_setsigdefault(attr, catchableSignals()),
+      backend().fn.posix_spawnattr_setsigdefault(attr, catchableSignals()),
     );
     for (const [from, to] of options.dup2 ?? []) {
       check(
         "posix_spawn_file_actions_adddup2",
-        backend.fn.posix_spawn_file_actions_adddup2(actions, from, to),
+        backend().fn.posix_spawn_file_actions_adddup2(actions, from, to),
       );
     }
     const pid = new Int32Array(1);
-    const r = backend.fn.posix_spawnp(
+    const r = backend().fn.posix_spawnp(
       new Uint8Array(pid.buffer),
       file,
       actions,
@@ -109,8 +112,8 @@ export function spawnDetached(options: SpawnOptions): number {
     if (r !== 0) throw syscallError("posix_spawnp", r, options.file);
     return pid[0];
   } finally {
-    backend.fn.posix_spawn_file_actions_destroy(actions);
-    backend.fn.posix_spawnattr_destroy(attr);
+    backend().fn.posix_spawn_file_actions_destroy(actions);
+    backend().fn.posix_spawnattr_destroy(attr);
     // Referenced here so that no buffer is collected before the call.
     void [argv.strings, env.strings];
   }
@@ -151,7 +154,7 @@ function pointerArray(
   strings: Uint8Array[],
 ): { array: Uint8Array; strings: Uint8Array[] } {
   const array = new BigUint64Array(strings.length + 1);
-  strings.forEach((s, i) => array[i] = backend.addressOf(s));
+  strings.forEach((s, i) => array[i] = backend().addressOf(s));
   return { array: new Uint8Array(array.buffer), strings };
 }
 

@@ -273,7 +273,7 @@ function sweep(waits: Iterable<Wait> = pending): void {
     view.setInt16(i * POLLFD.size + POLLFD.revents, 0, true);
   });
   // EINTR or ENOMEM: nothing is settled now; the next signal or tick retries.
-  if (backend.fn.poll(pollfds, list.length, 0) <= 0) return;
+  if (backend().fn.poll(pollfds, list.length, 0) <= 0) return;
   list.forEach((wait, i) => {
     const revents = view.getInt16(i * POLLFD.size + POLLFD.revents, true);
     if (revents !== 0) wait.settle(revents);
@@ -293,10 +293,10 @@ function arm(fd: number): boolean {
     return true;
   }
   if (!raisesSignals(fd) || !listenForReadiness()) return false;
-  const flags = backend.fn.fcntl(fd, F_GETFL, 0);
-  if (flags < 0 || backend.fn.fcntl(fd, F_SETOWN, pid()) < 0) return false;
-  if (backend.fn.fcntl(fd, F_SETSIG, SIGURG) < 0) return false;
-  if (backend.fn.fcntl(fd, F_SETFL, flags | O_ASYNC) < 0) return false;
+  const flags = backend().fn.fcntl(fd, F_GETFL, 0);
+  if (flags < 0 || backend().fn.fcntl(fd, F_SETOWN, pid()) < 0) return false;
+  if (backend().fn.fcntl(fd, F_SETSIG, SIGURG) < 0) return false;
+  if (backend().fn.fcntl(fd, F_SETFL, flags | O_ASYNC) < 0) return false;
   armed.set(fd, 1);
   return true;
 }
@@ -309,17 +309,18 @@ function disarm(fd: number): void {
     return;
   }
   armed.delete(fd);
-  const flags = backend.fn.fcntl(fd, F_GETFL, 0);
+  const flags = backend().fn.fcntl(fd, F_GETFL, 0);
   // A descriptor closed behind this module's back has nothing left to clear.
-  if (flags >= 0) backend.fn.fcntl(fd, F_SETFL, flags & ~O_ASYNC);
+  if (flags >= 0) backend().fn.fcntl(fd, F_SETFL, flags & ~O_ASYNC);
 }
 
-const stat = new Uint8Array(layout.stat.size);
+let stat: Uint8Array | undefined;
 
 /** Whether the kernel can signal readiness of `fd`: sockets and pipes. */
 function raisesSignals(fd: number): boolean {
-  if (backend.fn.fstat(fd, stat) < 0) return false;
-  const kind = new DataView(stat.buffer).getUint32(layout.stat.mode, true) &
+  stat ??= new Uint8Array(layout().stat.size);
+  if (backend().fn.fstat(fd, stat) < 0) return false;
+  const kind = new DataView(stat.buffer).getUint32(layout().stat.mode, true) &
     S_IFMT;
   return kind === S_IFSOCK || kind === S_IFIFO;
 }
@@ -327,7 +328,7 @@ function raisesSignals(fd: number): boolean {
 let ownPid: number | undefined;
 
 function pid(): number {
-  return ownPid ??= backend.fn.getpid();
+  return ownPid ??= backend().fn.getpid();
 }
 
 const onReadiness = () => sweep();

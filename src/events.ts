@@ -248,16 +248,17 @@ export class EventReporter {
   /** The guarded logger: calling it never throws. */
   readonly logger: Logger;
   readonly #id: string;
+  readonly #onEvent: EventListener | undefined;
   readonly #listeners: EventListener[] = [];
 
-  /** Reports for upgrader `id` to `logger` and `listener`. */
-  constructor(id: string, logger?: Logger, listener?: EventListener) {
+  /** Reports for upgrader `id` to `logger` and the application's `onEvent`. */
+  constructor(id: string, logger?: Logger, onEvent?: EventListener) {
     this.#id = id;
     this.logger = guardLogger(logger ?? silentLogger);
-    if (listener) this.#listeners.push(listener);
+    this.#onEvent = onEvent;
   }
 
-  /** Adds a listener; returns the function that removes it. */
+  /** Adds a listener of the library's own; returns the function that removes it. */
   listen(listener: EventListener): () => void {
     this.#listeners.push(listener);
     return () => {
@@ -270,15 +271,36 @@ export class EventReporter {
   emit(input: EventInput, message: string): void {
     const event = { ...input, time: Date.now(), id: this.#id } as UpgraderEvent;
     this.logger[LEVELS[event.type]](`tableroll: ${message}`, logData(event));
+    if (this.#onEvent) {
+      this.#tell(
+        this.#onEvent,
+        event,
+        (type, why) =>
+          `tableroll: the onEvent listener threw on ${type}: ${why}; fix the listener`,
+      );
+    }
     for (const listener of [...this.#listeners]) {
-      try {
-        listener(event);
-      } catch (err) {
-        this.logger.error(
-          `tableroll: a listener of ${event.type} threw: ${describe(err)}`,
-          { event: event.type, error: err },
-        );
-      }
+      this.#tell(
+        listener,
+        event,
+        (type, why) => `tableroll: while handling ${type}: ${why}`,
+      );
+    }
+  }
+
+  /** Calls `listener` with `event`; what it throws is logged with `message`. */
+  #tell(
+    listener: EventListener,
+    event: UpgraderEvent,
+    message: (type: string, why: string) => string,
+  ): void {
+    try {
+      listener(event);
+    } catch (err) {
+      this.logger.error(message(event.type, describe(err)), {
+        event: event.type,
+        error: err,
+      });
     }
   }
 }

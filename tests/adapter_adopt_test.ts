@@ -65,10 +65,10 @@ function registerWith(
   events = EPOLLIN,
   op = EPOLL_CTL_ADD,
 ): void {
-  const event = new Uint8Array(layout.epollEvent.size);
+  const event = new Uint8Array(layout().epollEvent.size);
   const view = new DataView(event.buffer);
-  view.setUint32(layout.epollEvent.events, events, true);
-  view.setBigUint64(layout.epollEvent.data, data, true);
+  view.setUint32(layout().epollEvent.events, events, true);
+  view.setBigUint64(layout().epollEvent.data, data, true);
   libc.epoll_ctl(epollFd, op, fd, event);
 }
 

@@ -12,7 +12,7 @@ import { withPlace } from "./fixtures/place.ts";
 import { ask, Peer } from "./fixtures/upgrader_peers.ts";
 import { withUpgradablePeer } from "./fixtures/upgradable_peer.ts";
 import { runCli } from "./fixtures/cli_run.ts";
-import { decodeUpgradeMarker } from "../src/upgrade_marker.ts";
+import { decodeUpgradeMarker } from "../self_upgrade/marker.ts";
 
 test(
   "cli upgrade: a failing copy exits 1 with its reason, a hung one times out with 4, a good one exits 0 with both pids",

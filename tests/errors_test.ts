@@ -1,60 +1,90 @@
 /**
- * One family of errors: every error class the library exports, from every
- * entry point, extends TablerollError and names itself.
+ * One error class: no entry point exports another, the FFI layer's errors
+ * leave public calls as a TablerollError with a code, and importing the
+ * root to catch it needs no FFI permission.
  */
-import { test } from "./support/harness.ts";
-import { assert, assertEquals, assertThrows } from "./support/assert.ts";
-import { close, encodeSockaddr, listenOn, localAddress } from "../ffi/mod.ts";
-import * as core from "../mod.ts";
-import * as deno from "../adapters/deno/mod.ts";
-import * as bun from "../adapters/bun/mod.ts";
-import * as serve from "../adapters/serve/mod.ts";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { runtime, test } from "./support/harness.ts";
+import { assert, assertEquals, assertRejects } from "./support/assert.ts";
+import { close, listenOn, localAddress } from "../ffi/mod.ts";
+import { TablerollError, Upgrader } from "../mod.ts";
+import { ROOT, runtimeBinary } from "../testing/copies.ts";
 
-test("errors: every exported error class is a TablerollError", () => {
-  const classes = Object.entries({ ...core, ...deno, ...bun, ...serve })
-    .filter(([name]) => name.endsWith("Error"));
-  const names = classes.map(([name]) => name);
-  for (
-    const name of [
-      "TablerollError",
-      "SyscallError",
-      "UnsupportedSyscallError",
-      "InvalidAddressError",
-      "TruncatedMessageError",
-      "UnsupportedPlatformError",
-      "ClaimedTooLateError",
-      "AdoptionError",
-    ]
-  ) {
-    assert(names.includes(name), `${name} is exported`);
-  }
-  for (const [name, errorClass] of classes) {
-    assert(
-      errorClass === core.TablerollError ||
-        errorClass.prototype instanceof core.TablerollError,
-      `${name} extends TablerollError`,
+test("errors: TablerollError is the only error class of any entry point", async () => {
+  const entries = ["mod.ts", "adapters/serve/mod.ts", "systemd/mod.ts"];
+  entries.push("self_upgrade/mod.ts", "cli/mod.ts");
+  entries.push(
+    runtime === "deno" ? "adapters/deno/mod.ts" : "adapters/bun/mod.ts",
+  );
+  for (const entry of entries) {
+    const exported = Object.entries(await import(`../${entry}`));
+    const errors = exported.filter(([, value]) =>
+      typeof value === "function" && value.prototype instanceof Error
+    ).map(([name]) => name);
+    assertEquals(
+      errors,
+      entry === "mod.ts" ? ["TablerollError"] : [],
+      `error classes of ${entry}`,
     );
   }
 });
 
-test("errors: a failing libc call and a bad address raise members of the family", () => {
+test(`errors (${runtime}): a failed system call and a bad address leave a public call as a TablerollError`, async () => {
+  const dir = mkdtempSync("/tmp/tr-");
   const taken = listenOn({ family: "inet", hostname: "127.0.0.1", port: 0 });
+  const upgrader = await Upgrader.create(dir);
   try {
-    const err = assertThrows(
-      () => listenOn(localAddress(taken)),
-      core.TablerollError,
+    const { port } = localAddress(taken) as { port: number };
+    const busy = await assertRejects(
+      async () => upgrader.fds.listen("web", { hostname: "127.0.0.1", port }),
+      "system",
       "EADDRINUSE",
     );
-    assertEquals([err.name, (err as core.SyscallError).code], [
-      "SyscallError",
-      "EADDRINUSE",
-    ]);
-    const bad = assertThrows(
-      () => encodeSockaddr({ family: "inet", hostname: "1.2.3", port: 1 }),
-      core.TablerollError,
+    assertEquals([busy.syscall, busy.errno], ["bind", "EADDRINUSE"]);
+    assert(busy.cause instanceof Error, "the FFI layer's error is the cause");
+    await assertRejects(
+      async () => upgrader.fds.listen("web", { hostname: "1.2.3", port: 1 }),
+      "bad-address",
     );
-    assertEquals(bad.name, "InvalidAddressError");
   } finally {
+    await upgrader.stop();
     close(taken);
+    rmSync(dir, { recursive: true });
   }
+});
+
+test(
+  "errors (deno): the root imports, and its error is caught, without --allow-ffi",
+  () => {
+    const program = join(mkdtempSync("/tmp/tr-"), "catch.ts");
+    writeFileSync(
+      program,
+      `import { TablerollError } from ${JSON.stringify(`${ROOT}mod.ts`)};
+const err = new TablerollError("timeout", "late");
+console.log(err instanceof TablerollError && err.code === "timeout" ? "caught" : "missed");`,
+    );
+    try {
+      const run = spawnSync(runtimeBinary("deno"), [
+        "run",
+        "--no-prompt",
+        `--allow-read=${ROOT}`,
+        program,
+      ], { encoding: "utf8" });
+      assertEquals(run.stdout.trim(), "caught", run.stderr);
+    } finally {
+      rmSync(join(program, ".."), { recursive: true });
+    }
+  },
+  { ignore: runtime !== "deno" },
+);
+
+test("errors: TablerollError keeps what it was made with", () => {
+  const cause = new Error("below");
+  const err = new TablerollError("protocol", "garbled", { cause });
+  assertEquals(
+    [err.name, err.code, err.message, err.cause],
+    ["TablerollError", "protocol", "garbled", cause],
+  );
 });

@@ -16,7 +16,7 @@ import {
   openSocket,
   type SyscallError,
 } from "../ffi/mod.ts";
-import { InvalidIdError, Upgrader } from "../mod.ts";
+import { TablerollError, Upgrader } from "../mod.ts";
 import { ask } from "./fixtures/upgrader_peers.ts";
 import {
   assertOwner,
@@ -48,7 +48,7 @@ async function sameIdElsewhere(
   const [owner, port] = await owning(place, ["--id", "same"]);
   await assertRejects(
     Upgrader.create(spell(place), { id: "same" }),
-    InvalidIdError,
+    "id-in-use",
     "another process uses this id",
   );
   assert(exists(join(place.dir, "same.sock")), "the owner's socket is there");
@@ -83,7 +83,7 @@ function fullBacklog(path: string): { close(): void } {
     try {
       connect(fd, { family: "unix", path });
     } catch (err) {
-      if ((err as SyscallError).code === "EAGAIN") break;
+      if ((err as SyscallError).code === "EAGAIN") break; // ffi: errno
       throw err;
     }
   }
@@ -99,7 +99,7 @@ test("liveness: a live socket with a full backlog is neither replaced nor waited
     try {
       await assertRejects(
         Upgrader.create(dir, { id: "busy" }),
-        InvalidIdError,
+        "id-in-use",
         "another process uses this id",
       );
       const upgrader = await Upgrader.create(dir, { id: "free" });
@@ -107,7 +107,7 @@ test("liveness: a live socket with a full backlog is neither replaced nor waited
         const err = assertThrowsSync(() =>
           upgrader.fds.listen("web", { path: join(other, "web.sock") })
         );
-        assertEquals((err as SyscallError).code, "EADDRINUSE");
+        assertEquals((err as TablerollError).errno, "EADDRINUSE");
       } finally {
         await upgrader.stop();
       }

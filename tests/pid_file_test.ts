@@ -1,4 +1,4 @@
-/** The PID file option of the upgrader, in this process. */
+/** The PID file of `useSystemd()`, in this process. */
 import {
   mkdirSync,
   mkdtempSync,
@@ -12,6 +12,7 @@ import process from "node:process";
 import { runtime, test } from "./support/harness.ts";
 import { assertEquals } from "./support/assert.ts";
 import { Upgrader } from "../mod.ts";
+import { useSystemd } from "../systemd/mod.ts";
 
 async function withOwner(
   body: (upgrader: Upgrader, pidFile: string, tmp: string) => Promise<void>,
@@ -20,7 +21,8 @@ async function withOwner(
   const dir = join(tmp, "c");
   mkdirSync(dir, { mode: 0o700 });
   const pidFile = join(tmp, "service.pid");
-  const upgrader = await Upgrader.create(dir, { pidFile });
+  const upgrader = await Upgrader.create(dir);
+  useSystemd(upgrader, { pidFile, activation: false, notify: false });
   try {
     await body(upgrader, pidFile, tmp);
   } finally {

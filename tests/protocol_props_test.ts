@@ -3,6 +3,7 @@
 // ProtocolError, never another exception.
 import fc from "fast-check";
 import { test } from "./support/harness.ts";
+import { isTablerollError } from "../src/errors.ts";
 import { assert, assertEquals } from "./support/assert.ts";
 import {
   blobLength,
@@ -17,7 +18,6 @@ import {
   MAX_BLOB_BYTES,
 } from "../src/protocol.ts";
 import { decodeVersionPrefix, encodeVersionPrefix } from "../src/version.ts";
-import { ProtocolError } from "../mod.ts";
 
 /** Bounded so that the whole file runs in well under a second per runtime. */
 const RUNS = { numRuns: 300 };
@@ -58,12 +58,12 @@ const entry: fc.Arbitrary<DescriptorMeta> = fc.record({
   addr: fc.string({ maxLength: 30 }),
 });
 
-/** Runs `decode` and returns its result, or `undefined` if it threw a ProtocolError. */
+/** Runs `decode` and returns its result, or `undefined` if it threw a protocol error. */
 function decodeOrRefuse<T>(decode: () => T): T | undefined {
   try {
     return decode();
   } catch (err) {
-    if (err instanceof ProtocolError) return undefined;
+    if (isTablerollError(err, "protocol")) return undefined;
     throw err;
   }
 }
@@ -138,7 +138,7 @@ test("props: truncated metadata is refused or, without only its newline, the sam
   );
 });
 
-test("props: any bytes or JSON as metadata decode to well-formed entries or a ProtocolError", () => {
+test("props: any bytes or JSON as metadata decode to well-formed entries or a protocol error", () => {
   fc.assert(
     fc.property(fc.oneof(bytes, jsonBody), (body) => {
       const decoded = decodeOrRefuse(() => decodeMetadata(body));
@@ -153,7 +153,7 @@ test("props: any bytes or JSON as metadata decode to well-formed entries or a Pr
   );
 });
 
-test("props: a ready blob yields its numeric version or a ProtocolError", () => {
+test("props: a ready blob yields its numeric version or a protocol error", () => {
   assertEquals(decodeReadyVersion(encodeReady().subarray(5)), 1);
   fc.assert(
     fc.property(fc.oneof(bytes, jsonBody), (body) => {
@@ -195,7 +195,7 @@ test('props: only {"msg":"stepping down"} passes as the owner\'s answer', () => 
   );
 });
 
-test("props: any length prefix is 0..MAX_BLOB_BYTES or a ProtocolError, and frame() round-trips", () => {
+test("props: any length prefix is 0..MAX_BLOB_BYTES or a protocol error, and frame() round-trips", () => {
   fc.assert(
     fc.property(fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }), (n) => {
       const header = new Uint8Array(4);

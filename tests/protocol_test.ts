@@ -10,7 +10,6 @@ import {
   encodeSteppingDown,
 } from "../src/protocol.ts";
 import { decodeVersionPrefix, encodeVersionPrefix } from "../src/version.ts";
-import { ProtocolError } from "../mod.ts";
 
 /** Bytes from the hex dumps in PROTOCOL.md. */
 function hex(text: string): Uint8Array {
@@ -109,39 +108,39 @@ test("protocol: version prefixes match the table and round-trip for 0..9999", ()
   }
 });
 
-test("protocol: garbage is a ProtocolError that says what was wrong", () => {
+test("protocol: garbage is a protocol error that says what was wrong", () => {
   assertThrows(
     () => decodeMetadata(text("\t not json")),
-    ProtocolError,
+    "protocol",
     "not valid JSON",
   );
   assertThrows(
     () => decodeMetadata(text('{"kind":"file"}')),
-    ProtocolError,
+    "protocol",
     "not a JSON array",
   );
   assertThrows(
     () => decodeMetadata(text('[{"kind":"socket","id":"x"}]')),
-    ProtocolError,
+    "protocol",
     "unknown kind",
   );
   assertThrows(
     () => decodeMetadata(text('[{"kind":"file"}]')),
-    ProtocolError,
+    "protocol",
     '"id"',
   );
   assertThrows(
     () => decodeMetadata(new Uint8Array([0xff, 0xfe])),
-    ProtocolError,
+    "protocol",
   );
   assertThrows(
     () => decodeReadyVersion(text('{"ver":1}')),
-    ProtocolError,
+    "protocol",
     "version",
   );
   assertThrows(
     () => checkSteppingDown(text('{"msg":"no"}')),
-    ProtocolError,
+    "protocol",
     "stepping down",
   );
 });

@@ -7,7 +7,7 @@ import { runtime, test } from "./support/harness.ts";
 import { assert, assertEquals } from "./support/assert.ts";
 import { until } from "./support/until.ts";
 import { RefusalLog } from "../src/refusal_log.ts";
-import type { Logger } from "../src/logger.ts";
+import type { Logger } from "../src/events.ts";
 
 const WINDOW_MS = 200;
 

@@ -386,9 +386,10 @@ test(
         await owner.ready();
         const successor = peerUnder(other, place, "--fd", WEB, "--serve");
         await successor.event("ready");
-        await owner.upgradeComplete;
+        const takeovers = owner.takeovers();
+        assertEquals((await takeovers.next()).value, "upgraded");
         successor.child.kill("SIGKILL");
-        await owner.rolledBack;
+        assertEquals((await takeovers.next()).value, "rolled-back");
         assertEquals(owner.state, "owner");
         const types = events.map((e) => e.type);
         assertEquals(types.slice(-2), ["upgraded", "rolled-back"]);

@@ -203,16 +203,16 @@ test(
         let attempts = 0;
 
         const exited = await attempt("exit");
-        assertEquals(exited.error, "SuccessorFailedError");
+        assertEquals(exited.error, "successor-failed");
         assert(exited.message.includes("exited with status 7"), exited.message);
         assert(exited.message.includes("this build is broken"), exited.message);
 
         const hung = await attempt("hang");
-        assertEquals(hung.error, "UpgradeTimeoutError");
+        assertEquals(hung.error, "timeout");
         assert(hung.message.includes("within 3000 ms"), hung.message);
 
         const died = await attempt("die");
-        assertEquals(died.error, "SuccessorFailedError");
+        assertEquals(died.error, "successor-failed");
         assert(died.message.includes("killed by signal 9"), died.message);
 
         // A second SIGHUP while one runs is ignored and logged. It is sent

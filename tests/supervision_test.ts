@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { readFileSync, statSync } from "node:fs";
 import process from "node:process";
 import { runtime, test } from "./support/harness.ts";
+import { takenOver } from "./support/takeover.ts";
 import { assert, assertEquals } from "./support/assert.ts";
 import { until } from "./support/until.ts";
 import { listFds } from "../ffi/mod.ts";
@@ -50,7 +51,7 @@ test("supervision: a logger and an onEvent listener that throw change nothing", 
     const successor = await Upgrader.create(dir, { ...options, id: "b" });
     assertEquals(successor.fds.list().map((d) => d.inherited), [true]);
     await successor.ready();
-    await owner.upgradeComplete;
+    await takenOver(owner);
     assertEquals([owner.state, successor.state], ["upgraded", "owner"]);
     await owner.stop();
     await successor.stop();

@@ -14,7 +14,7 @@ import {
 import { join } from "node:path";
 import { runtime, test } from "./support/harness.ts";
 import { assert, assertEquals, assertRejects } from "./support/assert.ts";
-import { CoordinationDirError, Upgrader } from "../mod.ts";
+import { Upgrader } from "../mod.ts";
 import type { ProcessGroup } from "../testing/processes.ts";
 import { TIMEOUT_MS } from "./fixtures/upgrader_peers.ts";
 import {
@@ -35,7 +35,7 @@ test(`trust (${runtime}): a directory other users can write is refused at create
       chmodSync(dir, mode);
       const err = await assertRejects(
         Upgrader.create(dir),
-        CoordinationDirError,
+        "bad-directory",
         `chmod 0700 ${dir}`,
       );
       assert(
@@ -60,14 +60,14 @@ test(`trust (${runtime}): a pid file of another user, or one others can write, i
     chownSync(pid, NOBODY, NOBODY);
     await assertRejects(
       Upgrader.create(dir),
-      CoordinationDirError,
+      "bad-directory",
       `${pid} belongs to uid ${NOBODY}`,
     );
     chownSync(pid, 0, 0);
     chmodSync(pid, 0o666);
     await assertRejects(
       Upgrader.create(dir),
-      CoordinationDirError,
+      "bad-directory",
       `chmod go-w ${pid}`,
     );
     chmodSync(pid, 0o755);
@@ -138,7 +138,7 @@ test(`trust (${runtime}): an impostor of another user on the owner's control soc
       // process behind it is not: refused on its credentials, unread.
       chownSync(ownerSock, 0, 0);
       const served = await refusedSuccessor(place);
-      assert(served.includes("UntrustedPeerError"), served);
+      assert(served.includes("TablerollError"), served);
       assert(served.includes(`of uid ${NOBODY}`), served);
       assert(served.includes("nothing was read"), served);
       await liar.waitForLine(/^ACCEPTED /, TIMEOUT_MS);

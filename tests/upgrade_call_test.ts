@@ -1,18 +1,13 @@
 /**
- * `upgrader.upgrade()` refusals and its timeout, in this process, with a
+ * A self-upgrade's (`upgrade()`) refusals and its timeout, in this process, with a
  * stand-in command that never takes over (`argv`).
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { runtime, test } from "./support/harness.ts";
 import { assertEquals, assertRejects } from "./support/assert.ts";
-import {
-  NotOwnerError,
-  SuccessorFailedError,
-  UpgradeInProgressError,
-  Upgrader,
-  UpgradeTimeoutError,
-} from "../mod.ts";
+import { Upgrader } from "../mod.ts";
+import { upgrade } from "../self_upgrade/mod.ts";
 
 async function withUpgrader(
   body: (upgrader: Upgrader) => Promise<void>,
@@ -31,23 +26,23 @@ async function withUpgrader(
 
 test(`upgrade() (${runtime}): only the owner may start an upgrade`, () =>
   withUpgrader(async (upgrader) => {
-    await assertRejects(upgrader.upgrade(), NotOwnerError, "state starting");
+    await assertRejects(upgrade(upgrader), "not-owner", "state starting");
     await upgrader.stop();
-    await assertRejects(upgrader.upgrade(), NotOwnerError, "state stopped");
+    await assertRejects(upgrade(upgrader), "not-owner", "state stopped");
   }));
 
 test(`upgrade() (${runtime}): a second call while one runs is refused; a copy that never takes over is killed at the timeout`, () =>
   withUpgrader(async (upgrader) => {
     await upgrader.ready();
     const started = Date.now();
-    const first = upgrader.upgrade({
+    const first = upgrade(upgrader, {
       argv: ["sleep", "30"],
       timeout: 500,
     });
-    await assertRejects(upgrader.upgrade(), UpgradeInProgressError);
+    await assertRejects(upgrade(upgrader), "upgrade-in-progress");
     const err = await assertRejects(
       first,
-      UpgradeTimeoutError,
+      "timeout",
       "within 500 ms",
     );
     const elapsed = Date.now() - started;
@@ -58,8 +53,11 @@ test(`upgrade() (${runtime}): a second call while one runs is refused; a copy th
     assertEquals(existsSync(`/proc/${pid}`), false, `pid ${pid} is reaped`);
     // And the next call is accepted again.
     const failed = await assertRejects(
-      upgrader.upgrade({ argv: ["sh", "-c", "echo no >&2; exit 4"] }),
-      SuccessorFailedError,
+      upgrade(upgrader, { argv: ["sh", "-c", "echo no >&2; exit 4"] }),
+      "successor-failed",
     );
-    assertEquals([failed.status, failed.stderr], [4, "no"]);
+    assertEquals(
+      [failed.successor?.exitCode, failed.successor?.stderr],
+      [4, "no"],
+    );
   }));

@@ -150,7 +150,7 @@ test(`upgrader process (${runtime}): a successor ready after the owner gave up f
     await first.log("warn", new RegExp(`handover to pid ${late.pid} failed`));
     const failed = await late.event("failed");
     assertEquals(failed.state, "stopped");
-    assert(failed.error.startsWith("PeerClosedError"), failed.error);
+    assert(failed.error.startsWith("peer-closed:"), failed.error);
     await assertOwner(place, first, port);
     // The failed process released the lock although it still runs.
     await takeOver(place, first, port);

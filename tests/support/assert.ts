@@ -4,6 +4,7 @@
  * @module
  */
 import { inspect, isDeepStrictEqual } from "node:util";
+import { TablerollError, type TablerollErrorCode } from "../../mod.ts";
 
 /** Thrown by a failed assertion. */
 export class AssertionError extends Error {
@@ -38,52 +39,78 @@ export function assertEquals<T>(
 
 type ErrorClass<E extends Error> = abstract new (...args: never[]) => E;
 
-/** Fails unless `fn` throws an instance of `errorClass`; returns the error. */
-export function assertThrows<E extends Error>(
+/** An error class, or the code of a {@linkcode TablerollError}. */
+type Expected = ErrorClass<Error> | TablerollErrorCode;
+
+/** What {@linkcode assertThrows} returns for `expected`. */
+type Caught<X extends Expected> = X extends TablerollErrorCode ? TablerollError
+  : X extends ErrorClass<infer E> ? E
+  : never;
+
+/**
+ * Fails unless `fn` throws an instance of `expected` (or a
+ * {@linkcode TablerollError} of that code); returns the error.
+ */
+export function assertThrows<X extends Expected>(
   fn: () => unknown,
-  errorClass: ErrorClass<E>,
+  expected: X,
   messageIncludes?: string,
-): E {
+): Caught<X> {
   try {
     fn();
   } catch (err) {
-    return checkError(err, errorClass, messageIncludes);
+    return checkError(err, expected, messageIncludes) as Caught<X>;
   }
   throw new AssertionError(
-    `expected ${errorClass.name} to be thrown, nothing was`,
+    `expected ${describeExpected(expected)} to be thrown, nothing was`,
   );
 }
 
-/** Fails unless `promise` rejects with an instance of `errorClass`; returns the error. */
-export async function assertRejects<E extends Error>(
+/**
+ * Fails unless `promise` rejects with an instance of `expected` (or a
+ * {@linkcode TablerollError} of that code); returns the error.
+ */
+export async function assertRejects<X extends Expected>(
   promise: Promise<unknown> | (() => Promise<unknown>),
-  errorClass: ErrorClass<E>,
+  expected: X,
   messageIncludes?: string,
-): Promise<E> {
+): Promise<Caught<X>> {
   try {
     await (typeof promise === "function" ? promise() : promise);
   } catch (err) {
-    return checkError(err, errorClass, messageIncludes);
+    return checkError(err, expected, messageIncludes) as Caught<X>;
   }
   throw new AssertionError(
-    `expected a rejection with ${errorClass.name}, it resolved`,
+    `expected a rejection with ${describeExpected(expected)}, it resolved`,
   );
 }
 
-function checkError<E extends Error>(
+function describeExpected(expected: Expected): string {
+  return typeof expected === "string"
+    ? `TablerollError ${expected}`
+    : expected.name;
+}
+
+function checkError(
   err: unknown,
-  errorClass: ErrorClass<E>,
+  expected: Expected,
   includes?: string,
-): E {
-  if (!(err instanceof errorClass)) {
+): Error {
+  const matches = typeof expected === "string"
+    ? err instanceof TablerollError && err.code === expected
+    : err instanceof expected;
+  if (!matches) {
     throw new AssertionError(
-      `expected ${errorClass.name}, got ${inspect(err)}`,
+      `expected ${describeExpected(expected)}, got ${inspect(err)}`,
     );
   }
-  if (includes && !err.message.includes(includes)) {
+  const error = err as Error;
+  if (includes && !error.message.includes(includes)) {
     throw new AssertionError(
-      `expected message to include ${JSON.stringify(includes)}: ${err.message}`,
+      `expected message to include ${
+        JSON.stringify(includes)
+      }: ${error.message}`,
     );
   }
-  return err;
+  return error;
 }

@@ -42,7 +42,7 @@ const bunTest: BunTest | undefined = "Bun" in globalThis
   ? (await import("bun:" + "test") as { test: BunTest }).test
   : undefined;
 
-// The library's SIGIO listener lives as long as the process, by design: it
+// The library's readiness-signal listener lives as long as the process, by design: it
 // is installed here, before the first test, so that Deno's resource
 // sanitizer does not charge it to whichever test first waits on a socket.
 // So are the libc functions the FFI layer binds on first use: Deno before
@@ -51,9 +51,8 @@ if (!bunTest) {
   const { backend, close, socketPair, waitReadable, writeAll } = await import(
     "../../ffi/mod.ts"
   );
-  for (const name in backend.fn) {
-    void backend.fn[name as keyof typeof backend.fn];
-  }
+  const { fn } = backend();
+  for (const name in fn) void fn[name as keyof typeof fn];
   const [a, b] = socketPair();
   const readable = waitReadable(b, { exclusive: true });
   writeAll(a, new Uint8Array([0]));
