@@ -19,27 +19,18 @@
  */
 import type { Upgrader } from "../src/upgrader.ts";
 import { delay } from "../ffi/timers.ts";
+import type { CommonServeOptions } from "./contract.ts";
 import {
   type EventInput,
   type EventReporter,
   reporterOf,
 } from "../src/events.ts";
 
-/** Timing of the drain. */
-export interface DrainOptions {
-  /**
-   * Milliseconds after the handover (or `stop()`) before idle keep-alive
-   * connections are closed; until then, clients that send a request get an
-   * answer with `Connection: close`. Default 1000.
-   */
-  drainGracePeriod?: number;
-  /**
-   * Milliseconds after the handover when WebSockets are closed (1001) and
-   * remaining connections are cut (Bun and `node:http`; `Deno.serve` cannot
-   * cut a request in flight, so there the drain waits for it). Default 30 000.
-   */
-  drainDeadline?: number;
-}
+/** Timing of the drain, as every adapter's `serve` takes it. */
+export type DrainOptions = Pick<
+  CommonServeOptions,
+  "drainGracePeriod" | "drainDeadline"
+>;
 
 /** How a drain acts on one runtime's server. */
 export interface DrainTarget {
@@ -254,7 +245,7 @@ export class Drain {
    * a drain waiting for the window closes the server once the upgrader
    * stopped.
    */
-  follow(upgrader: Upgrader): void {
+  follow(upgrader: Pick<Upgrader, "takeovers">): void {
     (async () => {
       let final: PromiseWithResolvers<void> | undefined;
       for await (const step of upgrader.takeovers()) {
