@@ -121,8 +121,9 @@ export class WebSocketSet {
 /** `1001`: the endpoint is going away. */
 const GOING_AWAY = 1001;
 
-// Connections accepted just before the listener left epoll may not have been
-// read yet; closing the server before they are would drop them.
+// Connections accepted just before the listener left epoll at a takeover
+// may not have been read yet; closing the server before they are would drop
+// them. A takeover's grace period is never shorter.
 const SETTLE_MS = 50;
 
 /**
@@ -165,7 +166,7 @@ export class Drain {
     const reporter = reportTo && reporterOf(reportTo.upgrader);
     this.#events = reporter && { reporter, name: reportTo!.name };
     this.#target = target;
-    this.#grace = Math.max(options.drainGracePeriod ?? 1000, SETTLE_MS);
+    this.#grace = options.drainGracePeriod ?? 1000;
     this.#deadline = options.drainDeadline ?? 30_000;
     this.finished = this.#done.promise;
     // A failure is reported through `finished`; one nobody awaits must not
@@ -173,9 +174,9 @@ export class Drain {
     this.finished.catch(() => {});
   }
 
-  /** Milliseconds from the handover until idle connections are closed. */
+  /** Milliseconds from a takeover until idle connections are closed. */
   get gracePeriod(): number {
-    return this.#grace;
+    return Math.max(this.#grace, SETTLE_MS);
   }
 
   /** Whether the drain has started. */
@@ -206,7 +207,7 @@ export class Drain {
     } catch (err) {
       failures.push(err); // close() still shuts the listener after the grace
     }
-    Promise.all([delay(this.#grace), final]).then(() => {
+    Promise.all([delay(this.gracePeriod), final]).then(() => {
       if (drain !== this.#drains) return; // undone by resume()
       const left = this.#deadline - (performance.now() - started);
       const deadline = setTimeout(() => this.#cut(), Math.max(left, 0));
@@ -270,15 +271,18 @@ export class Drain {
    * so that keep-alive clients leave by themselves instead of racing the
    * close of their idle connection with a request (the close would reset
    * it), and connections accepted just before are read; then `close` runs.
-   * It runs at once with `cut` (the server cuts every connection anyway)
-   * or when a drain has begun already (its grace is under way or over).
-   * Then as {@linkcode Drain.stopped}; resolves when `close` has.
+   * It runs at once, without a timer, with a grace period of 0, with `cut`
+   * (the server cuts every connection anyway) or when a drain has begun
+   * already (its grace is under way or over). Then as
+   * {@linkcode Drain.stopped}; resolves when `close` has.
    */
   stop(close: () => Promise<void>, cut = false): Promise<void> {
     this.#target.stopAccepting();
     const grace = cut || this.#draining ? 0 : this.#grace;
     this.#draining = true;
-    const closed = delay(grace).then(close);
+    const closed = grace > 0
+      ? delay(grace).then(close)
+      : Promise.resolve().then(close);
     this.stopped(closed);
     return closed;
   }
