@@ -138,10 +138,7 @@ export async function serve<S extends Server>(
   drain.follow(upgrader);
   const stop = () => drain.stop(() => connections.closeWhenIdle());
   const handle: HandedOverServer = {
-    address: Object.assign(
-      () => acceptor.address(),
-      listener.address,
-    ) satisfies SocketAddress & Server["address"],
+    address: callableAddress(listener.address, () => acceptor.address()),
     finished: drain.finished,
     stop,
     [Symbol.asyncDispose]: stop,
@@ -152,6 +149,21 @@ export async function serve<S extends Server>(
     options,
     server instanceof HttpsServer ? "https" : "http",
   );
+}
+
+/**
+ * The handle's `address` on a `node:http` server: the fields of `address`
+ * on a function that answers Node's `address()` with `nodeAddress`, so that
+ * both `server.address.port` and `server.address()` work; JSON shows the
+ * fields.
+ */
+function callableAddress(
+  address: SocketAddress,
+  nodeAddress: () => AddressInfo | string | null,
+): SocketAddress & Server["address"] {
+  const callable = Object.assign(() => nodeAddress(), address);
+  Object.defineProperty(callable, "toJSON", { value: () => ({ ...address }) });
+  return callable;
 }
 
 /**
