@@ -185,7 +185,7 @@ export async function serve(
  *
  * @example
  * ```ts ignore
- * serve({ upgrader, name: "ws", port: 8080, handler(request) {
+ * await serve({ upgrader, name: "ws", port: 8080, handler(request) {
  *   const { socket, response } = upgradeWebSocket(request);
  *   socket.onmessage = (e) => socket.send(e.data);
  *   return response;
