@@ -22,7 +22,7 @@
  * const dir = mkdtempSync(join(tmpdir(), "tableroll-example-"));
  * const start = async (version: string) => {
  *   const upgrader = await Upgrader.create(dir, { id: version });
- *   const server = serve({
+ *   const server = await serve({
  *     upgrader,
  *     name: "web", // the same name in every version
  *     hostname: "127.0.0.1",

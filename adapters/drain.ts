@@ -19,27 +19,18 @@
  */
 import type { Upgrader } from "../src/upgrader.ts";
 import { delay } from "../ffi/timers.ts";
+import type { CommonServeOptions } from "./contract.ts";
 import {
   type EventInput,
   type EventReporter,
   reporterOf,
 } from "../src/events.ts";
 
-/** Timing of the drain. */
-export interface DrainOptions {
-  /**
-   * Milliseconds after the handover (or `stop()`) before idle keep-alive
-   * connections are closed; until then, clients that send a request get an
-   * answer with `Connection: close`. Default 1000.
-   */
-  drainGracePeriod?: number;
-  /**
-   * Milliseconds after the handover when WebSockets are closed (1001) and
-   * remaining connections are cut (Bun and `node:http`; `Deno.serve` cannot
-   * cut a request in flight, so there the drain waits for it). Default 30 000.
-   */
-  drainDeadline?: number;
-}
+/** Timing of the drain, as every adapter's `serve` takes it. */
+export type DrainOptions = Pick<
+  CommonServeOptions,
+  "drainGracePeriod" | "drainDeadline"
+>;
 
 /** How a drain acts on one runtime's server. */
 export interface DrainTarget {
@@ -130,8 +121,9 @@ export class WebSocketSet {
 /** `1001`: the endpoint is going away. */
 const GOING_AWAY = 1001;
 
-// Connections accepted just before the listener left epoll may not have been
-// read yet; closing the server before they are would drop them.
+// Connections accepted just before the listener left epoll at a takeover
+// may not have been read yet; closing the server before they are would drop
+// them. A takeover's grace period is never shorter.
 const SETTLE_MS = 50;
 
 /**
@@ -174,7 +166,7 @@ export class Drain {
     const reporter = reportTo && reporterOf(reportTo.upgrader);
     this.#events = reporter && { reporter, name: reportTo!.name };
     this.#target = target;
-    this.#grace = Math.max(options.drainGracePeriod ?? 1000, SETTLE_MS);
+    this.#grace = options.drainGracePeriod ?? 1000;
     this.#deadline = options.drainDeadline ?? 30_000;
     this.finished = this.#done.promise;
     // A failure is reported through `finished`; one nobody awaits must not
@@ -182,9 +174,9 @@ export class Drain {
     this.finished.catch(() => {});
   }
 
-  /** Milliseconds from the handover until idle connections are closed. */
+  /** Milliseconds from a takeover until idle connections are closed. */
   get gracePeriod(): number {
-    return this.#grace;
+    return Math.max(this.#grace, SETTLE_MS);
   }
 
   /** Whether the drain has started. */
@@ -215,7 +207,7 @@ export class Drain {
     } catch (err) {
       failures.push(err); // close() still shuts the listener after the grace
     }
-    Promise.all([delay(this.#grace), final]).then(() => {
+    Promise.all([delay(this.gracePeriod), final]).then(() => {
       if (drain !== this.#drains) return; // undone by resume()
       const left = this.#deadline - (performance.now() - started);
       const deadline = setTimeout(() => this.#cut(), Math.max(left, 0));
@@ -254,7 +246,7 @@ export class Drain {
    * a drain waiting for the window closes the server once the upgrader
    * stopped.
    */
-  follow(upgrader: Upgrader): void {
+  follow(upgrader: Pick<Upgrader, "takeovers">): void {
     (async () => {
       let final: PromiseWithResolvers<void> | undefined;
       for await (const step of upgrader.takeovers()) {
@@ -279,15 +271,18 @@ export class Drain {
    * so that keep-alive clients leave by themselves instead of racing the
    * close of their idle connection with a request (the close would reset
    * it), and connections accepted just before are read; then `close` runs.
-   * It runs at once with `cut` (the server cuts every connection anyway)
-   * or when a drain has begun already (its grace is under way or over).
-   * Then as {@linkcode Drain.stopped}; resolves when `close` has.
+   * It runs at once, without a timer, with a grace period of 0, with `cut`
+   * (the server cuts every connection anyway) or when a drain has begun
+   * already (its grace is under way or over). Then as
+   * {@linkcode Drain.stopped}; resolves when `close` has.
    */
   stop(close: () => Promise<void>, cut = false): Promise<void> {
     this.#target.stopAccepting();
     const grace = cut || this.#draining ? 0 : this.#grace;
     this.#draining = true;
-    const closed = delay(grace).then(close);
+    const closed = grace > 0
+      ? delay(grace).then(close)
+      : Promise.resolve().then(close);
     this.stopped(closed);
     return closed;
   }

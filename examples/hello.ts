@@ -98,7 +98,7 @@ useSystemd(upgrader, { pidFile: flags["pid-file"] });
 // The running runtime's native server (Deno.serve or Bun.serve) on the
 // handed-over socket; after a takeover it drains by itself, and accepts
 // again if the successor dies within the rollback window.
-const server = serve({
+const server = await serve({
   upgrader,
   name: flags.name!,
   hostname,

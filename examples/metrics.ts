@@ -122,7 +122,7 @@ if (import.meta.main) {
   const upgrader = await Upgrader.create(flags.dir, {
     onEvent: metrics.record,
   });
-  const server = serve({
+  const server = await serve({
     upgrader,
     name: "web",
     hostname,

@@ -22,11 +22,18 @@ import {
 } from "../ffi/mod.ts";
 import { currentRuntime, testedRange } from "../adapters/tested_runtimes.ts";
 import {
-  AdoptionError,
   adoptListener,
   listenerOpenedBy,
   serveAdopted,
 } from "../adapters/adopt.ts";
+import { TablerollError } from "../mod.ts";
+
+/** `fn`'s error, which must be a `TablerollError` (`adoption`) containing `text`. */
+function adoptionRefused(fn: () => unknown, text: string): TablerollError {
+  const err = assertThrows(fn, TablerollError, text);
+  assertEquals(err.code, "adoption");
+  return err;
+}
 
 const loopback = { family: "inet", hostname: "127.0.0.1", port: 0 } as const;
 
@@ -112,7 +119,7 @@ test(`adopt: a failed adoption stops ${runtime}'s native server`, async () => {
   const source = listenOn({ family: "inet6", hostname: "::1", port: 0 });
   let stopped: NativeServer | undefined;
   try {
-    assertThrows(
+    adoptionRefused(
       () =>
         serveAdopted(
           // Claims IPv4, so the placeholder's family differs from the socket's.
@@ -123,7 +130,6 @@ test(`adopt: a failed adoption stops ${runtime}'s native server`, async () => {
             return server.stop();
           },
         ),
-      AdoptionError,
       "the socket to adopt is inet6",
     );
     assert(stopped, "the server was stopped");
@@ -142,13 +148,16 @@ test("adopt: a listener that no epoll watches is refused", () => {
   const placeholder = runtimeLikeListener();
   const source = listenOn(loopback);
   try {
-    const err = assertThrows(
+    const err = adoptionRefused(
       () => adoptListener(placeholder, source),
-      AdoptionError,
       "no epoll instance watches",
     );
     assert(err.message.includes("tableroll/node"), "names the fallback");
-    assert(err.runtime.startsWith(runtime === "deno" ? "Deno " : "Bun "));
+    const { name, version } = currentRuntime()!;
+    assert(
+      err.message.includes(`${name === "deno" ? "Deno" : "Bun"} ${version}`),
+      `names the runtime: ${err.message}`,
+    );
   } finally {
     close(placeholder);
     close(source);
@@ -166,9 +175,8 @@ test("adopt: a listener with two different registrations is refused", () => {
     const before = fileIdentity(placeholder);
     registerWith(epolls[0], placeholder, 1n);
     registerWith(epolls[1], placeholder, 2n);
-    assertThrows(
+    adoptionRefused(
       () => adoptListener(placeholder, source),
-      AdoptionError,
       "2 different epoll registrations",
     );
     assertEquals(
@@ -185,9 +193,8 @@ test("adopt: a socket of another family is refused", () => {
   const placeholder = runtimeLikeListener();
   const source = listenOn({ family: "inet6", hostname: "::1", port: 0 });
   try {
-    assertThrows(
+    adoptionRefused(
       () => adoptListener(placeholder, source),
-      AdoptionError,
       "inet socket, the socket to adopt is inet6",
     );
   } finally {
@@ -198,9 +205,8 @@ test("adopt: a socket of another family is refused", () => {
 
 test("adopt: a server that opened no listener is refused, and stopped", () => {
   const stopped: string[] = [];
-  assertThrows(
+  adoptionRefused(
     () => listenerOpenedBy(() => "server", (s) => stopped.push(s)),
-    AdoptionError,
     "opened 0",
   );
   assertEquals(stopped, ["server"]);
@@ -233,9 +239,8 @@ test("adopt: a blocking listener is refused", () => {
   const placeholder = listenOn(loopback);
   const source = listenOn(loopback);
   try {
-    assertThrows(
+    adoptionRefused(
       () => adoptListener(placeholder, source),
-      AdoptionError,
       "is blocking",
     );
   } finally {
@@ -247,7 +252,7 @@ test("adopt: a blocking listener is refused", () => {
 /**
  * Adopts a fresh loopback socket into this runtime's native server after
  * `alter` changed the server's real state (its listener's descriptor and
- * epoll registration as found); expects an {@linkcode AdoptionError}
+ * epoll registration as found); expects a `TablerollError` (`adoption`)
  * containing `expected`, the server stopped, and the socket's connections
  * left to the socket's owner: the runtime accepted none.
  */
@@ -261,7 +266,7 @@ async function refusedAfter(
   let stopped: NativeServer | undefined;
   let watching: EpollRegistration[] | undefined;
   try {
-    const err = assertThrows(
+    const err = adoptionRefused(
       () =>
         serveAdopted(
           { fd: source, address },
@@ -283,12 +288,11 @@ async function refusedAfter(
             return server.stop();
           },
         ),
-      AdoptionError,
       expected,
     );
     const { name, version } = currentRuntime()!;
-    assertEquals(err.runtime, `${name === "deno" ? "Deno" : "Bun"} ${version}`);
-    assert(err.message.includes(`${err.runtime}'s native server`), err.message);
+    const runtimeName = `${name === "deno" ? "Deno" : "Bun"} ${version}`;
+    assert(err.message.includes(`${runtimeName}'s native server`), err.message);
     assert(err.message.includes("@tableroll/tableroll/node"), err.message);
     assert(err.message.includes(testedRange(name)), err.message);
     assert(stopped, "the server was stopped");

@@ -4,9 +4,13 @@
  * what becomes of a step that fails. The adapters' end-to-end drains are in
  * adapter_handover_test.ts.
  */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { test } from "./support/harness.ts";
 import { assert, assertEquals, assertRejects } from "./support/assert.ts";
 import { Drain, type DrainTarget } from "../adapters/drain.ts";
+import { type TakeoverStep, Upgrader } from "../mod.ts";
 
 /**
  * A server as the drain sees it, recording when each step ran; its close
@@ -61,6 +65,23 @@ test("drain: a grace period below the settling time is raised to it", async () =
   drain.start();
   await drain.finished;
   assert(steps[1][1] >= 45, `closed after ${steps[1][1]} ms`);
+});
+
+test("drain: stop() with a zero grace period closes at once, before any timer", async () => {
+  const { target, names } = recordingTarget();
+  const drain = new Drain(target, { drainGracePeriod: 0 });
+  const order: string[] = [];
+  const timer = new Promise<void>((resolve) =>
+    setTimeout(() => resolve(void order.push("timer")), 0)
+  );
+  await drain.stop(() => {
+    order.push("close");
+    return Promise.resolve();
+  });
+  await timer;
+  assertEquals(order, ["close", "timer"]);
+  assertEquals(names(), ["stopAccepting"]);
+  await drain.finished;
 });
 
 test("drain: finished waits for the server's requests and its WebSockets", async () => {
@@ -229,35 +250,50 @@ test("drain: a server the application stopped is never resumed; finished follows
   await graceOver();
 });
 
+/**
+ * An upgrader as {@linkcode Drain.follow} sees it, whose takeover steps the
+ * test sends; `end()` ends them, as the upgrader's `stop()` does.
+ */
+function scriptedTakeovers() {
+  const steps: TakeoverStep[] = [];
+  let ended = false;
+  let wake: (() => void) | undefined;
+  const woken = () => new Promise<void>((resolve) => wake = resolve);
+  return {
+    send(step: TakeoverStep) {
+      steps.push(step);
+      wake?.();
+    },
+    end() {
+      ended = true;
+      wake?.();
+    },
+    async *takeovers() {
+      for (;;) {
+        while (steps.length === 0 && !ended) await woken();
+        if (steps.length === 0) return;
+        yield steps.shift()!;
+      }
+    },
+  };
+}
+
+const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
+
 test("drain: follow drains at each takeover and resumes at each rollback", async () => {
   const { target, names } = recordingTarget();
   const drain = new Drain(target, { drainGracePeriod: 50 });
-  let takeover = Promise.withResolvers<void>();
-  let rollback = Promise.withResolvers<void>();
-  const source = {
-    fds: { listen: () => ({ fd: -1, address: { family: "unix" as const } }) },
-    get upgradeComplete() {
-      return takeover.promise;
-    },
-    upgradeFinal: new Promise<void>(() => {}),
-    get rolledBack() {
-      return rollback.promise;
-    },
-  };
-  drain.follow(source);
-  const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
+  const upgrader = scriptedTakeovers();
+  drain.follow(upgrader);
   for (let round = 0; round < 2; round++) {
-    takeover.resolve();
+    upgrader.send("upgraded");
     await settle();
     assertEquals(drain.draining, true, `round ${round}: draining`);
-    const next = Promise.withResolvers<void>();
-    const done = rollback;
-    takeover = next;
-    rollback = Promise.withResolvers();
-    done.resolve();
+    upgrader.send("rolled-back");
     await settle();
     assertEquals(drain.draining, false, `round ${round}: resumed`);
   }
+  upgrader.end();
   assertEquals(names(), [
     "stopAccepting",
     "resumeAccepting",
@@ -265,6 +301,40 @@ test("drain: follow drains at each takeover and resumes at each rollback", async
     "resumeAccepting",
   ]);
   await graceOver();
+});
+
+test("drain: follow closes once the takeover is final, or once the takeovers end", async () => {
+  for (const last of ["final", "end"]) {
+    const { target, names } = recordingTarget();
+    const drain = new Drain(target, { drainGracePeriod: 50 });
+    const upgrader = scriptedTakeovers();
+    drain.follow(upgrader);
+    upgrader.send("upgraded");
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    assertEquals(names(), ["stopAccepting"], `${last}: closed before it`);
+    if (last === "final") upgrader.send("final");
+    else upgrader.end();
+    await drain.finished;
+    assertEquals(names(), ["stopAccepting", "close"]);
+    upgrader.end();
+  }
+});
+
+test("drain: follow drains when a successor takes over a real upgrader", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tableroll-drain-"));
+  try {
+    await using owner = await Upgrader.create(dir, { id: "old" });
+    await owner.ready();
+    const { target, names } = recordingTarget();
+    const drain = new Drain(target, { drainGracePeriod: 50 });
+    drain.follow(owner);
+    await using successor = await Upgrader.create(dir, { id: "new" });
+    await successor.ready();
+    await drain.finished;
+    assertEquals(names(), ["stopAccepting", "close"]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 /**

@@ -130,7 +130,7 @@ test(
 
 for (const adapter of [runtime, "node", "serve"] as const) {
   const it = testOf(adapter);
-  it(`adapter: ${adapter} on ${runtime} reports the real address`, () =>
+  it(`adapter: ${adapter} on ${runtime} reports the real address, to onListen too`, () =>
     singleHandover(
       { adapter, runtime },
       (tmp, port) => ({ dir: join(tmp, "dir"), addr: `127.0.0.1:${port}` }),
@@ -140,8 +140,10 @@ for (const adapter of [runtime, "node", "serve"] as const) {
           : runtime === "deno"
           ? { transport: "tcp", hostname: "127.0.0.1", port }
           : { hostname: "127.0.0.1", port, url: `http://127.0.0.1:${port}/` };
+        const address = { family: "inet", hostname: "127.0.0.1", port };
         assertEquals(await first.address(), {
-          address: { family: "inet", hostname: "127.0.0.1", port },
+          address,
+          listened: address,
           ...(native && { native }),
         });
         if (adapter === "bun") {

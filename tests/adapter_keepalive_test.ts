@@ -1,10 +1,9 @@
 /**
- * The drain of keep-alive connections after a handover, on each adapter:
- * idle connections stay open for the grace period, requests on them are
- * answered with `Connection: close`, and a response that began before the
- * drain still ends the connection.
+ * The drain of keep-alive connections, after a handover and after the
+ * application stopped the server: idle connections stay open for the grace
+ * period, requests on them are answered with `Connection: close`, and a
+ * response that began before the drain still ends the connection.
  */
-import { connect } from "node:net";
 import { join } from "node:path";
 import { runtime, test } from "./support/harness.ts";
 import { assert, assertEquals } from "./support/assert.ts";
@@ -12,6 +11,7 @@ import { freePort } from "../testing/rolling.ts";
 import {
   type CopySpec,
   get,
+  keepAliveConnection,
   startServer,
   withService,
 } from "./fixtures/adapter_copies.ts";
@@ -20,60 +20,36 @@ import { nodeAdapterTest } from "./support/node_adapter.ts";
 /** `test` for the node:http adapter: skipped where it cannot serve. */
 const testNode = await nodeAdapterTest(runtime);
 
-/** A raw keep-alive HTTP/1.1 connection: send a request, read one response. */
-async function keepAliveConnection(port: number) {
-  const socket = connect(port, "127.0.0.1");
-  await new Promise((resolve) => socket.once("connect", resolve));
-  let buffered = "";
-  let waiting: (() => void) | undefined;
-  socket.setEncoding("utf8");
-  socket.on("data", (chunk: string) => {
-    buffered += chunk;
-    waiting?.();
-  });
-  const closed = new Promise<number>((resolve) =>
-    socket.once("close", () => resolve(Date.now()))
-  );
-  return {
-    closed,
-    /** Sends GET `path` and resolves with the response head and pid (any framing). */
-    async get(path = "/"): Promise<{ head: string; pid: number }> {
-      buffered = "";
-      socket.write(`GET ${path} HTTP/1.1\r\nhost: x\r\n\r\n`);
-      for (;;) {
-        const match = /^([\s\S]*?)\r\n\r\n[\s\S]*?hello from (\d+)\n/.exec(
-          buffered,
-        );
-        if (match) {
-          return { head: match[1].toLowerCase(), pid: Number(match[2]) };
-        }
-        await Promise.race([
-          new Promise<void>((resolve) => waiting = resolve),
-          closed.then(() => {
-            throw new Error(
-              `connection closed; got ${JSON.stringify(buffered)}`,
-            );
-          }),
-        ]);
-      }
-    },
-    destroy: () => socket.destroy(),
-  };
-}
+const TIMEOUT_MS = 20_000;
 
-const graceCopies: { label: string; copy: CopySpec }[] = [
-  { label: runtime, copy: { adapter: runtime } },
-  { label: "node", copy: { adapter: "node", runtime } },
+/** What begins the drain: a successor's takeover, or `SIGUSR2`, which stops the server. */
+type Trigger = "takeover" | "stop";
+
+const graceCases: { label: string; copy: CopySpec; trigger: Trigger }[] = [
+  {
+    label: `${runtime}, taken over`,
+    copy: { adapter: runtime },
+    trigger: "takeover",
+  },
+  {
+    label: `node on ${runtime}, taken over`,
+    copy: { adapter: "node", runtime },
+    trigger: "takeover",
+  },
+  {
+    label: `${runtime}, stopped through its signal`,
+    copy: { adapter: runtime, signal: true },
+    trigger: "stop",
+  },
+  {
+    label: `node on ${runtime}, stopped through its signal`,
+    copy: { adapter: "node", runtime, signal: true },
+    trigger: "stop",
+  },
 ];
-if (runtime === "deno") {
-  graceCopies.push({
-    label: "deno given upgrader.signal",
-    copy: { adapter: "deno", signal: true },
-  });
-}
-for (const { label, copy } of graceCopies) {
+for (const { label, copy, trigger } of graceCases) {
   const it = copy.adapter === "node" ? testNode : test;
-  it(`adapter: ${label} on ${runtime} keeps idle keep-alive connections for the grace period`, () =>
+  it(`adapter: ${label}, keeps idle keep-alive connections for the grace period`, () =>
     withService(async (group, tmp) => {
       const port = await freePort();
       const grace = 1500;
@@ -88,21 +64,31 @@ for (const { label, copy } of graceCopies) {
           assertEquals(pid, first.child.pid);
           assert(!head.includes("connection: close"), head);
         }
-        const second = startServer(group, copy, spec);
-        await second.ready();
-        const handedOverAt = Date.now();
+        const second = trigger === "takeover"
+          ? startServer(group, copy, spec)
+          : undefined;
+        if (second) await second.ready();
+        else {
+          first.child.kill("SIGUSR2");
+          await first.child.waitForLine(/^SERVER STOPPED /, TIMEOUT_MS);
+        }
+        const drainedFrom = Date.now();
         await new Promise((resolve) => setTimeout(resolve, grace / 3));
         // Still served by the old process, which asks the client to move on.
         const during = await busy.get();
         assertEquals(during.pid, first.child.pid);
         assert(during.head.includes("connection: close"), during.head);
-        const idleClosedAfter = (await idle.closed) - handedOverAt;
+        const idleClosedAfter = (await idle.closed) - drainedFrom;
         assert(
           idleClosedAfter > grace - 500,
-          `idle connection closed ${idleClosedAfter} ms after the handover`,
+          `idle connection closed ${idleClosedAfter} ms after the drain began`,
         );
-        await first.gone();
-        assertEquals(await get({ port }), second.child.pid);
+        if (second) {
+          await first.gone();
+          assertEquals(await get({ port }), second.child.pid);
+        } else {
+          await first.child.waitForLine(/^DRAINED /, TIMEOUT_MS);
+        }
       } finally {
         busy.destroy();
         idle.destroy();

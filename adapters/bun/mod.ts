@@ -1,13 +1,14 @@
 /**
  * `Bun.serve` on a listener handed over by tableroll.
  *
- * {@linkcode serve} takes `Bun.serve`'s options (`fetch`, `routes`,
- * `websocket`, `error`, `tls`, `hostname`/`port` or `unix`…) plus the upgrader
- * and the listener's name. The listener is inherited from the previous
- * process (or opened), adopted into Bun's own server, and drained without
- * dropping a request once a successor takes over. `reload()` keeps that
- * behaviour for the new handlers. Static responses in `routes` are served by
- * Bun without JavaScript, so during a drain they do not carry the
+ * {@linkcode serve} takes the options every adapter takes (the upgrader, the
+ * listener's name, `hostname`/`port` or `path`, `signal`, the drain's timing,
+ * `onListen`) plus `Bun.serve`'s own but the address (`fetch`, `routes`,
+ * `websocket`, `error`, `tls`…). The listener is inherited from the
+ * previous process (or opened), adopted into Bun's own server, and drained
+ * without dropping a request once a successor takes over. `reload()` keeps
+ * that behaviour for the new handlers. Static responses in `routes` are
+ * served by Bun without JavaScript, so during a drain they do not carry the
  * `Connection: close` that handler responses get.
  *
  * @example Serve HTTP and drain when the next version takes over
@@ -16,7 +17,7 @@
  * import { serve } from "@tableroll/tableroll/bun";
  *
  * const upgrader = await Upgrader.create("/run/myapp");
- * const server = serve({
+ * const server = await serve({
  *   upgrader,
  *   name: "web",
  *   hostname: "127.0.0.1",
@@ -37,34 +38,44 @@ import { delay } from "../../ffi/timers.ts";
 import { type AdoptedListener, serveAdopted } from "../adopt.ts";
 import { Drain } from "../drain.ts";
 import {
+  type CommonServeOptions,
   type HandedOverServer,
-  type HandoverOptions,
   listenAddressOf,
+  runtimeOptions,
+  serving,
 } from "../contract.ts";
 
-export type * from "../contract.ts";
+// Bun's own types that the options and the server below are made of, so
+// that their documentation can show them.
 // @ts-types="./deno_types.d.ts"
 export type { Serve, Server, ServerWebSocket, WebSocketHandler } from "bun";
 
-/** `Bun.serve`'s options with {@linkcode HandoverOptions}. */
+/**
+ * The options of {@linkcode serve}: those of every adapter, and
+ * `Bun.serve`'s but the address (`hostname`, `port`, `unix`, `reusePort`,
+ * `ipv6Only`), which the common `hostname`, `port` and `path` replace.
+ */
 export type ServeOptions<WebSocketData = undefined, R extends string = string> =
-  & Serve.Options<WebSocketData, R>
-  & HandoverOptions;
+  & CommonServeOptions
+  & (Serve.Options<WebSocketData, R> extends infer Options
+    ? Options extends unknown ? {
+        [
+          K in keyof Options as Exclude<
+            K,
+            "hostname" | "port" | "unix" | "reusePort" | "ipv6Only"
+          >
+        ]: Options[K];
+      }
+    : never
+    : never);
 
 /** The `Bun` global, named only when serving so that Deno can load this module. */
 function bunRuntime(): {
   serve<WebSocketData, R extends string>(
     options: Serve.Options<WebSocketData, R>,
   ): Server<WebSocketData>;
-  env: Record<string, string | undefined>;
 } {
   return (globalThis as unknown as { Bun: ReturnType<typeof bunRuntime> }).Bun;
-}
-
-/** `Bun.serve`'s default port: `$BUN_PORT`, `$PORT`, `$NODE_PORT`, else 3000. */
-function defaultPort(): number {
-  const { env } = bunRuntime();
-  return Number(env.BUN_PORT || env.PORT || env.NODE_PORT || 3000);
 }
 
 /** The options whose handlers the adapter wraps. */
@@ -239,36 +250,33 @@ export class HandedOverBunServer<WebSocketData = undefined>
 }
 
 /**
- * Serves with `Bun.serve` on the upgrader's listener `options.name`. The
- * returned server's `port`, `hostname`, `url` and `address` are the
- * listener's real address. Without `port`, the port is Bun's default
- * (`$BUN_PORT`, `$PORT`, `$NODE_PORT`, else 3000).
+ * Serves with `Bun.serve` on the upgrader's listener `options.name`.
+ * Resolves, once it serves, with Bun's server, whose `port`, `hostname`,
+ * `url` and `address` are the listener's real address.
  *
- * Throws a `TablerollError` with code `adoption` if this Bun's internals do not allow
- * adoption; serve through `@tableroll/tableroll/node` then.
+ * Rejects with a `TablerollError` with code `adoption` if this Bun's
+ * internals do not allow adoption; serve through `@tableroll/tableroll/node`
+ * then.
  *
  * @example
  * ```ts ignore
- * const server = serve({ upgrader, name: "web", port: 8080, fetch: handler });
+ * const server = await serve({ upgrader, name: "web", port: 8080, fetch: handler });
  * server.url.href; // "http://0.0.0.0:8080/"
  * ```
  */
-export function serve<WebSocketData = undefined, R extends string = string>(
+// async with nothing to await: every failure is a rejection, as on every adapter.
+// deno-lint-ignore require-await
+export async function serve<
+  WebSocketData = undefined,
+  R extends string = string,
+>(
   options: ServeOptions<WebSocketData, R>,
-): HandedOverBunServer<WebSocketData> {
-  const { upgrader, name, drainGracePeriod, drainDeadline, ...bunOptions } =
-    options as
-      & ServeOptions<WebSocketData, R>
-      & HandlerOptions<WebSocketData>
-      & {
-        unix?: string;
-        hostname?: string;
-        port?: number | string;
-      };
-  const listener = upgrader.fds.listen(
-    name,
-    listenAddressOf({ ...bunOptions, path: bunOptions.unix }, defaultPort()),
-  );
+): Promise<HandedOverBunServer<WebSocketData>> {
+  const { upgrader, name } = options;
+  const bunOptions = runtimeOptions(options) as
+    & Serve.Options<WebSocketData, R>
+    & HandlerOptions<WebSocketData>;
+  const listener = upgrader.fds.listen(name, listenAddressOf(options));
   const drain = new Drain(
     {
       stopAccepting: () => adopted.stopAccepting(),
@@ -292,7 +300,7 @@ export function serve<WebSocketData = undefined, R extends string = string>(
       openConnections: (): number =>
         server.pendingRequests + server.pendingWebSockets,
     },
-    { drainGracePeriod, drainDeadline },
+    options,
     { upgrader, name },
   );
   const mark = (response: unknown) =>
@@ -313,9 +321,6 @@ export function serve<WebSocketData = undefined, R extends string = string>(
     (placeholder) =>
       bunRuntime().serve({
         ...bunOptions,
-        hostname: undefined,
-        port: undefined,
-        unix: undefined,
         ...("path" in placeholder ? { unix: placeholder.path } : placeholder),
         ...handlers(bunOptions),
       } as Serve.Options<WebSocketData, R>),
@@ -330,7 +335,12 @@ export function serve<WebSocketData = undefined, R extends string = string>(
     handlers,
     Boolean(bunOptions.tls),
   );
-  return handedOver;
+  return serving(
+    handedOver,
+    adopted.address,
+    options,
+    bunOptions.tls ? "https" : "http",
+  );
 }
 
 /** Resolves once `server` has no request in flight. */

@@ -1,15 +1,16 @@
 /**
  * `Deno.serve` on a listener handed over by tableroll.
  *
- * {@linkcode serve} takes `Deno.serve`'s options plus the upgrader and the
- * listener's name. The listener is inherited from the previous process (or
- * opened), adopted into Deno's own server, and drained without dropping a
- * request once a successor takes over. Needs `--allow-ffi` and `--allow-net`
- * (plus read/write for a Unix socket path). Deno's shutdown also closes
+ * {@linkcode serve} takes the options every adapter takes (the upgrader, the
+ * listener's name, `hostname`/`port` or `path`, `signal`, the drain's timing,
+ * `onListen`) plus `Deno.serve`'s handler, TLS and error options. The
+ * listener is inherited from the previous process (or opened), adopted into
+ * Deno's own server, and drained without dropping a request once a
+ * successor takes over. Needs `--allow-ffi` and `--allow-net` (plus
+ * read/write for a Unix socket path). Deno's shutdown also closes
  * WebSockets, so while any is open (tracked with {@linkcode upgradeWebSocket})
  * the drain waits for it, until the deadline, before closing idle
- * connections. A `signal` stops the server like
- * {@linkcode HandedOverDenoServer.stop}.
+ * connections.
  *
  * @example Serve HTTP and drain when the next version takes over
  * ```ts ignore
@@ -17,7 +18,7 @@
  * import { serve } from "@tableroll/tableroll/deno";
  *
  * const upgrader = await Upgrader.create("/run/myapp");
- * const server = serve({
+ * const server = await serve({
  *   upgrader,
  *   name: "web",
  *   hostname: "127.0.0.1",
@@ -31,31 +32,30 @@
  *
  * @module
  */
-import type { SocketAddress } from "../../ffi/mod.ts";
+import type { SocketAddress } from "../../ffi/sockaddr.ts";
 import { closingConnection, Drain } from "../drain.ts";
 import { type Generation, ServerGenerations } from "./generations.ts";
 import {
+  type CommonServeOptions,
   type HandedOverServer,
-  type HandoverOptions,
   listenAddressOf,
+  runtimeOptions,
+  serving,
 } from "../contract.ts";
 
-export type * from "../contract.ts";
-
 /**
- * `Deno.serve`'s options, TCP (optionally TLS with `cert`/`key`) or Unix
- * (`path`), with the handler and {@linkcode HandoverOptions}.
+ * The options of {@linkcode serve}: those of every adapter, `Deno.serve`'s
+ * handler, and its other options but the address (`onError`,
+ * `automaticCompression`, `cert` and `key` for TLS).
  */
-export type ServeOptions =
-  & (
-    | (
-      & Omit<Deno.ServeTcpOptions, "reusePort">
-      & Partial<Deno.TlsCertifiedKeyPem>
-    )
-    | Deno.ServeUnixOptions
-  )
-  & { handler: Deno.ServeHandler }
-  & HandoverOptions;
+export interface ServeOptions
+  extends
+    CommonServeOptions,
+    Omit<Deno.ServeOptions, "signal" | "onListen">,
+    Partial<Deno.TlsCertifiedKeyPem> {
+  /** Answers a request, as `Deno.serve`'s handler. */
+  handler: Deno.ServeHandler;
+}
 
 /**
  * `Deno.serve`'s server with the tableroll handle: `addr` and `address` are
@@ -78,40 +78,34 @@ const live = new Set<{ servers: ServerGenerations; drain: Drain }>();
 
 /**
  * Serves `options.handler` with `Deno.serve` on the upgrader's listener
- * `options.name`. Returns Deno's server, whose `addr` is the listener's real
- * address and whose `finished` resolves once the server stopped: after
- * `shutdown()` (or `stop()`), or after the drain that follows a successor's
- * takeover.
+ * `options.name`. Resolves, once it serves, with Deno's server, whose `addr`
+ * is the listener's real address and whose `finished` resolves once the
+ * server stopped: after `stop()` (or `shutdown()`, or `signal`), or after
+ * the drain that follows a successor's takeover.
  *
  * Deno's server stops accepting for good at the first error of `accept(2)`
  * (`EMFILE` when the process is out of descriptors); the adapter then serves
  * the listener with a new `Deno.serve` as soon as it can, and the old one
  * keeps its connections (`accept-failed` and `accept-resumed` events).
  *
- * Throws a `TablerollError` with code `adoption` if this Deno's internals do not allow
- * adoption; serve through `@tableroll/tableroll/node` then.
+ * Rejects with a `TablerollError` with code `adoption` if this Deno's
+ * internals do not allow adoption; serve through `@tableroll/tableroll/node`
+ * then.
  *
  * @example
  * ```ts ignore
- * const server = serve({ upgrader, name: "web", port: 8080, handler });
+ * const server = await serve({ upgrader, name: "web", port: 8080, handler });
  * console.log(server.addr); // { transport: "tcp", hostname: "0.0.0.0", port: 8080 }
  * ```
  */
-export function serve(options: ServeOptions): HandedOverDenoServer {
-  const {
-    upgrader,
-    name,
-    handler,
-    onListen,
-    signal,
-    drainGracePeriod,
-    drainDeadline,
-    ...denoOptions
-  } = options;
-  const listener = upgrader.fds.listen(
-    name,
-    listenAddressOf(options as { port?: number; path?: string }, 8000),
-  );
+// async with nothing to await: every failure is a rejection, as on every adapter.
+// deno-lint-ignore require-await
+export async function serve(
+  options: ServeOptions,
+): Promise<HandedOverDenoServer> {
+  const { upgrader, name, handler } = options;
+  const denoOptions = runtimeOptions(options);
+  const listener = upgrader.fds.listen(name, listenAddressOf(options));
   const drain = new Drain(
     {
       stopAccepting: (): void => servers.stopAccepting(),
@@ -123,7 +117,7 @@ export function serve(options: ServeOptions): HandedOverDenoServer {
       forceClose: () => {},
       // Deno.serve does not count its connections: the events say null.
     },
-    { drainGracePeriod, drainDeadline },
+    options,
     { upgrader, name },
   );
   const handlerFor = (generation: Generation): Deno.ServeHandler => {
@@ -165,22 +159,22 @@ export function serve(options: ServeOptions): HandedOverDenoServer {
   drain.finished.then(forget, forget);
   drain.follow(upgrader);
 
-  const addr = denoAddr(servers.address);
-  (onListen ?? logListening("cert" in denoOptions ? "https" : "http"))(
-    addr as Deno.NetAddr & Deno.UnixAddr,
-  );
   const stop = () => drain.stop(() => servers.shutdown());
-  signal?.addEventListener("abort", () => stop(), { once: true });
-  return {
-    addr,
-    address: servers.address,
-    finished: drain.finished,
-    ref: () => servers.ref(),
-    unref: () => servers.unref(),
-    shutdown: stop,
-    stop,
-    [Symbol.asyncDispose]: stop,
-  };
+  return serving(
+    {
+      addr: denoAddr(servers.address),
+      address: servers.address,
+      finished: drain.finished,
+      ref: () => servers.ref(),
+      unref: () => servers.unref(),
+      shutdown: stop,
+      stop,
+      [Symbol.asyncDispose]: stop,
+    },
+    servers.address,
+    options,
+    "cert" in denoOptions ? "https" : "http",
+  );
 }
 
 /**
@@ -191,7 +185,7 @@ export function serve(options: ServeOptions): HandedOverDenoServer {
  *
  * @example
  * ```ts ignore
- * serve({ upgrader, name: "ws", port: 8080, handler(request) {
+ * await serve({ upgrader, name: "ws", port: 8080, handler(request) {
  *   const { socket, response } = upgradeWebSocket(request);
  *   socket.onmessage = (e) => socket.send(e.data);
  *   return response;
@@ -222,13 +216,4 @@ function denoAddr(address: SocketAddress): Deno.NetAddr | Deno.UnixAddr {
     return { transport: "unix", path: address.path ?? "" };
   }
   return { transport: "tcp", hostname: address.hostname, port: address.port };
-}
-
-function logListening(scheme: string) {
-  return (addr: Deno.NetAddr | Deno.UnixAddr) =>
-    console.log(
-      "path" in addr
-        ? `Listening on ${addr.path}`
-        : `Listening on ${scheme}://${addr.hostname}:${addr.port}/`,
-    );
 }

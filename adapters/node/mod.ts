@@ -19,6 +19,12 @@
  * loopback listener and throws a {@linkcode TablerollError} naming the
  * runtime if that fails; serve through the native adapters there.
  *
+ * {@linkcode serve} takes the options every adapter takes (the upgrader, the
+ * listener's name, `hostname`/`port` or `path`, `signal`, the drain's timing,
+ * `onListen`) and the server, and resolves with that server carrying the
+ * tableroll handle: `address` (also callable as Node's `address()`),
+ * `finished`, `stop()`.
+ *
  * @example Serve and drain when the next version takes over
  * ```ts ignore
  * import { createServer } from "node:http";
@@ -26,14 +32,15 @@
  * import { serve } from "@tableroll/tableroll/node";
  *
  * const upgrader = await Upgrader.create("/run/myapp");
- * const served = await serve({
+ * const server = await serve({
  *   upgrader,
  *   name: "web",
- *   address: { hostname: "127.0.0.1", port: 8080 },
+ *   hostname: "127.0.0.1",
+ *   port: 8080,
  *   server: createServer((_req, res) => res.end("hello")),
  * });
  * await upgrader.ready();
- * await served.finished; // drained after a successor took over
+ * await server.finished; // drained after a successor took over
  * await upgrader.stop();
  * ```
  *
@@ -48,6 +55,7 @@ import {
 } from "node:http";
 import { Server as HttpsServer } from "node:https";
 import {
+  type AddressInfo,
   connect,
   createServer as createNetServer,
   Server as NetServer,
@@ -55,6 +63,7 @@ import {
 } from "node:net";
 import type { Duplex } from "node:stream";
 import { close, dup } from "../../ffi/fd.ts";
+import type { SocketAddress } from "../../ffi/sockaddr.ts";
 import { listenOn, localAddress } from "../../ffi/socket.ts";
 import { delay } from "../../ffi/timers.ts";
 import { TablerollError } from "../../src/errors.ts";
@@ -65,31 +74,38 @@ import {
   versionName,
 } from "../tested_runtimes.ts";
 import { Drain } from "../drain.ts";
-import type {
-  HandedOverServer,
-  HandoverOptions,
-  ListenAddress,
+import {
+  type CommonServeOptions,
+  type HandedOverServer,
+  listenAddressOf,
+  serving,
 } from "../contract.ts";
 
-export type * from "../contract.ts";
-
-/** Options of {@linkcode serve}. */
-export interface ServeOptions extends HandoverOptions {
-  /** Where to listen if no predecessor handed the listener over. */
-  address: ListenAddress;
+/** The options of {@linkcode serve}: those of every adapter, and the server. */
+export interface ServeOptions<S extends Server = Server>
+  extends CommonServeOptions {
   /** The `node:http` or `node:https` server; it must not listen itself. */
-  server: Server;
+  server: S;
 }
 
 /**
  * Serves `options.server` on the upgrader's listener `options.name`.
+ * Resolves, once it serves, with that same server carrying the tableroll
+ * handle: `address` is the listener's real address and, still callable,
+ * answers Node's `address()` (on Bun too, where the server itself does not
+ * listen); `finished`, `stop()` and `[Symbol.asyncDispose]` are the
+ * adapter's. Rejects where the runtime cannot serve a socket given by
+ * descriptor, and for a `node:https` server on Bun.
  *
  * @example
  * ```ts ignore
- * const { address } = await serve({ upgrader, name: "web", address: { path: "/run/web.sock" }, server });
+ * const served = await serve({ upgrader, name: "web", path: "/run/web.sock", server });
+ * served.address; // { family: "unix", path: "/run/web.sock" }
  * ```
  */
-export async function serve(options: ServeOptions): Promise<HandedOverServer> {
+export async function serve<S extends Server>(
+  options: ServeOptions<S>,
+): Promise<S & HandedOverServer> {
   const { upgrader, name, server } = options;
   const problem = await (descriptorProblem ??= tryDescriptorListening());
   if (problem) throw unsupported(problem);
@@ -100,7 +116,7 @@ export async function serve(options: ServeOptions): Promise<HandedOverServer> {
         "use @tableroll/tableroll/bun with its tls option",
     );
   }
-  const listener = upgrader.fds.listen(name, options.address);
+  const listener = upgrader.fds.listen(name, listenAddressOf(options));
   const connections = new ConnectionTracker(server);
   let acceptor = await listenOnCopy(server, listener.fd);
   const drain = new Drain(
@@ -121,12 +137,33 @@ export async function serve(options: ServeOptions): Promise<HandedOverServer> {
   });
   drain.follow(upgrader);
   const stop = () => drain.stop(() => connections.closeWhenIdle());
-  return {
-    address: listener.address,
+  const handle: HandedOverServer = {
+    address: callableAddress(listener.address, () => acceptor.address()),
     finished: drain.finished,
     stop,
     [Symbol.asyncDispose]: stop,
   };
+  return serving(
+    Object.assign(server, handle),
+    listener.address,
+    options,
+    server instanceof HttpsServer ? "https" : "http",
+  );
+}
+
+/**
+ * The handle's `address` on a `node:http` server: the fields of `address`
+ * on a function that answers Node's `address()` with `nodeAddress`, so that
+ * both `server.address.port` and `server.address()` work; JSON shows the
+ * fields.
+ */
+function callableAddress(
+  address: SocketAddress,
+  nodeAddress: () => AddressInfo | string | null,
+): SocketAddress & Server["address"] {
+  const callable = Object.assign(() => nodeAddress(), address);
+  Object.defineProperty(callable, "toJSON", { value: () => ({ ...address }) });
+  return callable;
 }
 
 /**
@@ -147,7 +184,8 @@ async function listenOnCopy(server: Server, fd: number): Promise<Acceptor> {
 /** What accepts for the server: stops accepting, says where it listens. */
 interface Acceptor {
   close(): unknown;
-  address(): ReturnType<NetServer["address"]>;
+  /** Node's `address()`: `null` once it stopped listening. */
+  address(): AddressInfo | string | null;
 }
 
 /** Makes `server` accept on `fd`; returns what stops accepting. */
@@ -165,11 +203,13 @@ async function listenOnDescriptor(
       resolve();
     });
   });
-  // net.Server's close stops listening; http.Server's would also close the
-  // idle keep-alive connections, before the grace period.
+  // The class's address(): serve() puts the handle's on the server itself.
+  const { address } = Object.getPrototypeOf(acceptor) as NetServer;
   return {
+    // net.Server's close stops listening; http.Server's would also close the
+    // idle keep-alive connections, before the grace period.
     close: () => NetServer.prototype.close.call(acceptor),
-    address: () => acceptor.address(),
+    address: () => address.call(acceptor),
   };
 }
 
