@@ -31,5 +31,5 @@ test("ffi: struct layouts per architecture, and none for other platforms", () =>
 
 test("ffi: the running process uses its architecture's layout", () => {
   const arch = process.arch === "arm64" ? "aarch64" : "x86_64";
-  assertEquals(layout, layoutFor("linux", arch));
+  assertEquals(layout(), layoutFor("linux", arch));
 });

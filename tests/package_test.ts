@@ -25,7 +25,7 @@ import { serve } from "${NAME}/serve";
 
 const [dir, port] = process.argv.slice(2);
 const upgrader = await Upgrader.create(dir);
-const server = serve({
+const server = await serve({
   upgrader,
   name: "web",
   hostname: "127.0.0.1",
@@ -35,8 +35,7 @@ const server = serve({
 });
 await upgrader.ready();
 console.log(\`READY \${process.pid}\`);
-await upgrader.upgradeComplete;
-await server.finished;
+await server.finished; // after a successor took over and the drain ended
 await upgrader.stop();
 console.log(\`DRAINED \${process.pid}\`);
 process.exit(0);
@@ -51,12 +50,14 @@ const BUNDLE_CHECK = `import * as core from "${NAME}";
 import * as serve from "${NAME}/serve";
 import * as bun from "${NAME}/bun";
 import * as node from "${NAME}/node";
+import * as systemd from "${NAME}/systemd";
+import * as selfUpgrade from "${NAME}/self-upgrade";
 
-const misnamed = Object.entries({ ...core, ...serve, ...bun, ...node })
+const misnamed = Object.entries({ ...core, ...serve, ...bun, ...node, ...systemd, ...selfUpgrade })
   .filter(([name]) => name.endsWith("Error"))
-  .map(([name, ErrorClass]) => [name, new ErrorClass("x", {}, "").name])
+  .map(([name, ErrorClass]) => [name, new ErrorClass("protocol", "x").name])
   .filter(([name, shown]) => shown !== name);
-const from = ["", "/serve", "/bun", "/node", "/cli"]
+const from = ["", "/serve", "/bun", "/node", "/systemd", "/self-upgrade", "/cli"]
   .map((entry) => import.meta.resolve("${NAME}" + entry));
 console.log(JSON.stringify({ from, misnamed }));
 `;
@@ -81,6 +82,8 @@ function pack(dest: string): string {
       "adapters/bun/mod.ts",
       "dist/mod.js",
       "dist/adapters/serve/mod.js",
+      "dist/systemd/mod.js",
+      "dist/self_upgrade/mod.js",
       "dist/cli/mod.js",
       "LICENSE",
     ]
