@@ -1,7 +1,7 @@
 /**
  * The owner's side of a handover: admitting a successor on the control
  * socket, handing it the descriptors, learning that it recorded itself, and
- * the rollback window after. Loaded when the first connection arrives.
+ * the rollback window after. Loaded by `ready()`.
  *
  * Every piece of it that runs in the background goes through
  * `inBackground`, whose failure handler leaves the owner serving and
@@ -90,6 +90,11 @@ export class Owner {
     const core = this.#core;
     for (let backoff = ACCEPT_RETRY_MS; core.state !== "stopped";) {
       try {
+        await waitReadable(core.controlFd, {
+          exclusive: true,
+          ref: false,
+          signal: core.stopping,
+        });
         for (
           let fd = accept(core.controlFd, { nonblocking: true });
           fd !== null;
@@ -98,11 +103,6 @@ export class Owner {
           this.#onSuccessor(fd);
         }
         backoff = ACCEPT_RETRY_MS;
-        await waitReadable(core.controlFd, {
-          exclusive: true,
-          ref: false,
-          signal: core.stopping,
-        });
       } catch (err) {
         if (core.stopping.aborted) return;
         this.#logger.error(

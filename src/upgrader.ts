@@ -1,7 +1,8 @@
 /**
  * The upgrader: a process's part in tableroll's handover, as an explicit
- * state machine. The successor's side (`successor.ts`) and the owner's
- * (`owner.ts`) do the talking; every change of state happens here.
+ * state machine. The successor's side (`successor.ts`, loaded by
+ * `create()` when there is a predecessor) and the owner's (`owner.ts`,
+ * loaded by `ready()`) do the talking; every change of state happens here.
  *
  * ```
  * starting ──ready()──▶ owner ──lock holder connects──▶ handing-over ──recorded──▶ upgraded
@@ -22,7 +23,6 @@
  */
 import { close, dup3, getpid, setCloseOnExec, unlink } from "../ffi/fd.ts";
 import { deleteEnv, getEnv } from "../ffi/runtime.ts";
-import { waitReadable } from "../ffi/wait.ts";
 import {
   checkDirectory,
   checkId,
@@ -418,7 +418,10 @@ export class Upgrader implements AsyncDisposable {
       logger.debug(`tableroll: no predecessor in ${this.dir}`);
       return;
     }
-    const { joinOwner } = await import("./successor.ts");
+    const { joinOwner } = await loading(
+      "the successor's side",
+      import("./successor.ts"),
+    );
     this.#predecessor = await joinOwner(this.#core, owner, signal) ??
       undefined;
   }
@@ -426,6 +429,17 @@ export class Upgrader implements AsyncDisposable {
   async #becomeOwner(): Promise<void> {
     if (this.#state !== "starting") {
       throw refusedIn(this.#state, "become ready");
+    }
+    // The owner's side is loaded now, while a failure (no descriptor left)
+    // fails ready() and leaves the predecessor in charge: a module that
+    // failed to load later could never be loaded again (Deno keeps the
+    // failure), and this process could never hand over.
+    try {
+      const { Owner } = await loading("the owner's side", import("./owner.ts"));
+      this.#owner = new Owner(this.#core);
+    } catch (err) {
+      await this.stop();
+      throw err;
     }
     const unclaimed = this.#store.closeUnclaimed();
     if (unclaimed.length > 0) {
@@ -470,28 +484,15 @@ export class Upgrader implements AsyncDisposable {
   }
 
   /**
-   * Waits in the background for the first connection on the control socket,
-   * then lets the owner's side, loaded only now, accept for good. Should
-   * that ever end by surprise, it starts again, so that the owner always
-   * admits the next successor.
+   * Runs the owner's accept loop in the background. Should it ever end by
+   * surprise, it starts again, so that the owner always admits the next
+   * successor.
    */
   #acceptSuccessors(): void {
     inBackground(
       this.#events.logger,
       "accepting successors on the control socket",
-      async () => {
-        if (!this.#owner) {
-          await waitReadable(this.#core.controlFd, {
-            exclusive: true,
-            ref: false,
-            signal: this.#stopping.signal,
-          }).catch(() => {});
-          if (this.#state === "stopped") return;
-          const { Owner } = await import("./owner.ts");
-          this.#owner ??= new Owner(this.#core);
-        }
-        await this.#owner.acceptLoop();
-      },
+      () => this.#owner!.acceptLoop(),
       () => {
         if (this.#state !== "stopped") this.#acceptSuccessors();
       },
@@ -525,6 +526,23 @@ export class Upgrader implements AsyncDisposable {
       reader.steps.push(step);
       reader.wake?.();
     }
+  }
+}
+
+/**
+ * `module`, loaded when a start needs it; a failure (the runtime could not
+ * read it: no descriptor left, say) is a `system` error that says so.
+ */
+async function loading<T>(what: string, module: Promise<T>): Promise<T> {
+  try {
+    return await module;
+  } catch (err) {
+    throw new TablerollError(
+      "system",
+      `loading ${what} of tableroll failed: ${describe(err)}; ` +
+        "the process may be out of descriptors or memory",
+      { cause: err },
+    );
   }
 }
 

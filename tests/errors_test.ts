@@ -7,7 +7,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { runtime, test } from "./support/harness.ts";
-import { assert, assertEquals, assertRejects } from "./support/assert.ts";
+import { assert, assertEquals, assertThrows } from "./support/assert.ts";
 import { close, listenOn, localAddress } from "../ffi/mod.ts";
 import { TablerollError, Upgrader } from "../mod.ts";
 import { ROOT, runtimeBinary } from "../testing/copies.ts";
@@ -37,15 +37,15 @@ test(`errors (${runtime}): a failed system call and a bad address leave a public
   const upgrader = await Upgrader.create(dir);
   try {
     const { port } = localAddress(taken) as { port: number };
-    const busy = await assertRejects(
-      async () => upgrader.fds.listen("web", { hostname: "127.0.0.1", port }),
+    const busy = assertThrows(
+      () => upgrader.fds.listen("web", { hostname: "127.0.0.1", port }),
       "system",
       "EADDRINUSE",
     );
     assertEquals([busy.syscall, busy.errno], ["bind", "EADDRINUSE"]);
     assert(busy.cause instanceof Error, "the FFI layer's error is the cause");
-    await assertRejects(
-      async () => upgrader.fds.listen("web", { hostname: "1.2.3", port: 1 }),
+    assertThrows(
+      () => upgrader.fds.listen("web", { hostname: "1.2.3", port: 1 }),
       "bad-address",
     );
   } finally {

@@ -16,7 +16,7 @@ import {
   openSocket,
   type SyscallError,
 } from "../ffi/mod.ts";
-import { TablerollError, Upgrader } from "../mod.ts";
+import { type TablerollError, Upgrader } from "../mod.ts";
 import { ask } from "./fixtures/upgrader_peers.ts";
 import {
   assertOwner,
