@@ -58,4 +58,4 @@ export {
 export type { Logger, UpgraderEvent } from "./src/events.ts";
 export type { Descriptor, Fds, ListenAddress, Listener } from "./src/fds.ts";
 export { TablerollError, type TablerollErrorCode } from "./src/errors.ts";
-export type { SocketAddress } from "./ffi/sockaddr.ts";
+export type { SocketAddress } from "./ffi/socket.ts";

@@ -9,15 +9,14 @@
  * accept on the adopted socket every step checks what it finds: the server
  * opened one non-blocking listener, one epoll registration waits for its
  * connections, and after the swap that registration reads back for the
- * adopted socket. Anything else throws a `TablerollError` (`adoption`) (naming the
+ * adopted socket. Anything else throws a `TablerollError` with code `adoption` (naming the
  * runtime, its version and what to use instead), with the adopted socket
  * out of the runtime's epoll again. A runtime outside the tested versions
  * (`tested_runtimes.ts`) gets a warning once.
  *
  * @module
  */
-import { Errno } from "../ffi/errno.ts";
-import { SyscallError } from "../ffi/errors.ts";
+import { Errno, SyscallError } from "../ffi/errors.ts";
 import {
   close,
   dup,
@@ -27,15 +26,18 @@ import {
   isNonBlocking,
   setNonBlocking,
 } from "../ffi/fd.ts";
-import { layout, libc } from "../ffi/libc.ts";
-import { EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLLIN } from "../ffi/platform.ts";
+import {
+  EPOLL_CTL_ADD,
+  EPOLL_CTL_DEL,
+  EPOLLIN,
+  layout,
+  libc,
+} from "../ffi/libc.ts";
+import type { EpollRegistration } from "../ffi/proc.ts";
 import { epollRegistrations, fdTarget, listFds } from "../ffi/proc.ts";
-import type { SocketAddress } from "../ffi/sockaddr.ts";
-import { localAddress, socketInfo } from "../ffi/socket.ts";
-import type { EpollRegistration } from "../ffi/mod.ts";
+import { localAddress, type SocketAddress, socketInfo } from "../ffi/socket.ts";
 import { TablerollError } from "../src/errors.ts";
 import { reporterOf } from "../src/events.ts";
-import { type PlaceholderAddress, placeholderFor } from "./placeholder.ts";
 import {
   currentRuntime,
   NODE_ADAPTER_SINCE,
@@ -44,6 +46,82 @@ import {
   untestedVersionWarning,
   versionName,
 } from "./tested_runtimes.ts";
+
+/** Where the runtime should listen: loopback port 0, or a Unix path. */
+export type PlaceholderAddress =
+  | { hostname: string; port: 0 }
+  | { path: string };
+
+/** A placeholder address and the cleanup of what it left on disk. */
+export interface Placeholder {
+  /** Pass this to the runtime's serve call. */
+  readonly address: PlaceholderAddress;
+  /** Removes the placeholder's Unix socket file, if any; never throws. */
+  dispose(): void;
+}
+
+/**
+ * A placeholder of the same family as `real`.
+ *
+ * @example
+ * ```ts ignore
+ * const placeholder = placeholderFor({ family: "inet", hostname: "0.0.0.0", port: 80 });
+ * placeholder.address; // { hostname: "127.0.0.1", port: 0 }
+ * ```
+ */
+export function placeholderFor(real: SocketAddress): Placeholder {
+  if (real.family === "inet") {
+    return { address: { hostname: "127.0.0.1", port: 0 }, dispose() {} };
+  }
+  if (real.family === "inet6") {
+    return { address: { hostname: "::1", port: 0 }, dispose() {} };
+  }
+  const dir = tempDirectory("tableroll-placeholder-");
+  return {
+    address: { path: `${dir.path}/listener.sock` },
+    dispose() {
+      try {
+        dir.remove();
+      } catch {
+        // Out of descriptors, say: an empty directory left in the temporary
+        // one does less harm than an error that loses the server just made.
+      }
+    },
+  };
+}
+
+/**
+ * A new private directory under the system's temporary one. Without `node:`
+ * imports: on Deno they would load the Node compatibility layer.
+ */
+function tempDirectory(prefix: string): { path: string; remove(): void } {
+  if ("Deno" in globalThis) {
+    const path = Deno.makeTempDirSync({ prefix });
+    return { path, remove: () => Deno.removeSync(path, { recursive: true }) };
+  }
+  // Bun's node:fs is built in and cheap.
+  const { process } = globalThis as unknown as {
+    process: {
+      env: Record<string, string | undefined>;
+      getBuiltinModule?(name: "node:fs"): NodeFs;
+    };
+  };
+  // getBuiltinModule came with Bun 1.2.8; import.meta.require is older.
+  const fs = process.getBuiltinModule?.("node:fs") ??
+    (import.meta as unknown as { require(name: "node:fs"): NodeFs }).require(
+      "node:fs",
+    );
+  const path = fs.mkdtempSync(`${process.env.TMPDIR ?? "/tmp"}/${prefix}`);
+  return {
+    path,
+    remove: () => fs.rmSync(path, { recursive: true, force: true }),
+  };
+}
+
+interface NodeFs {
+  mkdtempSync(prefix: string): string;
+  rmSync(path: string, options: { recursive: boolean; force: boolean }): void;
+}
 
 /**
  * The error of a runtime whose internals do not look as adoption expects

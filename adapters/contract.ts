@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { SocketAddress } from "../ffi/sockaddr.ts";
+import type { SocketAddress } from "../ffi/socket.ts";
 import type { ListenAddress } from "../src/fds.ts";
 import type { Upgrader } from "../src/upgrader.ts";
 

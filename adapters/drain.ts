@@ -18,7 +18,7 @@
  * @module
  */
 import type { Upgrader } from "../src/upgrader.ts";
-import { delay } from "../ffi/timers.ts";
+import { delay } from "../ffi/wait.ts";
 import type { CommonServeOptions } from "./contract.ts";
 import {
   type EventInput,

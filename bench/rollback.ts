@@ -11,8 +11,7 @@
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
-import type { ClientKind, Sample } from "../testing/load.ts";
-import { startLoad } from "../testing/load.ts";
+import { type ClientKind, type Sample, startLoad } from "../testing/load.ts";
 import type { ProcessGroup } from "../testing/processes.ts";
 import { type Runtime, startCopy } from "../testing/copies.ts";
 import { freePort } from "../testing/rolling.ts";

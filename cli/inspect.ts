@@ -21,7 +21,7 @@ import {
   unixSockets,
 } from "./procfs.ts";
 import { readMarker, whyNotEnabled } from "./marker.ts";
-import { S_IFMT, S_IFSOCK } from "../ffi/platform.ts";
+import { S_IFMT, S_IFSOCK } from "../ffi/libc.ts";
 
 /** What a process serving a control socket is doing. */
 export type Role =

@@ -13,9 +13,9 @@ import {
   parseUnixSockets,
   type ProcessStat,
   type UnixSocket,
-} from "../ffi/procfs_text.ts";
+} from "../ffi/proc.ts";
 
-export { deviceNumbers } from "../ffi/procfs_text.ts";
+export { deviceNumbers } from "../ffi/proc.ts";
 export type { FileLock, UnixSocket };
 
 /** A TCP or UDP socket from `/proc/net/{tcp,tcp6,udp,udp6}`. */

@@ -14,8 +14,7 @@ import {
   ptr,
   read,
 } from "bun:ffi";
-import { bindSymbols } from "./symbols.ts";
-import type { Backend, BoundFunction, CType } from "./symbols.ts";
+import type { Backend, BindSymbols, BoundFunction, CType } from "./libc.ts";
 
 const BUN_TYPES = {
   i32: "i32",
@@ -26,8 +25,11 @@ const BUN_TYPES = {
   void: "void",
 } as const satisfies Record<CType, FFITypeOrString>;
 
-/** Opens libc with `bun:ffi`. */
-export function openBackend(libcPath: string): Backend {
+/** Opens libc with `bun:ffi`; `bindSymbols` makes the functions of the table. */
+export function openBackend(
+  libcPath: string,
+  bindSymbols: BindSymbols,
+): Backend {
   const lib = dlopen(libcPath, {
     __errno_location: { args: [], returns: "ptr" },
     strerror: { args: ["i32"], returns: "cstring" },

@@ -3,14 +3,14 @@
  *
  * @module
  */
-import { bindSymbols } from "./symbols.ts";
 import type {
   Backend,
+  BindSymbols,
   BoundFunction,
   CSignature,
   CType,
   PtrArg,
-} from "./symbols.ts";
+} from "./libc.ts";
 
 /**
  * Buffers are passed as pointers taken at each call (`pointerTo` below):
@@ -54,8 +54,14 @@ function takingBuffers(
   }) as BoundFunction;
 }
 
-/** Opens libc with `Deno.dlopen` (needs `--allow-ffi`). */
-export function openBackend(libcPath: string): Backend {
+/**
+ * Opens libc with `Deno.dlopen` (needs `--allow-ffi`); `bindSymbols` makes
+ * the functions of the table.
+ */
+export function openBackend(
+  libcPath: string,
+  bindSymbols: BindSymbols,
+): Backend {
   // The helpers come with the first functions bound: every extra dlopen
   // handle costs Deno about 0.3 MiB.
   let raw: Deno.DynamicLibrary<typeof HELPERS>["symbols"] | undefined;

@@ -3,8 +3,7 @@
  *
  * @module
  */
-import { libc } from "./libc.ts";
-import { CLOCK_MONOTONIC, TIMESPEC } from "./platform.ts";
+import { CLOCK_MONOTONIC, libc, TIMESPEC } from "./libc.ts";
 
 const timespec = new Uint8Array(TIMESPEC.size);
 const view = new DataView(timespec.buffer);

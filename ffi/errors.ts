@@ -1,10 +1,10 @@
 /**
  * The errors of the FFI layer: the one every failing libc call raises, a
- * truncated descriptor message, and their base class.
+ * truncated descriptor message, their base class, and the errno names they
+ * carry.
  *
  * @module
  */
-import { Errno, errnoName } from "./errno.ts";
 
 /**
  * Base class of the FFI layer's errors. The library above turns them into
@@ -117,4 +117,108 @@ export class UnsupportedSyscallError extends SyscallError {
       `${syscall} failed: ENOSYS: this kernel lacks it (it came with ${since}): ` +
       "run on a newer kernel or use a way that does not need it";
   }
+}
+
+const NAMES: readonly string[] = [
+  "",
+  "EPERM",
+  "ENOENT",
+  "ESRCH",
+  "EINTR",
+  "EIO",
+  "ENXIO",
+  "E2BIG",
+  "ENOEXEC",
+  "EBADF",
+  "ECHILD",
+  "EAGAIN",
+  "ENOMEM",
+  "EACCES",
+  "EFAULT",
+  "ENOTBLK",
+  "EBUSY",
+  "EEXIST",
+  "EXDEV",
+  "ENODEV",
+  "ENOTDIR",
+  "EISDIR",
+  "EINVAL",
+  "ENFILE",
+  "EMFILE",
+  "ENOTTY",
+  "ETXTBSY",
+  "EFBIG",
+  "ENOSPC",
+  "ESPIPE",
+  "EROFS",
+  "EMLINK",
+  "EPIPE",
+  "EDOM",
+  "ERANGE",
+  "EDEADLK",
+  "ENAMETOOLONG",
+  "ENOLCK",
+  "ENOSYS",
+  "ENOTEMPTY",
+  "ELOOP",
+];
+
+const NETWORK_NAMES: Record<number, string> = {
+  88: "ENOTSOCK",
+  89: "EDESTADDRREQ",
+  90: "EMSGSIZE",
+  91: "EPROTOTYPE",
+  92: "ENOPROTOOPT",
+  93: "EPROTONOSUPPORT",
+  94: "ESOCKTNOSUPPORT",
+  95: "EOPNOTSUPP",
+  96: "EPFNOSUPPORT",
+  97: "EAFNOSUPPORT",
+  98: "EADDRINUSE",
+  99: "EADDRNOTAVAIL",
+  100: "ENETDOWN",
+  101: "ENETUNREACH",
+  102: "ENETRESET",
+  103: "ECONNABORTED",
+  104: "ECONNRESET",
+  105: "ENOBUFS",
+  106: "EISCONN",
+  107: "ENOTCONN",
+  108: "ESHUTDOWN",
+  109: "ETOOMANYREFS",
+  110: "ETIMEDOUT",
+  111: "ECONNREFUSED",
+  112: "EHOSTDOWN",
+  113: "EHOSTUNREACH",
+  114: "EALREADY",
+  115: "EINPROGRESS",
+};
+
+/** Numbers of the errno values the library reacts to by name. */
+export const Errno = {
+  EPERM: 1,
+  ENOENT: 2,
+  ESRCH: 3,
+  EINTR: 4,
+  EBADF: 9,
+  ECHILD: 10,
+  EAGAIN: 11,
+  EACCES: 13,
+  EEXIST: 17,
+  EINVAL: 22,
+  EMFILE: 24,
+  EPIPE: 32,
+  ENAMETOOLONG: 36,
+  ENOSYS: 38,
+  ENOTSOCK: 88,
+  EADDRINUSE: 98,
+  ECONNRESET: 104,
+  ENOTCONN: 107,
+  ECONNREFUSED: 111,
+  EINPROGRESS: 115,
+} as const;
+
+/** The symbolic name of `errno` (`"EADDRINUSE"`), or `"E<number>"` if unknown. */
+export function errnoName(errno: number): string {
+  return NAMES[errno] || NETWORK_NAMES[errno] || `E${errno}`;
 }

@@ -4,15 +4,17 @@
  *
  * @module
  */
-import { call, cString, layout, libc } from "./libc.ts";
-import { SyscallError } from "./errors.ts";
 import {
+  call,
+  cString,
   EFD_CLOEXEC,
   F_DUPFD_CLOEXEC,
   F_GETFL,
   F_SETFD,
   F_SETFL,
   FD_CLOEXEC,
+  layout,
+  libc,
   LOCK_EX,
   LOCK_NB,
   LOCK_SH,
@@ -30,8 +32,8 @@ import {
   S_IFMT,
   S_IFREG,
   S_IFSOCK,
-} from "./platform.ts";
-import { Errno } from "./errno.ts";
+} from "./libc.ts";
+import { Errno, SyscallError } from "./errors.ts";
 import { forgetDescriptor } from "./wait.ts";
 
 /** `open(2)`; `O_CLOEXEC` is always added. */

@@ -4,13 +4,14 @@
  *
  * @module
  */
-import { backend, call, libc } from "./libc.ts";
-import { Errno } from "./errno.ts";
 import {
+  backend,
+  call,
   CMSGHDR,
   cmsgLen,
   cmsgSpace,
   IOVEC,
+  libc,
   MSG_CMSG_CLOEXEC,
   MSG_CTRUNC,
   MSG_DONTWAIT,
@@ -19,8 +20,8 @@ import {
   MSGHDR,
   SCM_RIGHTS,
   SOL_SOCKET,
-} from "./platform.ts";
-import { TruncatedMessageError } from "./errors.ts";
+} from "./libc.ts";
+import { Errno, TruncatedMessageError } from "./errors.ts";
 
 /** The most descriptors one message can carry (the kernel's `SCM_MAX_FD`). */
 export const MAX_FDS_PER_MESSAGE = 253;

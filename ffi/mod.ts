@@ -46,7 +46,7 @@
  *
  * @module
  */
-export { layoutFor, UnsupportedPlatformError } from "./platform.ts";
+export { layoutFor, UnsupportedPlatformError } from "./libc.ts";
 export {
   EPOLL_CLOEXEC,
   EPOLL_CTL_ADD,
@@ -67,8 +67,8 @@ export {
   SHUT_RD,
   SHUT_RDWR,
   SHUT_WR,
-} from "./platform.ts";
-export { Errno } from "./errno.ts";
+} from "./libc.ts";
+export { Errno } from "./errors.ts";
 export {
   FfiError,
   SyscallError,
@@ -76,16 +76,16 @@ export {
   UnsupportedSyscallError,
 } from "./errors.ts";
 export { backend, layout, libc } from "./libc.ts";
-export * from "./sockaddr.ts";
+export * from "./socket.ts";
 export * from "./socket.ts";
 export * from "./fdpass.ts";
 export * from "./fd.ts";
 export * from "./proc.ts";
-export * from "./procfs_text.ts";
+export * from "./proc.ts";
 export * from "./spawn.ts";
 export * from "./runtime.ts";
 export { monotonicNanos } from "./clock.ts";
-export { delay, everyUnref, keepAlive } from "./timers.ts";
+export { delay, everyUnref, keepAlive } from "./wait.ts";
 export {
   READINESS_SIGNAL,
   signalUntilClosed,

@@ -5,16 +5,20 @@
  *
  * @module
  */
-import { backend, call, cString, libc, syscallError } from "./libc.ts";
 import {
+  backend,
+  call,
+  cString,
+  libc,
   POSIX_SPAWN_SETSID,
   POSIX_SPAWN_SETSIGDEF,
   POSIX_SPAWN_SETSIGMASK,
   SIGSET_SIZE,
   SPAWN_STRUCT_SIZE,
+  syscallError,
   WNOHANG,
-} from "./platform.ts";
-import { Errno } from "./errno.ts";
+} from "./libc.ts";
+import { Errno } from "./errors.ts";
 
 /** What {@linkcode spawnDetached} starts. */
 export interface SpawnOptions {

@@ -26,14 +26,21 @@
  * Neither the listener nor the timers keep the process alive: a `ref: true`
  * wait holds the process open with {@linkcode keepAlive}.
  *
+ * The timers here cost nothing at start-up on either runtime: Deno 2.9's
+ * global `setTimeout` and `setInterval` are Node's, whose first call loads
+ * part of the Node compatibility layer (5–16 ms on the main thread), so a
+ * wait holds the process open with a `MessagePort` on Deno (a long interval
+ * on Bun) and {@linkcode delay} times with `AbortSignal.timeout`.
+ *
  * @module
  */
-import { backend, layout } from "./libc.ts";
 import {
+  backend,
   F_GETFL,
   F_SETFL,
   F_SETOWN,
   F_SETSIG,
+  layout,
   O_ASYNC,
   POLLFD,
   POLLIN,
@@ -43,9 +50,7 @@ import {
   S_IFMT,
   S_IFSOCK,
   SIGURG,
-} from "./platform.ts";
-import { everyUnref, keepAlive } from "./timers.ts";
-
+} from "./libc.ts";
 /** Options of {@linkcode waitFor}. */
 export interface WaitOptions {
   /** Cancels the wait; the promise rejects with the signal's reason. */
@@ -367,4 +372,104 @@ interface NodeLikeProcess {
 
 function nodeProcess(): NodeLikeProcess {
   return (globalThis as unknown as { process: NodeLikeProcess }).process;
+}
+
+let holds = 0;
+let release: (() => void) | undefined;
+
+/**
+ * Keeps the process alive until the returned function is called (calling it
+ * again does nothing). Holds are counted: the process may end once every
+ * hold is released.
+ *
+ * @example Holding the process open while something is pending
+ * ```ts
+ * import { keepAlive } from "./wait.ts";
+ *
+ * const done = keepAlive();
+ * queueMicrotask(done);
+ * ```
+ */
+export function keepAlive(): () => void {
+  if (holds++ === 0) release = openHold();
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    if (--holds === 0) {
+      release!();
+      release = undefined;
+    }
+  };
+}
+
+function openHold(): () => void {
+  if (isDeno) {
+    const { port1, port2 } = new MessageChannel();
+    port1.onmessage = () => {};
+    return () => {
+      port1.close();
+      port2.close();
+    };
+  }
+  const timer = setInterval(() => {}, 1 << 30);
+  return () => clearInterval(timer);
+}
+
+/**
+ * Calls `tick` every `ms` milliseconds until the returned function is
+ * called. It never keeps the process alive. On Deno this is Node's
+ * `setInterval` (an unref'd `AbortSignal.timeout` does not exist there: a
+ * listener refs it), so its first use costs what the module doc says; the
+ * library uses it only for waits that `SIGIO` cannot wake.
+ *
+ * @example
+ * ```ts
+ * import { everyUnref } from "./wait.ts";
+ *
+ * let ticks = 0;
+ * const stop = everyUnref(() => ticks++, 4);
+ * stop();
+ * ```
+ */
+export function everyUnref(tick: () => void, ms: number): () => void {
+  const timer = setInterval(tick, ms);
+  // Deno numbers its timers, Bun hands out objects.
+  if (typeof timer === "number") Deno.unrefTimer(timer);
+  else (timer as { unref(): void }).unref();
+  return () => clearInterval(timer);
+}
+
+/**
+ * Resolves after `ms` milliseconds, keeping the process alive meanwhile;
+ * rejects with `signal`'s reason if it aborts first.
+ *
+ * @example
+ * ```ts
+ * import { delay } from "./wait.ts";
+ *
+ * await delay(1);
+ * ```
+ */
+export function delay(ms: number, signal?: AbortSignal): Promise<void> {
+  if (signal?.aborted) return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    const done = keepAlive();
+    const timeout = AbortSignal.timeout(ms);
+    const finish = () => {
+      done();
+      timeout.removeEventListener("abort", onTimeout);
+      signal?.removeEventListener("abort", onAbort);
+    };
+    const onTimeout = () => {
+      finish();
+      resolve();
+    };
+    const onAbort = () => {
+      finish();
+      reject(signal!.reason);
+    };
+    timeout.addEventListener("abort", onTimeout, { once: true });
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
 }

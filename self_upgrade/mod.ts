@@ -35,8 +35,7 @@ import {
   write,
   writeFileAtomically,
 } from "../ffi/fd.ts";
-import { parseProcessStat } from "../ffi/procfs_text.ts";
-import { commandLine, selfStat } from "../ffi/proc.ts";
+import { commandLine, parseProcessStat, selfStat } from "../ffi/proc.ts";
 import { environment, onSignal, type SignalName } from "../ffi/runtime.ts";
 import {
   reapChild,
@@ -44,8 +43,7 @@ import {
   sendSignal,
   spawnDetached,
 } from "../ffi/spawn.ts";
-import { delay } from "../ffi/timers.ts";
-import { waitReadable } from "../ffi/wait.ts";
+import { delay, waitReadable } from "../ffi/wait.ts";
 import { asTablerollError, refusedIn, TablerollError } from "../src/errors.ts";
 import { describe, follow, inBackground, type Logger } from "../src/events.ts";
 import { forget, observe } from "../src/process_ref.ts";

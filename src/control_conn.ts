@@ -9,7 +9,7 @@
 import { TruncatedMessageError } from "../ffi/errors.ts";
 import { close, readyNow, setNonBlocking } from "../ffi/fd.ts";
 import { receiveWithFds, sendWithFds } from "../ffi/fdpass.ts";
-import { POLLIN, POLLOUT } from "../ffi/platform.ts";
+import { POLLIN, POLLOUT } from "../ffi/libc.ts";
 import { signalUntilClosed, waitReadable, waitWritable } from "../ffi/wait.ts";
 import { TablerollError } from "./errors.ts";
 import { blobLength } from "./protocol.ts";

@@ -18,22 +18,23 @@ import {
   unlink,
   writeAll,
 } from "../ffi/fd.ts";
-import { O_CREAT, O_RDONLY, O_TRUNC, O_WRONLY } from "../ffi/platform.ts";
+import { O_CREAT, O_RDONLY, O_TRUNC, O_WRONLY } from "../ffi/libc.ts";
 import {
   flockHolder,
   flockHolderAmong,
   flockHolderThrough,
 } from "../ffi/proc.ts";
-import { encodeSockaddr, InvalidAddressError } from "../ffi/sockaddr.ts";
 import {
   connect,
+  encodeSockaddr,
+  InvalidAddressError,
   listenOn,
   openSocket,
   type PeerCredentials,
   peerCredentials,
   unixSocketIsLive,
 } from "../ffi/socket.ts";
-import { delay } from "../ffi/timers.ts";
+import { delay } from "../ffi/wait.ts";
 import { isTablerollError, TablerollError } from "./errors.ts";
 import { type Logger, silentLogger } from "./events.ts";
 

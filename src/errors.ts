@@ -15,8 +15,8 @@ import {
   TruncatedMessageError,
   UnsupportedSyscallError,
 } from "../ffi/errors.ts";
-import { InvalidAddressError } from "../ffi/sockaddr.ts";
-import { UnsupportedPlatformError } from "../ffi/platform.ts";
+import { InvalidAddressError } from "../ffi/socket.ts";
+import { UnsupportedPlatformError } from "../ffi/libc.ts";
 
 /**
  * What went wrong, for a program that branches on it:

@@ -11,18 +11,16 @@ import {
   openFile,
   setNonBlocking,
 } from "../ffi/fd.ts";
-import { O_CREAT, O_RDWR } from "../ffi/platform.ts";
+import { O_CREAT, O_RDWR } from "../ffi/libc.ts";
 import {
+  bindDatagram,
   formatAddress,
   type InetAddress,
+  listenReplacingStale,
+  localAddress,
   parseIPv4,
   parseIPv6,
   type SocketAddress,
-} from "../ffi/sockaddr.ts";
-import {
-  bindDatagram,
-  listenReplacingStale,
-  localAddress,
   socketInfo,
 } from "../ffi/socket.ts";
 import type { DescriptorKind, DescriptorMeta } from "./protocol.ts";

@@ -8,7 +8,7 @@
  * @module
  */
 import { unixSocketIsLive } from "../ffi/socket.ts";
-import { delay } from "../ffi/timers.ts";
+import { delay } from "../ffi/wait.ts";
 import {
   controlSocketPath,
   holdsLock,

@@ -11,8 +11,7 @@
  */
 import { close, getuid } from "../ffi/fd.ts";
 import { accept, peerCredentials } from "../ffi/socket.ts";
-import { delay } from "../ffi/timers.ts";
-import { waitReadable } from "../ffi/wait.ts";
+import { delay, waitReadable } from "../ffi/wait.ts";
 import {
   abortReason,
   holdsLock,

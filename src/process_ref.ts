@@ -8,10 +8,9 @@
  */
 import { UnsupportedSyscallError } from "../ffi/errors.ts";
 import { close, readyNow } from "../ffi/fd.ts";
-import { POLLIN } from "../ffi/platform.ts";
+import { POLLIN } from "../ffi/libc.ts";
 import { pidfdOpen, processStat } from "../ffi/proc.ts";
-import { delay } from "../ffi/timers.ts";
-import { waitReadable } from "../ffi/wait.ts";
+import { delay, waitReadable } from "../ffi/wait.ts";
 import { sleep } from "./coordination.ts";
 
 /** A process observed alive once; {@linkcode forget} it when done. */

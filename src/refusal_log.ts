@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { everyUnref } from "../ffi/timers.ts";
+import { everyUnref } from "../ffi/wait.ts";
 import type { Logger } from "./events.ts";
 
 /** How long refusals after a logged one are counted instead of logged. */

@@ -7,10 +7,8 @@
  */
 import { monotonicNanos } from "../ffi/clock.ts";
 import { close, getpid, write } from "../ffi/fd.ts";
-import type { SocketAddress } from "../ffi/sockaddr.ts";
-import { connect, openSocket } from "../ffi/socket.ts";
-import type { UpgraderEvent } from "../src/events.ts";
-import type { Logger } from "../src/events.ts";
+import { connect, openSocket, type SocketAddress } from "../ffi/socket.ts";
+import type { Logger, UpgraderEvent } from "../src/events.ts";
 
 const encoder = new TextEncoder();
 

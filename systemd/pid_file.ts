@@ -13,7 +13,7 @@ import {
   unlink,
   writeFileAtomically,
 } from "../ffi/fd.ts";
-import { O_RDONLY } from "../ffi/platform.ts";
+import { O_RDONLY } from "../ffi/libc.ts";
 
 /**
  * Writes `<pid>\n` to `path` through a temporary file in the same directory

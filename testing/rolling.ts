@@ -12,10 +12,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Copy, type Runtime, startCopy } from "./copies.ts";
 import { now, sleep } from "./clock.ts";
-import { type Load, type LoadOptions, startLoad } from "./load.ts";
+import { type Load, type LoadOptions, type Sample, startLoad } from "./load.ts";
 import type { ProcessGroup } from "./processes.ts";
 import type { Interval } from "./stats.ts";
-import type { Sample } from "./load.ts";
 
 /** The life of one copy, on the `now()` clock. */
 export interface CopyRecord {

@@ -1,4 +1,4 @@
-import { test } from "./support/harness.ts";
+import { runtime, test } from "./support/harness.ts";
 import {
   assert,
   assertEquals,
@@ -25,7 +25,6 @@ import {
   writeAll,
 } from "../ffi/mod.ts";
 import { Child, type Runtime } from "./fixtures/ffi_child.ts";
-import { runtime } from "./support/harness.ts";
 import { ROOT, runtimeBinary } from "../testing/copies.ts";
 
 /** `promise`'s value, or `"pending"` if it has not settled after `ms`. */

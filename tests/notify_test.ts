@@ -23,7 +23,7 @@ import {
   setNonBlocking,
   type SocketAddress,
 } from "../ffi/mod.ts";
-import { IOVEC, MSG_DONTWAIT, MSGHDR } from "../ffi/platform.ts";
+import { IOVEC, MSG_DONTWAIT, MSGHDR } from "../ffi/libc.ts";
 
 const SO_PASSCRED = 16;
 const SCM_CREDENTIALS = 2;

@@ -33,8 +33,8 @@
  */
 // @ts-types="./deno_types.d.ts"
 import type { Serve, Server, ServerWebSocket, WebSocketHandler } from "bun";
-import type { SocketAddress } from "../../ffi/sockaddr.ts";
-import { delay } from "../../ffi/timers.ts";
+import type { SocketAddress } from "../../ffi/socket.ts";
+import { delay } from "../../ffi/wait.ts";
 import { type AdoptedListener, serveAdopted } from "../adopt.ts";
 import { Drain } from "../drain.ts";
 import {

@@ -14,13 +14,16 @@
  *
  * @module
  */
-import type { SocketAddress } from "../../ffi/sockaddr.ts";
-import { delay } from "../../ffi/timers.ts";
+import type { SocketAddress } from "../../ffi/socket.ts";
+import { delay } from "../../ffi/wait.ts";
 import { type EventReporter, reporterOf } from "../../src/events.ts";
-import { type AdoptedListener, serveAdopted } from "../adopt.ts";
+import {
+  type AdoptedListener,
+  type PlaceholderAddress,
+  serveAdopted,
+} from "../adopt.ts";
 import type { StoreListener } from "../contract.ts";
 import { type ClosableWebSocket, WebSocketSet } from "../drain.ts";
-import type { PlaceholderAddress } from "../placeholder.ts";
 
 /** The first wait before adopting the listener again; it doubles on each failure. */
 const FIRST_WAIT_MS = 5;

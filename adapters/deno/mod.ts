@@ -32,7 +32,7 @@
  *
  * @module
  */
-import type { SocketAddress } from "../../ffi/sockaddr.ts";
+import type { SocketAddress } from "../../ffi/socket.ts";
 import { closingConnection, Drain } from "../drain.ts";
 import { type Generation, ServerGenerations } from "./generations.ts";
 import {

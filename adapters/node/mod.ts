@@ -63,9 +63,12 @@ import {
 } from "node:net";
 import type { Duplex } from "node:stream";
 import { close, dup } from "../../ffi/fd.ts";
-import type { SocketAddress } from "../../ffi/sockaddr.ts";
-import { listenOn, localAddress } from "../../ffi/socket.ts";
-import { delay } from "../../ffi/timers.ts";
+import {
+  listenOn,
+  localAddress,
+  type SocketAddress,
+} from "../../ffi/socket.ts";
+import { delay } from "../../ffi/wait.ts";
 import { TablerollError } from "../../src/errors.ts";
 import {
   currentRuntime,

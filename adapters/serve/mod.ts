@@ -32,12 +32,6 @@ import type { CommonServeOptions, HandedOverServer } from "../contract.ts";
 
 export type { CommonServeOptions, HandedOverServer };
 
-// Only the running runtime's adapter is loaded.
-const serveBun = "Bun" in globalThis
-  ? (await import("../bun/mod.ts")).serve
-  : undefined;
-const serveDeno = serveBun ? undefined : (await import("../deno/mod.ts")).serve;
-
 /** The options of {@linkcode serve}: those of every adapter, and the handler. */
 export interface ServeOptions extends CommonServeOptions {
   /** Answers a request. */
@@ -58,9 +52,13 @@ export interface ServeOptions extends CommonServeOptions {
  * console.log(server.address); // { family: "inet", hostname: "0.0.0.0", port: 41234 }
  * ```
  */
-export function serve(options: ServeOptions): Promise<HandedOverServer> {
+export async function serve(options: ServeOptions): Promise<HandedOverServer> {
   const { handler, ...common } = options;
-  return serveBun
-    ? serveBun({ ...common, fetch: (request: Request) => handler(request) })
-    : serveDeno!({ ...common, handler: (request) => handler(request) });
+  // Only the running runtime's adapter is loaded, and only when it serves.
+  if ("Bun" in globalThis) {
+    const { serve } = await import("../bun/mod.ts");
+    return serve({ ...common, fetch: (request: Request) => handler(request) });
+  }
+  const { serve } = await import("../deno/mod.ts");
+  return serve({ ...common, handler: (request) => handler(request) });
 }
