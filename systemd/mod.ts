@@ -13,7 +13,7 @@
  *
  * const upgrader = await Upgrader.create("/run/hello");
  * useSystemd(upgrader, { pidFile: "/run/hello/hello.pid" });
- * const server = serve({ upgrader, name: "web", port: 8080, handler }); // the activated socket
+ * const server = await serve({ upgrader, name: "web", port: 8080, handler }); // the activated socket
  * await upgrader.ready(); // MAINPID=, READY=1
  * ```
  *
