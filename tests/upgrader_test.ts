@@ -53,7 +53,7 @@ const bytes = (...parts: (string | number[] | Uint8Array)[]) =>
 
 /** A control connection that holds the lock on `<dir>/pid` until it is closed. */
 class LockedConn extends ControlConn {
-  readonly #lockFd: number;
+  #lockFd: number;
 
   constructor(fd: number, lockFd: number) {
     super(fd);
@@ -62,7 +62,19 @@ class LockedConn extends ControlConn {
 
   override close(): void {
     super.close();
+    this.unlock();
+  }
+
+  /** Closes the connection, keeping the lock. */
+  hangUp(): void {
+    super.close();
+  }
+
+  /** Releases the lock (once), keeping the connection if still open. */
+  unlock(): void {
+    if (this.#lockFd < 0) return;
     close(this.#lockFd);
+    this.#lockFd = -1;
   }
 }
 
@@ -170,6 +182,26 @@ test("upgrader: as owner it sends the Go bytes, one descriptor per message, and 
     await owner.stop();
     assertThrows(() => owner.fds.listen("web", { port: 0 }), "stopped");
     close(fds[0]);
+  });
+});
+
+test("upgrader: a Go successor's order (hang up, record, unlock) completes the handover", async () => {
+  await withDir(async (dir) => {
+    const { owner } = await webOwner(dir);
+    const { peer, fds } = await receiveWeb(dir);
+    await peer.writeAll(encodeReady());
+    assertEquals(await peer.readExact(28), encodeSteppingDown());
+    // Go's readyHandshake closes the connection before BecomeOwner writes
+    // the record; the lock is released last.
+    (peer as LockedConn).hangUp();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assertEquals(owner.state, "handing-over", "not settled by the hang-up");
+    writeFileSync(`${dir}/pid`, "go");
+    (peer as LockedConn).unlock();
+    await takenOver(owner);
+    assertEquals(standing(owner, dir), ["upgraded", "go", true]);
+    await owner.stop();
+    fds.forEach(close);
   });
 });
 
