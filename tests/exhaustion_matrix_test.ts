@@ -21,6 +21,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
 import { runtime, scaled, test } from "./support/harness.ts";
+import { within } from "./support/until.ts";
 import { assert, assertEquals } from "./support/assert.ts";
 import { freePort } from "../testing/rolling.ts";
 import type { Child } from "../testing/processes.ts";
@@ -318,33 +319,4 @@ async function settled(
     WITHIN_MS,
     "the successor took over or failed",
   );
-}
-
-/** `promise`, or a rejection naming `what` after `ms`. */
-async function within<T>(
-  promise: Promise<T>,
-  ms: number,
-  what: string | (() => string),
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () =>
-            reject(
-              new Error(
-                `${
-                  typeof what === "string" ? what : what()
-                }: not within ${ms} ms`,
-              ),
-            ),
-          ms,
-        );
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

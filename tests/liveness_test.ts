@@ -5,7 +5,7 @@
  * survives, and a busy socket is neither replaced nor waited on.
  */
 import { join, relative } from "node:path";
-import { mkdirSync, statSync, symlinkSync } from "node:fs";
+import { existsSync, mkdirSync, symlinkSync } from "node:fs";
 import process from "node:process";
 import { runtime, test } from "./support/harness.ts";
 import { assert, assertEquals, assertRejects } from "./support/assert.ts";
@@ -27,15 +27,6 @@ import {
   withPlace,
 } from "./fixtures/places.ts";
 
-function exists(path: string): boolean {
-  try {
-    statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * The same id as a live owner, with `spell(place)` naming its directory
  * another way: refused, and the owner's control socket survives (a later
@@ -51,7 +42,10 @@ async function sameIdElsewhere(
     "id-in-use",
     "another process uses this id",
   );
-  assert(exists(join(place.dir, "same.sock")), "the owner's socket is there");
+  assert(
+    existsSync(join(place.dir, "same.sock")),
+    "the owner's socket is there",
+  );
   assertEquals(await ask({ host: "127.0.0.1", port }), owner.pid);
   const next = peer(place, "--fd", "web=tcp:127.0.0.1:0", "--serve");
   await next.event("ready");
@@ -111,7 +105,7 @@ test("liveness: a live socket with a full backlog is neither replaced nor waited
       } finally {
         await upgrader.stop();
       }
-      assert(exists(join(dir, "busy.sock")), "the busy socket is there");
+      assert(existsSync(join(dir, "busy.sock")), "the busy socket is there");
     } finally {
       control.close();
       unix.close();

@@ -4,13 +4,12 @@
  * be set up, a copy started by `upgrade()` that dies after taking over.
  */
 import { join } from "node:path";
-import { readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import process from "node:process";
 import { runtime, test } from "./support/harness.ts";
 import { takenOver } from "./support/takeover.ts";
 import { assert, assertEquals } from "./support/assert.ts";
 import { until } from "./support/until.ts";
-import { listFds } from "../ffi/mod.ts";
 import { Upgrader } from "../mod.ts";
 import { commandLine } from "../testing/copies.ts";
 import { freePort } from "../testing/rolling.ts";
@@ -37,7 +36,6 @@ const throwingLogger = {
 
 test("supervision: a logger and an onEvent listener that throw change nothing", async () => {
   await withDir(async (dir) => {
-    const before = listFds().length;
     const options = {
       logger: throwingLogger,
       onEvent: () => {
@@ -55,16 +53,19 @@ test("supervision: a logger and an onEvent listener that throw change nothing", 
     assertEquals([owner.state, successor.state], ["upgraded", "owner"]);
     await owner.stop();
     await successor.stop();
-    assertEquals(listFds().length, before, "descriptors after both stopped");
+    // Descriptors are counted by the process tests (the exhaustion matrix):
+    // here other test files share the process.
+    for (const id of ["a", "b"]) {
+      assert(!existsSync(join(dir, `${id}.sock`)), `${id}.sock removed`);
+    }
   });
 });
 
-test("supervision: an unusable stderr hand-back is ignored with a warning, and nothing leaks", async () => {
+test("supervision: an unusable stderr hand-back is ignored with a warning; create() succeeds and stop() cleans up", async () => {
   await withDir(async (dir) => {
     // Set for copies started by upgrade(); a number that names no descriptor.
     process.env.TABLEROLL_UPGRADE_STDERR_FD = "987";
     const warnings: string[] = [];
-    const before = listFds().length;
     try {
       const upgrader = await Upgrader.create(dir, {
         id: "a",
@@ -79,8 +80,7 @@ test("supervision: an unusable stderr hand-back is ignored with a warning, and n
       warnings.some((w) => /TABLEROLL_UPGRADE_STDERR_FD=987/.test(w)),
       `warned: ${warnings.join("; ")}`,
     );
-    assertEquals(listFds().length, before, "descriptors");
-    assert(!exists(join(dir, "a.sock")), "the control socket is gone");
+    assert(!existsSync(join(dir, "a.sock")), "the control socket is gone");
   });
 });
 
@@ -136,13 +136,4 @@ function stateOf(pid: number): string | null {
 function parentOf(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-}
-
-function exists(path: string): boolean {
-  try {
-    statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

@@ -27,3 +27,28 @@ export async function until<T>(
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
+
+/**
+ * `promise`, or a rejection naming `what` (a text, or a function giving one
+ * at that moment) once `ms` passed.
+ */
+export async function within<T>(
+  promise: Promise<T>,
+  ms: number,
+  what: string | (() => string) = "pending",
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          const name = typeof what === "string" ? what : what();
+          reject(new Error(`${name}: not within ${ms} ms`));
+        }, ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
