@@ -117,7 +117,7 @@ test(
       await until(
         () => stateOf(copy) === null,
         `pid ${copy} reaped (state ${stateOf(copy)})`,
-        2_000,
+        TIMEOUT_MS, // before: a zombie for as long as this process ran
       );
     }),
   { timeout: 60_000 },
