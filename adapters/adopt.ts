@@ -37,7 +37,7 @@ import type { EpollRegistration } from "../ffi/proc.ts";
 import { epollRegistrations, fdTarget, listFds } from "../ffi/proc.ts";
 import { localAddress, type SocketAddress, socketInfo } from "../ffi/socket.ts";
 import { TablerollError } from "../src/errors.ts";
-import { reporterOf } from "../src/events.ts";
+import { reporterOf } from "../src/upgrader.ts";
 import {
   currentRuntime,
   NODE_ADAPTER_SINCE,

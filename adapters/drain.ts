@@ -17,14 +17,10 @@
  *
  * @module
  */
-import type { Upgrader } from "../src/upgrader.ts";
+import { reporterOf, type Upgrader } from "../src/upgrader.ts";
 import { delay } from "../ffi/wait.ts";
 import type { CommonServeOptions } from "./contract.ts";
-import {
-  type EventInput,
-  type EventReporter,
-  reporterOf,
-} from "../src/events.ts";
+import type { EventInput, EventReporter } from "../src/events.ts";
 
 /** Timing of the drain, as every adapter's `serve` takes it. */
 export type DrainOptions = Pick<

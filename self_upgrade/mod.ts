@@ -45,10 +45,11 @@ import {
 } from "../ffi/spawn.ts";
 import { delay, waitReadable } from "../ffi/wait.ts";
 import { asTablerollError, refusedIn, TablerollError } from "../src/errors.ts";
-import { describe, follow, inBackground, type Logger } from "../src/events.ts";
+import { describe, inBackground, type Logger } from "../src/events.ts";
 import { forget, observe } from "../src/process_ref.ts";
 import {
   coreOf,
+  follow,
   STDERR_HAND_BACK,
   type Upgrader,
   type UpgraderCore,

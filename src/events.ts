@@ -9,7 +9,7 @@
  * by `event.type` without casts; and it is how `Deno.serve` and `Bun.serve`
  * report (`onListen`, `onError`). The library's own integrations (the
  * adapters, systemd, self-upgrade) follow an upgrader through the same
- * events, with {@linkcode follow}.
+ * events (`follow()` in `upgrader.ts`).
  *
  * @module
  */
@@ -309,36 +309,6 @@ export class EventReporter {
 function logData(event: UpgraderEvent): Record<string, unknown> {
   const { type, ...rest } = event;
   return { event: type, ...rest };
-}
-
-const reporters = new WeakMap<object, EventReporter>();
-
-/** Makes `reporter` the one {@linkcode reporterOf} finds for `upgrader`. */
-export function registerReporter(
-  upgrader: object,
-  reporter: EventReporter,
-): void {
-  reporters.set(upgrader, reporter);
-}
-
-/**
- * The reporter of `upgrader`, through which the library's integrations
- * report and follow it; `undefined` for an object that is no upgrader.
- */
-export function reporterOf(upgrader: object): EventReporter | undefined {
-  return reporters.get(upgrader);
-}
-
-/**
- * Calls `listener` with every event of `upgrader` from now on; returns the
- * function that stops it. Throws for an object that is no upgrader.
- */
-export function follow(upgrader: object, listener: EventListener): () => void {
-  const reporter = reporterOf(upgrader);
-  if (!reporter) {
-    throw new TypeError("expected an Upgrader (from Upgrader.create())");
-  }
-  return reporter.listen(listener);
 }
 
 /**

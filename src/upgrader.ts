@@ -43,7 +43,6 @@ import {
   EventReporter,
   inBackground,
   type Logger,
-  registerReporter,
   type UpgraderEvent,
 } from "./events.ts";
 import { DescriptorStore, type Fds } from "./fds.ts";
@@ -145,6 +144,25 @@ export function coreOf(upgrader: object): UpgraderCore {
   return core;
 }
 
+/**
+ * The reporter of `upgrader`, through which the library's integrations
+ * report; `undefined` for an object that is no upgrader (a stand-in).
+ */
+export function reporterOf(upgrader: object): EventReporter | undefined {
+  return cores.get(upgrader)?.events;
+}
+
+/**
+ * Calls `listener` with every event of `upgrader` from now on; returns the
+ * function that stops it. Throws for an object that is no upgrader.
+ */
+export function follow(
+  upgrader: object,
+  listener: (event: UpgraderEvent) => void,
+): () => void {
+  return coreOf(upgrader).events.listen(listener);
+}
+
 /** One reader of {@linkcode Upgrader.takeovers}: its steps not yet read. */
 interface StepQueue {
   steps: TakeoverStep[];
@@ -216,7 +234,6 @@ export class Upgrader implements AsyncDisposable {
     this.dir = dir;
     this.id = id;
     this.#events = new EventReporter(id, options.logger, options.onEvent);
-    registerReporter(this, this.#events);
     this.#store = new DescriptorStore((action) => {
       if (this.#state !== "starting" && this.#state !== "owner") {
         throw refusedIn(this.#state, action);

@@ -22,8 +22,7 @@
 import { getpid } from "../ffi/fd.ts";
 import { getEnv } from "../ffi/runtime.ts";
 import { rethrowing, TablerollError } from "../src/errors.ts";
-import { follow } from "../src/events.ts";
-import { coreOf, type Upgrader } from "../src/upgrader.ts";
+import { coreOf, follow, type Upgrader } from "../src/upgrader.ts";
 import { takeActivatedFds } from "./activation.ts";
 import { notifications, SystemdNotifier } from "./notify.ts";
 import { removePidFile, writePidFile } from "./pid_file.ts";

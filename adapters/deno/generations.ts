@@ -16,7 +16,8 @@
  */
 import type { SocketAddress } from "../../ffi/socket.ts";
 import { delay } from "../../ffi/wait.ts";
-import { type EventReporter, reporterOf } from "../../src/events.ts";
+import type { EventReporter } from "../../src/events.ts";
+import { reporterOf } from "../../src/upgrader.ts";
 import {
   type AdoptedListener,
   type PlaceholderAddress,
