@@ -10,7 +10,9 @@
 // package.json on disk after prepack, so prepack writes the package's
 // manifest into it and postpack writes the repository's back; under
 // `npm publish`, which reads package.json again after postpack to tell the
-// registry, postpublish does.
+// registry, postpublish does. A pack stopped between the two leaves the
+// package's manifest, which works from the checkout as long as dist/ is
+// there, and which the next pack puts back (both rewrites are idempotent).
 //
 // Usage: node .ci/package.mjs build|prepack|postpack|postpublish
 import { execFileSync } from "node:child_process";
