@@ -233,8 +233,9 @@ function exportedEntries(
 
 /**
  * Copies the working tree's files (those git tracks or would track) to
- * `into` and builds the npm package's bundle there with `npm run build`:
- * the repository's own `dist/` is neither needed nor touched.
+ * `into` and makes it the npm package there with `npm run prepack` (the
+ * bundle in `dist/`, and the manifest that names it): the repository's own
+ * `dist/` and `package.json` are neither needed nor touched.
  */
 function buildPackage(into: string): void {
   const listed = spawnSync(
@@ -253,12 +254,12 @@ function buildPackage(into: string): void {
     cpSync(join(ROOT, file), join(into, file));
   }
   symlinkSync(join(ROOT, "node_modules"), join(into, "node_modules"));
-  const build = spawnSync("npm", ["run", "build"], {
+  const build = spawnSync("npm", ["run", "prepack"], {
     cwd: into,
     encoding: "utf8",
     timeout: TIMEOUT_MS,
   });
   if (build.status !== 0) {
-    throw new Error(`npm run build failed: ${build.error ?? build.stderr}`);
+    throw new Error(`npm run prepack failed: ${build.error ?? build.stderr}`);
   }
 }

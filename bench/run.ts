@@ -199,8 +199,8 @@ const parts: Record<typeof PARTS[number], Part> = {
         "running) the target of every dynamic import written as a literal, " +
         "to build its module graph: those are counted apart; a module it " +
         "runs is one whose transpiled copy it reads from its cache. The " +
-        "npm bundle is `npm run build` in a temporary copy of the working " +
-        "tree. Before the 1.0 restructuring: 46 modules and 274 KiB of " +
+        "npm bundle is what `npm run prepack` makes of a temporary copy of " +
+        "the working tree. Before the 1.0 restructuring: 46 modules and 274 KiB of " +
         "source for the root and `./serve`.",
         importCost(),
         "What a start costs, whole process: `Upgrader.create` on a fresh " +

@@ -2,44 +2,20 @@
  * The published package as a user gets it: `npm pack`, then, outside the
  * repository, an npm install of the tarball (Bun) or the unpacked tarball
  * behind an import map (Deno), and two copies of a small program that
- * imports the package by name hand over to each other.
+ * imports the package by name hand over to each other. TypeScript checks a
+ * program that uses the package against its declarations alone.
  */
-import { execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { execFile, execFileSync } from "node:child_process";
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
+import { promisify } from "node:util";
 import { runtime, test } from "./support/harness.ts";
 import { sourceExports } from "./support/package_exports.ts";
 import { assert, assertEquals } from "./support/assert.ts";
+import { APP, NAME, upgradeBetweenCopies } from "./support/package_app.ts";
 import { type Place, withPlace } from "./fixtures/place.ts";
 import { ROOT, runtimeBinary } from "../testing/copies.ts";
-import { freePort } from "../testing/rolling.ts";
-import type { Child } from "../testing/processes.ts";
-
-const NAME = "@tableroll/tableroll";
-
-/** The program both copies run: it knows the library only by its package name. */
-const APP = `import process from "node:process";
-import { Upgrader } from "${NAME}";
-import { serve } from "${NAME}/serve";
-
-const [dir, port] = process.argv.slice(2);
-const upgrader = await Upgrader.create(dir);
-const server = await serve({
-  upgrader,
-  name: "web",
-  hostname: "127.0.0.1",
-  port: Number(port),
-  handler: () => new Response(\`\${process.pid}\\n\`),
-  onListen() {},
-});
-await upgrader.ready();
-console.log(\`READY \${process.pid}\`);
-await server.finished; // after a successor took over and the drain ended
-await upgrader.stop();
-console.log(\`DRAINED \${process.pid}\`);
-process.exit(0);
-`;
 
 /**
  * Under Bun: where the package's entry points resolve (the prebuilt bundle),
@@ -62,12 +38,80 @@ const from = ["", "/serve", "/bun", "/node", "/systemd", "/self-upgrade", "/cli"
 console.log(JSON.stringify({ from, misnamed }));
 `;
 
-/** Packs the repository into `dest` as npm would publish it; returns the tarball's path. */
+/** The entry points a Bun or Node program imports: all but `./deno`. */
+const FOR_BUN_AND_NODE = [
+  "",
+  "/serve",
+  "/bun",
+  "/node",
+  "/systemd",
+  "/self-upgrade",
+  "/cli",
+];
+
+/**
+ * A program that uses each of {@linkcode FOR_BUN_AND_NODE} as a user would;
+ * the lines marked `@ts-expect-error` must fail to check, which they only
+ * do where the declarations give real types (not `any`).
+ */
+const CONSUMER = `import { createServer } from "node:http";
+import { TablerollError, Upgrader, type UpgraderEvent } from "${NAME}";
+import { serve } from "${NAME}/serve";
+import { serve as serveBun } from "${NAME}/bun";
+import { serve as serveNode } from "${NAME}/node";
+import { useSystemd } from "${NAME}/systemd";
+import { upgradeOnSignal } from "${NAME}/self-upgrade";
+import { EXIT, main } from "${NAME}/cli";
+
+export async function start(dir: string): Promise<void> {
+  const upgrader = await Upgrader.create(dir, {
+    onEvent: (event: UpgraderEvent) => console.log(event.type),
+  });
+  useSystemd(upgrader, { notify: true });
+  const stopUpgrading: () => void = upgradeOnSignal(upgrader, { on: "SIGHUP" });
+  const web = await serve({ upgrader, name: "web", port: 8080, handler: () => new Response("hi") });
+  const api = await serveBun({ upgrader, name: "api", port: 8081, fetch: () => new Response("hi") });
+  const admin = await serveNode({ upgrader, name: "admin", port: 8082, server: createServer() });
+  admin.closeAllConnections(); // node:http's own
+  await upgrader.ready();
+  for await (const step of upgrader.takeovers()) {
+    if (step === "final") break;
+  }
+  await Promise.all([web.finished, api.finished, admin.finished]);
+  stopUpgrading();
+  await upgrader.stop();
+  // @ts-expect-error: a port is a number
+  await serve({ upgrader, name: "web", port: "8080", handler: () => new Response("hi") });
+  // @ts-expect-error: "soon" is no takeover step
+  for await (const step of upgrader.takeovers()) if (step === "soon") break;
+}
+
+export async function status(dir: string): Promise<boolean> {
+  try {
+    return await main(["status", dir]) === EXIT.ok;
+  } catch (err) {
+    if (err instanceof TablerollError && err.code === "system") return false;
+    throw err;
+  }
+}
+`;
+
+/**
+ * Packs the repository into `dest` as npm would publish it; returns the
+ * tarball's path. Checks what it holds and its manifest, and that packing
+ * left the repository's package.json as it was.
+ */
 function pack(dest: string): string {
+  const manifest = readFileSync(join(ROOT, "package.json"), "utf8");
   const out = execFileSync(
     "npm",
     ["pack", "--json", "--pack-destination", dest],
     { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] },
+  );
+  assertEquals(
+    readFileSync(join(ROOT, "package.json"), "utf8"),
+    manifest,
+    "npm pack restores package.json",
   );
   // The prepack script's build reports on stdout before npm's JSON.
   const [{ filename, files }] = JSON.parse(out.slice(out.search(/^\[/m))) as {
@@ -94,66 +138,77 @@ function pack(dest: string): string {
     /^(tests|bench|examples|testing|node_modules|\.ci)\//.test(p)
   );
   assertEquals(foreign, [], "the package holds more than the library");
-  return join(dest, filename);
-}
-
-/** Starts a copy of the program with `args` and waits for its READY line. */
-async function startCopy(
-  { group }: Place,
-  command: [string, string[]],
-): Promise<Child> {
-  const child = group.spawn(...command);
-  await child.waitForLine(/^READY \d+$/, 30_000);
-  return child;
-}
-
-/** Which process answers on `port`. */
-async function whoAnswers(port: number): Promise<number> {
-  const res = await fetch(`http://127.0.0.1:${port}/`);
-  return Number((await res.text()).trim());
+  const tarball = join(dest, filename);
+  checkPackedManifest(JSON.parse(manifest), tarball, paths);
+  return tarball;
 }
 
 /**
- * Runs two copies with `command(dir, port)`: the second takes over, the
- * first drains and exits 0, the port answers from the second throughout.
+ * The packed manifest names, for each TypeScript entry point of the
+ * repository's, its declarations, its bundle (but for the Deno-only
+ * `./deno`) and its source; its bin is the bundled CLI. All are packed.
  */
-async function upgradeBetweenCopies(
-  place: Place,
-  command: (dir: string, port: number) => [string, string[]],
-): Promise<Child> {
-  const port = await freePort();
-  const first = await startCopy(place, command(place.dir, port));
-  assertEquals(await whoAnswers(port), first.pid);
-  const second = await startCopy(place, command(place.dir, port));
-  await first.waitForLine(/^DRAINED \d+$/, 30_000);
-  assertEquals((await first.exited).code, 0, first.stderrTail);
-  assertEquals(await whoAnswers(port), second.pid);
-  return second;
+function checkPackedManifest(
+  repository: { exports: Record<string, string> },
+  tarball: string,
+  paths: string[],
+): void {
+  const packed = JSON.parse(
+    execFileSync("tar", ["-xzOf", tarball, "package/package.json"], {
+      encoding: "utf8",
+    }),
+  );
+  for (const [key, source] of Object.entries(repository.exports)) {
+    if (!source.endsWith(".ts")) {
+      assertEquals(packed.exports[key], source, key);
+      continue;
+    }
+    const built = `./dist/${source.slice("./".length, -".ts".length)}`;
+    const bun = key === "./deno" ? {} : { bun: `${built}.js` };
+    const expected = { types: `${built}.d.ts`, ...bun, default: source };
+    assertEquals(packed.exports[key], expected, key);
+    for (const path of Object.values(expected)) {
+      assert(
+        paths.includes(path.slice("./".length)),
+        `the package lacks ${path}`,
+      );
+    }
+  }
+  assertEquals(packed.bin, { tableroll: "dist/cli/mod.js" });
+}
+
+/**
+ * Packs the repository and installs the tarball with npm, offline, into a
+ * new project `place.tmp/app`; returns the project's path.
+ */
+function installPackage(place: Place): string {
+  const tarball = pack(place.tmp);
+  const project = join(place.tmp, "app");
+  mkdirSync(project);
+  writeFileSync(
+    join(project, "package.json"),
+    JSON.stringify({ name: "consumer", private: true, type: "module" }),
+  );
+  // The library has no dependencies: nothing but the tarball is needed.
+  execFileSync("npm", [
+    "install",
+    "--offline",
+    "--no-audit",
+    "--no-fund",
+    tarball,
+  ], { cwd: project, stdio: ["ignore", "pipe", "pipe"] });
+  const manifest = JSON.parse(
+    readFileSync(join(project, "package.json"), "utf8"),
+  );
+  assert(manifest.dependencies?.[NAME], JSON.stringify(manifest));
+  return project;
 }
 
 test(
   "package: installed from the npm tarball outside the repository, two copies under Bun hand over; its bin reads the directory",
   () =>
     withPlace(async (place) => {
-      const tarball = pack(place.tmp);
-      const project = join(place.tmp, "app");
-      mkdirSync(project);
-      writeFileSync(
-        join(project, "package.json"),
-        JSON.stringify({ name: "consumer", private: true, type: "module" }),
-      );
-      // The library has no dependencies: nothing but the tarball is needed.
-      execFileSync("npm", [
-        "install",
-        "--offline",
-        "--no-audit",
-        "--no-fund",
-        tarball,
-      ], { cwd: project, stdio: ["ignore", "pipe", "pipe"] });
-      const manifest = JSON.parse(
-        readFileSync(join(project, "package.json"), "utf8"),
-      );
-      assert(manifest.dependencies?.[NAME], JSON.stringify(manifest));
+      const project = installPackage(place);
       writeFileSync(join(project, "app.ts"), APP);
       writeFileSync(join(project, "bundle.ts"), BUNDLE_CHECK);
       const bundle = JSON.parse(
@@ -186,6 +241,71 @@ test(
       );
       assertEquals(JSON.parse(status).owner.pids, [owner.pid]);
     }),
+  { ignore: runtime !== "bun", timeout: 120_000 },
+);
+
+test(
+  "package: tsc checks a program using every entry point but ./deno against the package's declarations alone (no Deno types, skipLibCheck off, bundler and nodenext resolution)",
+  () =>
+    withPlace(async (place) => {
+      const project = installPackage(place);
+      // The types a Bun project has: @types/bun (with @types/node), here
+      // the repository's own.
+      symlinkSync(
+        join(ROOT, "node_modules", "@types"),
+        join(project, "node_modules", "@types"),
+      );
+      writeFileSync(join(project, "consumer.ts"), CONSUMER);
+      const installed = join(project, "node_modules", NAME);
+      for (
+        const [module, moduleResolution] of [
+          ["Preserve", "bundler"],
+          ["NodeNext", "NodeNext"],
+        ]
+      ) {
+        const compilerOptions = {
+          target: "ESNext",
+          module,
+          moduleResolution,
+          lib: ["ESNext"],
+          types: ["bun"],
+          strict: true,
+          noEmit: true,
+          skipLibCheck: false,
+        };
+        writeFileSync(
+          join(project, "tsconfig.json"),
+          JSON.stringify({ compilerOptions, files: ["consumer.ts"] }),
+        );
+        let listed: string;
+        try {
+          ({ stdout: listed } = await promisify(execFile)(
+            join(ROOT, "node_modules", ".bin", "tsc"),
+            ["-p", project, "--pretty", "false", "--listFiles"],
+            { encoding: "utf8" },
+          ));
+        } catch (err) {
+          const { stdout, stderr } = err as { stdout: string; stderr: string };
+          throw new Error(`tsc (${moduleResolution}): ${stdout}${stderr}`);
+        }
+        // Of the package, tsc read declarations only, those in dist/.
+        const read = listed.split("\n")
+          .filter((file) => file.startsWith(`${installed}/`))
+          .map((file) => file.slice(installed.length + 1));
+        assertEquals(
+          read.filter((file) => !/^dist\/.*\.d\.ts$/.test(file)),
+          [],
+          moduleResolution,
+        );
+        const entries = sourceExports(installed);
+        for (const entry of FOR_BUN_AND_NODE) {
+          const source = entries[NAME + entry];
+          const declarations = `dist/${source.slice(0, -".ts".length)}.d.ts`;
+          assert(read.includes(declarations), `${moduleResolution}: ${entry}`);
+        }
+      }
+    }),
+  // tsc is the same program under either runtime's test runner.
   { ignore: runtime !== "bun", timeout: 120_000 },
 );
 

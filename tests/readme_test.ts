@@ -12,28 +12,12 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { test } from "./support/harness.ts";
-import { sourceExports } from "./support/package_exports.ts";
 import { assertEquals } from "./support/assert.ts";
 import { commandLine, ROOT } from "../testing/copies.ts";
 import { ProcessGroup } from "../testing/processes.ts";
 import { freePort } from "../testing/rolling.ts";
 
 const TIMEOUT_MS = 20_000;
-
-/**
- * A tsconfig.json whose `paths` map each of the package's names to its
- * source. Under Bun the package's own name resolves (by the `bun` condition)
- * to the bundle that is built only when the package is packed; inside the
- * repository the sources stand in.
- */
-function sourcePaths(): string {
-  const paths = Object.fromEntries(
-    Object.entries(sourceExports(ROOT)).map((
-      [name, source],
-    ) => [name, [join(ROOT, source)]]),
-  );
-  return JSON.stringify({ compilerOptions: { paths } });
-}
 
 /** The first TypeScript block of the README. */
 function firstProgram(): string {
@@ -45,14 +29,14 @@ function firstProgram(): string {
 test(
   "readme: the first program runs unchanged with deno run and with bun, and they hand over",
   async () => {
-    // Inside the repository, where the package's own name resolves.
+    // Inside the repository, where the package's own name resolves to its
+    // sources on both runtimes.
     mkdirSync(join(ROOT, ".tmp"), { recursive: true });
     const tmp = mkdtempSync(join(ROOT, ".tmp", "readme-"));
     const group = new ProcessGroup();
     try {
       const script = join(tmp, "hello.ts").slice(ROOT.length);
       writeFileSync(join(ROOT, script), firstProgram());
-      writeFileSync(join(tmp, "tsconfig.json"), sourcePaths());
       const dir = join(tmp, "dir");
       mkdirSync(dir, { mode: 0o700 });
       const port = String(await freePort());

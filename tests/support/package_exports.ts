@@ -1,7 +1,8 @@
 /**
  * The package's names and the sources they stand for, as package.json
- * exports them outside Bun (under Bun, the `bun` condition points to the
- * bundle built when the package is packed).
+ * exports them: the repository's names the sources; the packed package's
+ * names them under the `default` condition (beside its declarations and the
+ * bundle Bun loads).
  *
  * @module
  */
