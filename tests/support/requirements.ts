@@ -8,6 +8,13 @@
 import process from "node:process";
 import { REFERENCE_ENV } from "../../testing/copies.ts";
 
+/** Unless this process runs as root: why the test needs it (`what` it does as root). */
+export function asRoot(what: string): string | undefined {
+  const uid = process.getuid!();
+  if (uid === 0) return undefined;
+  return `needs root to ${what}; running as uid ${uid}`;
+}
+
 /** Unless {@linkcode REFERENCE_ENV} names a binary to test against. */
 export const withReference: string | undefined = process.env[REFERENCE_ENV]
   ? undefined
