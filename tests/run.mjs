@@ -92,7 +92,7 @@ function countResults(name, text, code) {
 function listSkipped(name, text) {
   const lines = new Set(text.match(/^skipped ".*": .*$/gm));
   if (lines.size === 0) return;
-  console.log(`${name}: skipped tests, with the reason:`);
+  console.log(`${name}: skipped tests, with their reasons:`);
   for (const line of lines) console.log(`  ${line.slice("skipped ".length)}`);
 }
 
