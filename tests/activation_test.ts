@@ -8,7 +8,7 @@
 import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { runtime, test } from "./support/harness.ts";
+import { onlyUnder, runtime, test } from "./support/harness.ts";
 import process from "node:process";
 import { assert, assertEquals, assertThrows } from "./support/assert.ts";
 
@@ -157,7 +157,7 @@ test(
       env: ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"],
     });
   },
-  { ignore: runtime !== "deno" },
+  { skip: onlyUnder("deno", "--allow-env is a Deno permission") },
 );
 
 const VARIABLES = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"];

@@ -9,7 +9,7 @@
  * (`fixtures/contract_child.ts`).
  */
 import { spawnSync } from "node:child_process";
-import { runtime, test } from "./support/harness.ts";
+import { onlyUnder, runtime, test } from "./support/harness.ts";
 import { assert, assertEquals } from "./support/assert.ts";
 import { commandLine } from "../testing/copies.ts";
 import { ProcessGroup } from "../testing/processes.ts";
@@ -116,5 +116,5 @@ test(
   async () => {
     await inChild("bun-using", "bun");
   },
-  { ignore: runtime !== "bun" },
+  { skip: onlyUnder("bun", "the Bun adapter serves only under Bun") },
 );

@@ -6,10 +6,10 @@ import { existsSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { runtime, test } from "./support/harness.ts";
+import { withReference } from "./support/requirements.ts";
 import { assert, assertEquals } from "./support/assert.ts";
 import { type Place, withPlace } from "./fixtures/place.ts";
-import process from "node:process";
-import { commandLine, REFERENCE_ENV } from "../testing/copies.ts";
+import { commandLine } from "../testing/copies.ts";
 import { freePort } from "../testing/rolling.ts";
 import { Peer } from "./fixtures/upgrader_peers.ts";
 import { runCli } from "./fixtures/cli_run.ts";
@@ -299,5 +299,5 @@ test(
       ]);
       assertEquals(report.sockets.map((s) => s.role), ["owner"]);
     }),
-  { ignore: !process.env[REFERENCE_ENV] },
+  { skip: withReference },
 );

@@ -13,7 +13,7 @@ import { dirname, join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { runtime, test } from "./support/harness.ts";
+import { onlyUnder, test } from "./support/harness.ts";
 import { assert, assertEquals } from "./support/assert.ts";
 import { APP, NAME, upgradeBetweenCopies } from "./support/package_app.ts";
 import { sourceExports } from "./support/package_exports.ts";
@@ -115,7 +115,10 @@ test(
       assertEquals(JSON.parse(status).owner.pids, [owner.pid]);
       assertEquals(changes(clone), "", "the clone is as cloned");
     }),
-  { ignore: runtime !== "deno", timeout: 120_000 },
+  {
+    skip: onlyUnder("deno", "a Deno project imports the clone's sources"),
+    timeout: 120_000,
+  },
 );
 
 test(
@@ -163,7 +166,10 @@ test(
       assertEquals(JSON.parse(status).owner.pids, [owner.pid]);
       assertEquals(changes(clone), "", "the clone is as cloned");
     }),
-  { ignore: runtime !== "bun", timeout: 120_000 },
+  {
+    skip: onlyUnder("bun", "a Bun project links the clone"),
+    timeout: 120_000,
+  },
 );
 
 test(
@@ -186,6 +192,8 @@ test(
       );
       assertEquals(changes(clone), "", "the clone is as cloned");
     }),
-  // npm is the same program under either runtime's test runner.
-  { ignore: runtime !== "deno", timeout: 60_000 },
+  {
+    skip: onlyUnder("deno", "npm is the same program under either runtime"),
+    timeout: 60_000,
+  },
 );

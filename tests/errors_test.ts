@@ -6,7 +6,7 @@
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { runtime, test } from "./support/harness.ts";
+import { onlyUnder, runtime, test } from "./support/harness.ts";
 import { assert, assertEquals, assertThrows } from "./support/assert.ts";
 import { close, listenOn, localAddress } from "../ffi/mod.ts";
 import { TablerollError, Upgrader } from "../mod.ts";
@@ -77,7 +77,7 @@ console.log(err instanceof TablerollError && err.code === "timeout" ? "caught" :
       rmSync(join(program, ".."), { recursive: true });
     }
   },
-  { ignore: runtime !== "deno" },
+  { skip: onlyUnder("deno", "--allow-ffi is a Deno permission") },
 );
 
 test("errors: TablerollError keeps what it was made with", () => {

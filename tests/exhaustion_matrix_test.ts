@@ -27,7 +27,11 @@ import { freePort } from "../testing/rolling.ts";
 import type { Child } from "../testing/processes.ts";
 import { owning, peerUnder, type Place, withPlace } from "./fixtures/places.ts";
 import type { Peer } from "./fixtures/upgrader_peers.ts";
-import { attachStrace, injectFault } from "./fixtures/faults.ts";
+import {
+  attachStrace,
+  injectFault,
+  straceCannotAttach,
+} from "./fixtures/faults.ts";
 
 type Runtime = "deno" | "bun";
 type Side = "owner" | "successor";
@@ -68,6 +72,9 @@ function describeCell({ side, syscall, when, errno }: Cell): string {
   return `${side} ${syscall}#${when} ${errno}`;
 }
 
+/** Why strace cannot inject faults here, if it cannot. */
+const noStrace = await straceCannotAttach();
+
 for (
   const ownerRuntime of [runtime, runtime === "deno" ? "bun" : "deno"] as const
 ) {
@@ -105,7 +112,7 @@ for (
       );
       assertEquals(failures, []);
     },
-    { timeout: 600_000 },
+    { timeout: 600_000, skip: noStrace },
   );
 }
 

@@ -27,7 +27,12 @@ import {
   peerUnder,
   withPlace,
 } from "./fixtures/places.ts";
-import { describeFault, type Fault, injectFault } from "./fixtures/faults.ts";
+import {
+  describeFault,
+  type Fault,
+  injectFault,
+  straceCannotAttach,
+} from "./fixtures/faults.ts";
 
 type Runtime = "deno" | "bun";
 
@@ -126,6 +131,9 @@ const PARALLEL = 3;
 /** How long one cell may take. */
 const CASE_MS = 60_000;
 
+/** Why strace cannot inject faults here, if it cannot. */
+const noStrace = await straceCannotAttach();
+
 for (
   const ownerRuntime of [runtime, runtime === "deno" ? "bun" : "deno"] as const
 ) {
@@ -160,7 +168,7 @@ for (
       );
       assertEquals(failures, []);
     },
-    { timeout: 240_000 },
+    { timeout: 240_000, skip: noStrace },
   );
 }
 

@@ -25,7 +25,7 @@ import {
   webSocketEcho,
   withService,
 } from "./fixtures/adapter_copies.ts";
-import { injectFault } from "./fixtures/faults.ts";
+import { injectFault, straceCannotAttach } from "./fixtures/faults.ts";
 
 /** The owner's hard and soft descriptor limit. */
 const LIMIT = 64;
@@ -104,50 +104,54 @@ for (const { label, copy, acceptsAgain } of cases) {
   );
 }
 
-test(`accept EMFILE: the ${runtime} native server keeps serving through a failed accept`, () =>
-  withService(async (group, tmp) => {
-    const port = await freePort();
-    const grace = 300;
-    const spec = { dir: join(tmp, "dir"), addr: `127.0.0.1:${port}`, grace };
-    const owner = startServer(group, { adapter: runtime }, spec);
-    await owner.ready();
-    const pid = owner.child.pid;
-    const kept = await keepAliveConnection(port);
-    const ws = await webSocketEcho(port);
-    try {
-      assertEquals((await kept.get()).pid, pid);
-      assertEquals(await ws.echo("before"), "before");
-      const slow = await startSlow({ port }, 2000);
-      await injectFault(group, pid, {
-        syscall: "accept4",
-        when: 1,
-        action: "error=EMFILE",
-      });
-      // Its connection is the one whose accept fails; it waits in the queue.
-      assertEquals(await get({ port }), pid, "a new connection");
-      const failedAt = Date.now();
-      const again = await kept.get();
-      assertEquals(again.pid, pid, "the keep-alive connection");
-      if (runtime === "deno") {
-        // Deno's server that failed asks its clients to move on.
-        assert(again.head.includes("connection: close"), again.head);
-      }
-      assertEquals(await slow.answer, pid, "the request in flight");
-      await sleep(failedAt + 3 * grace - Date.now());
-      assertEquals(await ws.echo("after"), "after", "the WebSocket");
-      assertEquals(owner.child.exit, undefined, "the owner is running");
-      ws.close();
-      await ws.closed;
+test(
+  `accept EMFILE: the ${runtime} native server keeps serving through a failed accept`,
+  () =>
+    withService(async (group, tmp) => {
+      const port = await freePort();
+      const grace = 300;
+      const spec = { dir: join(tmp, "dir"), addr: `127.0.0.1:${port}`, grace };
+      const owner = startServer(group, { adapter: runtime }, spec);
+      await owner.ready();
+      const pid = owner.child.pid;
+      const kept = await keepAliveConnection(port);
+      const ws = await webSocketEcho(port);
+      try {
+        assertEquals((await kept.get()).pid, pid);
+        assertEquals(await ws.echo("before"), "before");
+        const slow = await startSlow({ port }, 2000);
+        await injectFault(group, pid, {
+          syscall: "accept4",
+          when: 1,
+          action: "error=EMFILE",
+        });
+        // Its connection is the one whose accept fails; it waits in the queue.
+        assertEquals(await get({ port }), pid, "a new connection");
+        const failedAt = Date.now();
+        const again = await kept.get();
+        assertEquals(again.pid, pid, "the keep-alive connection");
+        if (runtime === "deno") {
+          // Deno's server that failed asks its clients to move on.
+          assert(again.head.includes("connection: close"), again.head);
+        }
+        assertEquals(await slow.answer, pid, "the request in flight");
+        await sleep(failedAt + 3 * grace - Date.now());
+        assertEquals(await ws.echo("after"), "after", "the WebSocket");
+        assertEquals(owner.child.exit, undefined, "the owner is running");
+        ws.close();
+        await ws.closed;
 
-      const successor = startServer(group, { adapter: runtime }, spec);
-      await successor.ready();
-      await owner.gone();
-      assertEquals(await get({ port }), successor.child.pid);
-    } finally {
-      kept.destroy();
-      ws.close();
-    }
-  }));
+        const successor = startServer(group, { adapter: runtime }, spec);
+        await successor.ready();
+        await owner.gone();
+        assertEquals(await get({ port }), successor.child.pid);
+      } finally {
+        kept.destroy();
+        ws.close();
+      }
+    }),
+  { skip: await straceCannotAttach() },
+);
 
 /**
  * Opens `count` connections to `port`, sends one GET on each and counts the

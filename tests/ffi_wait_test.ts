@@ -26,6 +26,7 @@ import {
 } from "../ffi/mod.ts";
 import { Child, type Runtime } from "./fixtures/ffi_child.ts";
 import { ROOT, runtimeBinary } from "../testing/copies.ts";
+import { straceCannotRun } from "./fixtures/faults.ts";
 
 /** `promise`'s value, or `"pending"` if it has not settled after `ms`. */
 async function settledWithin<T>(
@@ -138,8 +139,6 @@ test("ffi: pidfdOpen of a process that is gone throws ESRCH", async () => {
   assertEquals(err.code, "ESRCH");
 });
 
-const hasStrace = spawnSync("strace", ["-V"]).status === 0;
-
 test(
   `ffi: pidfdOpen on a kernel without pidfd_open throws UnsupportedSyscallError (${runtime})`,
   () => {
@@ -161,7 +160,7 @@ test(
     enosys.push("-e", "inject=pidfd_open:error=ENOSYS");
     assertEquals(run(enosys), "UnsupportedSyscallError ENOSYS");
   },
-  { ignore: !hasStrace },
+  { skip: straceCannotRun() },
 );
 
 test(`ffi: the library's waits never raise SIGIO; the application's own SIGIO socket still does`, async () => {

@@ -6,10 +6,10 @@
  * variable there is nothing to run it against and the test is skipped.
  */
 import { spawn } from "node:child_process";
-import process from "node:process";
-import { runtime, test } from "./support/harness.ts";
+import { onlyUnder, test } from "./support/harness.ts";
+import { withReference } from "./support/requirements.ts";
 import { assertEquals } from "./support/assert.ts";
-import { REFERENCE_ENV, ROOT, runtimeBinary } from "../testing/copies.ts";
+import { ROOT, runtimeBinary } from "../testing/copies.ts";
 
 test(
   "interop: reference, Deno and Bun copies take over from one another under load",
@@ -38,9 +38,9 @@ test(
       output.slice(-2000),
     );
   },
-  // The demo runs its copies under both runtimes itself: once is enough.
   {
-    ignore: !process.env[REFERENCE_ENV] || runtime === "bun",
+    skip: withReference ??
+      onlyUnder("deno", "the demo runs its copies under both runtimes itself"),
     timeout: 120_000,
   },
 );

@@ -8,7 +8,7 @@
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
-import { runtime, test } from "./support/harness.ts";
+import { onlyUnder, runtime, test } from "./support/harness.ts";
 import { assert, assertEquals } from "./support/assert.ts";
 import { until } from "./support/until.ts";
 import { ProcessGroup } from "../testing/processes.ts";
@@ -191,7 +191,7 @@ test("notify (deno): a copy without --allow-env notifies too", async () => {
     socket.close();
     rmSync(tmp, { recursive: true, force: true });
   }
-}, { ignore: runtime !== "deno" });
+}, { skip: onlyUnder("deno", "--allow-env is a Deno permission") });
 
 test(
   `notify (${runtime}): a successor the owner gave up on gives the main pid back`,

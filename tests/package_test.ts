@@ -10,7 +10,7 @@ import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
 import { promisify } from "node:util";
-import { runtime, test } from "./support/harness.ts";
+import { onlyUnder, test } from "./support/harness.ts";
 import { sourceExports } from "./support/package_exports.ts";
 import { assert, assertEquals } from "./support/assert.ts";
 import { APP, NAME, upgradeBetweenCopies } from "./support/package_app.ts";
@@ -241,7 +241,10 @@ test(
       );
       assertEquals(JSON.parse(status).owner.pids, [owner.pid]);
     }),
-  { ignore: runtime !== "bun", timeout: 120_000 },
+  {
+    skip: onlyUnder("bun", "Bun loads the package's bundle"),
+    timeout: 120_000,
+  },
 );
 
 test(
@@ -305,8 +308,10 @@ test(
         }
       }
     }),
-  // tsc is the same program under either runtime's test runner.
-  { ignore: runtime !== "bun", timeout: 120_000 },
+  {
+    skip: onlyUnder("bun", "tsc is the same program under either runtime"),
+    timeout: 120_000,
+  },
 );
 
 test(
@@ -353,5 +358,8 @@ test(
       );
       assertEquals(JSON.parse(status).owner.pids, [owner.pid]);
     }),
-  { ignore: runtime !== "deno", timeout: 120_000 },
+  {
+    skip: onlyUnder("deno", "the import map is how Deno resolves the names"),
+    timeout: 120_000,
+  },
 );

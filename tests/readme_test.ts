@@ -1,17 +1,19 @@
 /**
- * The README's first program, exactly as printed: one copy under Deno, a
- * second under Bun with the same directory and port; the second takes over
- * and the first drains and exits 0.
+ * The README's first program, exactly as printed: one copy under the other
+ * runtime, a second under this suite's with the same directory and port; the
+ * second takes over and the first drains and exits 0. SIGTERM stops the
+ * second: it exits 0 and leaves no control socket behind.
  */
 import {
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   writeFileSync,
 } from "node:fs";
 import { join } from "node:path";
-import { test } from "./support/harness.ts";
+import { runtime, test } from "./support/harness.ts";
 import { assertEquals } from "./support/assert.ts";
 import { commandLine, ROOT } from "../testing/copies.ts";
 import { ProcessGroup } from "../testing/processes.ts";
@@ -26,8 +28,10 @@ function firstProgram(): string {
   return program;
 }
 
+const other = runtime === "deno" ? "bun" : "deno";
+
 test(
-  "readme: the first program runs unchanged with deno run and with bun, and they hand over",
+  `readme: the first program runs unchanged under ${other} then ${runtime}, they hand over, and SIGTERM stops it cleanly`,
   async () => {
     // Inside the repository, where the package's own name resolves to its
     // sources on both runtimes.
@@ -48,11 +52,19 @@ test(
       const ask = async () =>
         (await (await fetch(`http://127.0.0.1:${port}/`)).text()).trim();
 
-      const first = await start("deno");
+      const first = await start(other);
       assertEquals(await ask(), `hello from ${first.pid}`);
-      const second = await start("bun");
+      const second = await start(runtime);
       assertEquals((await first.exited).code, 0, first.stderrTail);
       assertEquals(await ask(), `hello from ${second.pid}`);
+
+      second.kill("SIGTERM");
+      assertEquals((await second.exited).code, 0, second.stderrTail);
+      assertEquals(
+        readdirSync(dir).filter((name) => name.endsWith(".sock")),
+        [],
+        "control sockets left behind",
+      );
     } finally {
       await group.close();
       rmSync(tmp, { recursive: true, force: true });

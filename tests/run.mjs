@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Runs the whole suite under Deno and under Bun, streams both outputs, and
-// ends with one line "N passed, N failed" totalled over both runtimes.
+// Runs the whole suite under Deno and under Bun, streams both outputs, lists
+// each runtime's skipped tests with their reasons, and ends with one line
+// "N passed, N failed" totalled over both runtimes.
 // Usage: node tests/run.mjs [deno|bun] [test files…] [-- extra test-runner args]
 // TABLEROLL_DENO / TABLEROLL_BUN replace the pinned runtime binaries (the
 // runners and every process the tests spawn), as .ci/aarch64 does;
@@ -47,33 +48,52 @@ function run(name, [cmd, cmdArgs]) {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, NO_COLOR: "1", DENO_JOBS: "2" },
     });
-    let text = "";
+    const text = { stdout: "", stderr: "" };
     const tee = (stream, out) =>
-      stream.on("data", (chunk) => {
+      child[stream].on("data", (chunk) => {
         out.write(chunk);
-        text += chunk;
+        text[stream] += chunk;
       });
-    tee(child.stdout, process.stdout);
-    tee(child.stderr, process.stderr);
-    child.on("close", (code) => resolve(countResults(name, text, code)));
+    tee("stdout", process.stdout);
+    tee("stderr", process.stderr);
+    child.on("close", (code) => {
+      // Each stream whole: a line of one is never cut by the other.
+      const all = `${text.stdout}\n${text.stderr}`;
+      const results = countResults(name, all, code);
+      listSkipped(name, all);
+      resolve(results);
+    });
   });
 }
 
 function countResults(name, text, code) {
-  let passed = 0, failed = 0;
+  let passed = 0, failed = 0, skipped = 0;
   const deno = text.match(
-    /(?:ok|FAILED) \| (\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/,
+    /(?:ok|FAILED) \| (\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed(?: \| (\d+) ignored)?/,
   );
   const bunPass = text.match(/^\s*(\d+) pass$/m);
   const bunFail = text.match(/^\s*(\d+) fail$/m);
-  if (deno) [passed, failed] = [Number(deno[1]), Number(deno[2])];
-  else if (bunPass && bunFail) {
+  const bunSkip = text.match(/^\s*(\d+) skip$/m);
+  if (deno) {
+    [passed, failed, skipped] = deno.slice(1).map((n) => Number(n ?? 0));
+  } else if (bunPass && bunFail) {
     [passed, failed] = [Number(bunPass[1]), Number(bunFail[1])];
+    skipped = Number(bunSkip?.[1] ?? 0);
   }
   // A runner that crashed or reported nothing counts as one failure.
   if ((code !== 0 && failed === 0) || passed + failed === 0) failed += 1;
-  console.log(`${name}: ${passed} passed, ${failed} failed (exit ${code})`);
+  console.log(
+    `${name}: ${passed} passed, ${failed} failed, ${skipped} skipped (exit ${code})`,
+  );
   return { passed, failed };
+}
+
+// The harness prints `skipped "<name>": <reason>` for each test it skips.
+function listSkipped(name, text) {
+  const lines = new Set(text.match(/^skipped ".*": .*$/gm));
+  if (lines.size === 0) return;
+  console.log(`${name}: skipped tests, with their reasons:`);
+  for (const line of lines) console.log(`  ${line.slice("skipped ".length)}`);
 }
 
 let passed = 0, failed = 0;

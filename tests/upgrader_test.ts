@@ -571,7 +571,7 @@ test("upgrader: a DescriptorMismatchError names the socket's real address, not t
   });
 });
 
-test("upgrader: bad ids, missing or foreign directories are refused with typed errors", async () => {
+test("upgrader: bad ids, missing directories and files are refused with typed errors", async () => {
   await withDir(async (dir) => {
     for (const id of ["", ".", "..", "a/b", "nul\0"]) {
       await assertRejects(Upgrader.create(dir, { id }), "bad-id");
@@ -589,18 +589,35 @@ test("upgrader: bad ids, missing or foreign directories are refused with typed e
     writeFileSync(`${dir}/file`, "");
     await assertRejects(Upgrader.create(`${dir}/file`), "bad-directory");
     rmSync(`${dir}/file`);
-    chownSync(dir, 65534, 65534);
-    await assertRejects(
-      Upgrader.create(dir),
-      "bad-directory",
-      "belongs to uid 65534",
-    );
-    chownSync(dir, process.getuid!(), process.getgid!());
     assertEquals(
       readDirNames(dir),
       [],
       "nothing is left behind by refused creates",
     );
+  });
+});
+
+test("upgrader: a directory of another user is refused with a typed error", async () => {
+  if (process.getuid!() !== 0) {
+    // Any user but root has one at hand: root's "/", which it cannot write.
+    await assertRejects(
+      Upgrader.create("/"),
+      "bad-directory",
+      "/ belongs to uid 0",
+    );
+    return;
+  }
+  // Root, who could write anywhere, is refused one it gave to nobody, and
+  // writes nothing there.
+  await withDir(async (dir) => {
+    chownSync(dir, 65534, 65534);
+    await assertRejects(
+      Upgrader.create(dir),
+      "bad-directory",
+      `${dir} belongs to uid 65534`,
+    );
+    chownSync(dir, 0, 0);
+    assertEquals(readDirNames(dir), [], "nothing is left behind");
   });
 });
 

@@ -13,13 +13,16 @@ export type TestFn = () => void | Promise<void>;
 export interface TestOptions {
   /** Upper bound of the test's run time in milliseconds (default 60 000). */
   timeout?: number;
-  /** Skip the test, e.g. when the runtime lacks what it needs. */
-  ignore?: boolean;
-  /** Skip the test and print this reason (both runtimes), e.g. when the machine lacks what it needs. */
+  /**
+   * Skip the test and say why: what this runtime, this machine or this user
+   * lacks. The reason is printed under both runtimes; `undefined` runs it.
+   */
   skip?: string;
 }
 
-type BunTest = (name: string, fn: TestFn, timeout?: number) => void;
+type BunTest = ((name: string, fn: TestFn, timeout?: number) => void) & {
+  skip(name: string, fn: TestFn): void;
+};
 
 /**
  * Tests this machine cannot pass, by name, with the reason: the JSON object
@@ -61,7 +64,26 @@ if (!bunTest) {
   close(b);
 }
 
-/** Registers a test with the running runtime's test runner. */
+/** `"deno"` or `"bun"`: the runtime running the tests. */
+export const runtime: "deno" | "bun" = bunTest ? "bun" : "deno";
+
+/**
+ * The `skip` reason of a test that means something only under `only` (`why`
+ * says what it needs of that runtime), `undefined` under `only` itself.
+ */
+export function onlyUnder(
+  only: "deno" | "bun",
+  why: string,
+): string | undefined {
+  if (runtime === only) return undefined;
+  return `${only === "deno" ? "Deno" : "Bun"} only: ${why}`;
+}
+
+/**
+ * Registers a test with the running runtime's test runner; a skipped one is
+ * registered as skipped (Deno's "ignored", Bun's "skip"), its reason printed
+ * as `skipped "<name>": <reason>`.
+ */
 export function test(
   name: string,
   fn: TestFn,
@@ -69,18 +91,15 @@ export function test(
 ): void {
   const timeout = scaled(options.timeout ?? 60_000);
   const skip = SKIPPED[name] ?? options.skip;
-  if (skip !== undefined) {
-    console.error(`skipped "${name}": ${skip}`);
-    options = { ...options, ignore: true };
-  }
+  if (skip !== undefined) console.error(`skipped "${name}": ${skip}`);
   if (bunTest) {
-    if (options.ignore) return;
-    bunTest(name, fn, timeout);
+    if (skip !== undefined) bunTest.skip(name, fn);
+    else bunTest(name, fn, timeout);
     return;
   }
   Deno.test({
     name,
-    ignore: options.ignore,
+    ignore: skip !== undefined,
     // Deno's op and resource sanitizers stay on (the defaults): a test
     // leaves no timer, pending operation or resource behind.
     fn: () => withTimeout(fn(), timeout, name),
@@ -107,6 +126,3 @@ async function withTimeout(
     clearTimeout(timer);
   }
 }
-
-/** `"deno"` or `"bun"`: the runtime running the tests. */
-export const runtime: "deno" | "bun" = bunTest ? "bun" : "deno";
