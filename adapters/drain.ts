@@ -145,6 +145,8 @@ export class Drain {
   #stopped = false;
   /** Counts drains started, so that a drain undone does not close the server later. */
   #drains = 0;
+  /** Ends the running drain's grace period early. */
+  #endGrace = (): void => {};
   #sockets = new WebSocketSet();
   #done = Promise.withResolvers<void>();
   #events: { reporter: EventReporter; name: string } | undefined;
@@ -203,7 +205,12 @@ export class Drain {
     } catch (err) {
       failures.push(err); // close() still shuts the listener after the grace
     }
-    Promise.all([delay(this.gracePeriod), final]).then(() => {
+    // Ended early by stop() or resume(): a grace no longer needed must not
+    // hold the process open.
+    const grace = new AbortController();
+    this.#endGrace = () => grace.abort();
+    const graceOver = delay(this.gracePeriod, grace.signal).catch(() => {});
+    Promise.all([graceOver, final]).then(() => {
       if (drain !== this.#drains) return; // undone by resume()
       const left = this.#deadline - (performance.now() - started);
       const deadline = setTimeout(() => this.#cut(), Math.max(left, 0));
@@ -232,6 +239,7 @@ export class Drain {
     if (!this.#draining || this.#stopped) return false;
     this.#draining = false;
     this.#drains++;
+    this.#endGrace();
     await this.#target.resumeAccepting();
     return true;
   }
@@ -276,6 +284,7 @@ export class Drain {
     this.#target.stopAccepting();
     const grace = cut || this.#draining ? 0 : this.#grace;
     this.#draining = true;
+    this.#endGrace();
     const closed = grace > 0
       ? delay(grace).then(close)
       : Promise.resolve().then(close);
