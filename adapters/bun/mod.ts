@@ -162,7 +162,10 @@ export class HandedOverBunServer<WebSocketData = undefined>
    */
   stop(closeActiveConnections?: boolean): Promise<void> {
     return this.#drain.stop(
-      () => this.#server.stop(closeActiveConnections),
+      () =>
+        closeActiveConnections
+          ? this.#server.stop(true)
+          : closeGently(this.#server, this.#drain),
       closeActiveConnections,
     );
   }
@@ -281,21 +284,7 @@ export async function serve<
     {
       stopAccepting: () => adopted.stopAccepting(),
       resumeAccepting: (): void => adopted.resumeAccepting(),
-      async close() {
-        const stopped = server.stop(false);
-        // Only once no request is in flight: from Bun 1.2.22 to 1.2.23 it
-        // also cuts responses still streaming. Missing before 1.2.22: idle
-        // connections stay until their next request, answered with
-        // `Connection: close`, or until the process exits.
-        void requestsDone(server).then(() => server.closeIdleConnections?.());
-        // Before Bun 1.4 stop() never settles if a WebSocket was open when
-        // it was called, even once every socket closed: the drain's own
-        // count of WebSockets says when they are.
-        await Promise.race([
-          stopped,
-          drain.socketsClosed().then(() => requestsDone(server)),
-        ]);
-      },
+      close: (): Promise<void> => closeGently(server, drain),
       forceClose: () => void server.stop(true),
       openConnections: (): number =>
         server.pendingRequests + server.pendingWebSockets,
@@ -341,6 +330,38 @@ export async function serve<
     options,
     bunOptions.tls ? "https" : "http",
   );
+}
+
+/**
+ * Closes `server` as a drain does: its listener and its idle keep-alive
+ * connections, without cutting a request in flight or a WebSocket (the
+ * drain's deadline cuts those); resolves once no request is in flight and
+ * the WebSockets `drain` tracks are closed. Before Bun 1.4, `stop(false)`
+ * leaves idle connections open and a response with `Connection: close` does
+ * not close its connection: only the client or Bun's idle timeout would.
+ */
+async function closeGently<WebSocketData>(
+  server: Server<WebSocketData>,
+  drain: Drain,
+): Promise<void> {
+  // Before Bun 1.4 stop() never settles if a WebSocket was open when it was
+  // called, even once every socket closed: the drain's own count of
+  // WebSockets says when they are.
+  const quiet = drain.socketsClosed().then(() => requestsDone(server));
+  if (typeof server.closeIdleConnections !== "function") {
+    // Bun before 1.2.22 has no closeIdleConnections, and its stop(true)
+    // closes nothing once stop(false) was called. Once no request is in
+    // flight and no WebSocket is open, every connection left is idle:
+    // stop(true) closes them with the listener.
+    await quiet;
+    await server.stop(true);
+    return;
+  }
+  const stopped = server.stop(false);
+  // Only once no request is in flight: from Bun 1.2.22 to 1.2.23 it also
+  // cuts responses still streaming.
+  void requestsDone(server).then(() => server.closeIdleConnections());
+  await Promise.race([stopped, quiet]);
 }
 
 /** Resolves once `server` has no request in flight. */
