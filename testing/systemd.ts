@@ -21,9 +21,9 @@
  * so its journal also tells how every process of a unit ended (`Child N
  * (comm) died (code=exited, status=0/SUCCESS)`). The network namespace is the
  * machine's: services listen on its loopback, where the tests reach them.
- * The root filesystem is shared, so the test's temporary folder is visible
- * inside at the same path (unit files, builds); the rest of the machine's
- * `/tmp` is not. Teardown checks what a leak would leave: processes of the
+ * The root filesystem is shared, so the test's temporary folder (unit
+ * files, builds) and the checkout are visible inside at their paths, even
+ * under `/tmp` or `/var/tmp`; the rest of the machine's `/tmp` is not. Teardown checks what a leak would leave: processes of the
  * pid namespace, mounts, cgroups, changes under `/etc`, `/run` and `/var`.
  *
  * @module
@@ -44,6 +44,7 @@ import {
 import { basename, join } from "node:path";
 import process from "node:process";
 import { now, sleep } from "./clock.ts";
+import { ROOT } from "./copies.ts";
 
 const SYSTEMD = "/lib/systemd/systemd";
 const STOCK_UNITS = "/lib/systemd/system";
@@ -128,7 +129,13 @@ export async function bootSystemd(options: BootOptions = {}): Promise<Systemd> {
     join(tmp, "console.log"),
   ], {
     stdio: "ignore",
-    env: { PATH: process.env.PATH, SHELL: "/bin/sh", T: tmp, CG: cgroup },
+    env: {
+      PATH: process.env.PATH,
+      SHELL: "/bin/sh",
+      T: tmp,
+      R: ROOT.replace(/\/$/, ""),
+      CG: cgroup,
+    },
   });
   const exited = new Promise<void>((resolve) => {
     wrapper.on("exit", () => resolve());
@@ -407,7 +414,7 @@ function cgroup2Root(): string | undefined {
 /**
  * Runs as the future PID 1, in its new pid and mount namespaces: joins the
  * cgroup `$CG`, enters a cgroup namespace rooted there (stage 2), makes the
- * private mounts and execs systemd. `$T` is the test's folder. Every mount
+ * private mounts and execs systemd. `$T` is the test's folder, `$R` the checkout. Every mount
  * is `-n`: util-linux would otherwise record it under the machine's
  * `/run/mount` before `/run` is private.
  */
@@ -450,14 +457,27 @@ stage2)
   mount -n -t tmpfs -o mode=755 tmpfs /etc/systemd/system
   mkdir -p /run/systemd/journald.conf.d
   printf '[Journal]\\nStorage=volatile\\n' > /run/systemd/journald.conf.d/volatile.conf
-  # A private /tmp that still shows the test's folder at its path.
-  mkdir /run/tableroll-tmp
-  mount -n --bind "$T" /run/tableroll-tmp
+  # A private /tmp and /var/tmp that still show, at their paths, the test's
+  # folder and the checkout the units run from (a clone may live there).
+  mkdir /run/tableroll-keep
+  n=0
+  for kept in "$T" "$R"; do
+    case "$kept" in /tmp/*|/var/tmp/*) ;; *) continue ;; esac
+    n=$((n + 1))
+    mkdir /run/tableroll-keep/$n
+    mount -n --bind "$kept" /run/tableroll-keep/$n
+  done
   mount -n -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
   mount -n -t tmpfs -o mode=1777,nosuid,nodev tmpfs /var/tmp
-  mkdir -p "$T"
-  mount -n --move /run/tableroll-tmp "$T"
-  rmdir /run/tableroll-tmp
+  n=0
+  for kept in "$T" "$R"; do
+    case "$kept" in /tmp/*|/var/tmp/*) ;; *) continue ;; esac
+    n=$((n + 1))
+    mkdir -p "$kept"
+    mount -n --move /run/tableroll-keep/$n "$kept"
+    rmdir /run/tableroll-keep/$n
+  done
+  rmdir /run/tableroll-keep
   exec setpriv --bounding-set -sys_module,-sys_time env -i container=tableroll \\
     SYSTEMD_UNIT_PATH="$T/units:/etc/systemd/system" \\
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin TERM=dumb \\
