@@ -414,9 +414,9 @@ function cgroup2Root(): string | undefined {
 /**
  * Runs as the future PID 1, in its new pid and mount namespaces: joins the
  * cgroup `$CG`, enters a cgroup namespace rooted there (stage 2), makes the
- * private mounts and execs systemd. `$T` is the test's folder, `$R` the checkout. Every mount
- * is `-n`: util-linux would otherwise record it under the machine's
- * `/run/mount` before `/run` is private.
+ * private mounts and execs systemd. `$T` is the test's folder, `$R` the
+ * checkout. Every mount is `-n`: util-linux would otherwise record it under
+ * the machine's `/run/mount` before `/run` is private.
  */
 const INIT_SCRIPT = `set -eu
 case "$1" in

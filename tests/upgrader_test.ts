@@ -40,6 +40,7 @@ import { Upgrader } from "../mod.ts";
 import { ControlConn } from "../src/control_conn.ts";
 import { withDir } from "./fixtures/places.ts";
 import { takenOver } from "./support/takeover.ts";
+import { until } from "./support/until.ts";
 import { encodeReady, encodeSteppingDown, frame } from "../src/protocol.ts";
 
 const encoder = new TextEncoder();
@@ -477,7 +478,21 @@ test("upgrader: a Unix listener opens again at the same path after a clean stop"
     const path = `${dir}/web.sock`;
     for (const id of ["first", "second"]) {
       const upgrader = await Upgrader.create(dir, { id });
-      const web = upgrader.fds.listen("web", { path });
+      // Until a child that another test module of this process (they run
+      // on threads) is starting execs, it holds a copy of every descriptor,
+      // the listener closed a moment ago included: that listener is live.
+      const web = await until(
+        () => {
+          try {
+            return upgrader.fds.listen("web", { path });
+          } catch (err) {
+            if (String(err).includes("EADDRINUSE")) return undefined;
+            throw err;
+          }
+        },
+        `${id} listening on ${path}`,
+        scaled(2_000),
+      );
       assertEquals(web.inherited, false);
       await upgrader.ready();
       await upgrader.stop();
