@@ -154,7 +154,8 @@ test(`procfs text (${runtime}): this machine's /proc/<pid>/stat, for a command n
     const stat = parseProcessStat(text);
     assertEquals(stat.pid, pid);
     assertEquals(stat.command, command);
-    assert(["S", "R"].includes(stat.state), stat.state);
+    // Asleep, running, or in an uninterruptible wait (loading its pages).
+    assert(["S", "R", "D"].includes(stat.state), stat.state);
     // Field 22 counted from the start, the way proc(5) numbers it, once the
     // command is taken out.
     const fields = text.replace(`(${command})`, "comm").split(" ");

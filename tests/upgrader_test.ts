@@ -121,9 +121,28 @@ function lockIsFree(dir: string): boolean {
   }
 }
 
-/** An upgrader's state, the owner `<dir>/pid` records, and whether the lock is free. */
-function standing(upgrader: Upgrader, dir: string): [string, string, boolean] {
-  return [upgrader.state, readFileSync(`${dir}/pid`, "utf8"), lockIsFree(dir)];
+/**
+ * Whether the lock on `<dir>/pid` is free, or frees within a second: until
+ * a child that another test module of this process (they run on threads) is
+ * starting execs, it holds a copy of the lock file's descriptor, closed a
+ * moment ago here, and with it the lock.
+ */
+async function lockFreed(dir: string): Promise<boolean> {
+  const deadline = Date.now() + scaled(1_000);
+  while (!lockIsFree(dir)) {
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return true;
+}
+
+/** An upgrader's state, the owner `<dir>/pid` records, and whether the lock is (or gets) free. */
+async function standing(
+  upgrader: Upgrader,
+  dir: string,
+): Promise<[string, string, boolean]> {
+  const owner = readFileSync(`${dir}/pid`, "utf8");
+  return [upgrader.state, owner, await lockFreed(dir)];
 }
 
 /** An owner `"old"` of one TCP listener `"web"`, ready. */
@@ -200,7 +219,7 @@ test("upgrader: a Go successor's order (hang up, record, unlock) completes the h
     writeFileSync(`${dir}/pid`, "go");
     (peer as LockedConn).unlock();
     await takenOver(owner);
-    assertEquals(standing(owner, dir), ["upgraded", "go", true]);
+    assertEquals(await standing(owner, dir), ["upgraded", "go", true]);
     await owner.stop();
     fds.forEach(close);
   });
@@ -237,7 +256,7 @@ test("upgrader: as successor it takes over from a Go v2.0.0 owner byte for byte"
     assert(!lockIsFree(dir), "the successor holds the lock until ready()");
     await upgrader.ready();
     await served;
-    assertEquals(standing(upgrader, dir), ["owner", "ts", true]);
+    assertEquals(await standing(upgrader, dir), ["owner", "ts", true]);
     await upgrader.stop();
     go.close();
     close(listener);
@@ -290,7 +309,7 @@ test("upgrader: a successor whose ready() fails releases the lock at once and st
     const upgrader = await Upgrader.create(dir, { id: "ts" });
     await assertRejects(upgrader.ready(), "protocol", "stepping down");
     await served;
-    assertEquals(standing(upgrader, dir), ["stopped", "go", true]);
+    assertEquals(await standing(upgrader, dir), ["stopped", "go", true]);
     go.close();
   });
 });
@@ -371,14 +390,14 @@ test("upgrader: a successor that leaves after 'stepping down' without recording 
     peer.close(); // releases the lock; <dir>/pid still names "old"
     fds.forEach(close);
     await waitFor(() => owner.state === "owner");
-    assertEquals(standing(owner, dir), ["owner", "old", true]);
+    assertEquals(await standing(owner, dir), ["owner", "old", true]);
     // It serves and hands over as before.
     assertEquals(owner.fds.get("web")?.fd, web.fd);
     const successor = await Upgrader.create(dir, { id: "new" });
     successor.fds.claim("web");
     await successor.ready();
     await takenOver(owner);
-    assertEquals(standing(successor, dir), ["owner", "new", true]);
+    assertEquals(await standing(successor, dir), ["owner", "new", true]);
     await Promise.all([owner.stop(), successor.stop()]);
   });
 });
@@ -666,7 +685,7 @@ test("upgrader: cancelling the create signal after create() does not break ready
     controller.abort();
     successor.fds.claim("web");
     await successor.ready();
-    assertEquals(standing(successor, dir), ["owner", "new", true]);
+    assertEquals(await standing(successor, dir), ["owner", "new", true]);
     await takenOver(owner);
     assertEquals(owner.state, "upgraded");
     await Promise.all([owner.stop(), successor.stop()]);
@@ -730,7 +749,7 @@ test("upgrader: an owner that stalls mid-transfer fails create() after the upgra
       "timeout",
       "receiving",
     );
-    assertEquals(lockIsFree(dir), true);
+    assertEquals(await lockFreed(dir), true);
     (await stalled).close();
     go.close();
   });
@@ -746,7 +765,7 @@ test("upgrader: an owner that is alive but gave up makes ready() fail with what 
     const upgrader = await Upgrader.create(dir, { id: "ts" });
     (await handedOver).close(); // gave up, yet still listening
     await assertRejects(upgrader.ready(), "peer-closed", "stays the owner");
-    assertEquals(standing(upgrader, dir), ["stopped", "go", true]);
+    assertEquals(await standing(upgrader, dir), ["stopped", "go", true]);
     go.close();
   });
 });
