@@ -7,6 +7,7 @@ import { scaled, test } from "./support/harness.ts";
 import {
   assert,
   assertEquals,
+  AssertionError,
   assertRejects,
   assertThrows,
 } from "./support/assert.ts";
@@ -127,13 +128,12 @@ function lockIsFree(dir: string): boolean {
  * starting execs, it holds a copy of the lock file's descriptor, closed a
  * moment ago here, and with it the lock.
  */
-async function lockFreed(dir: string): Promise<boolean> {
-  const deadline = Date.now() + scaled(1_000);
-  while (!lockIsFree(dir)) {
-    if (Date.now() > deadline) return false;
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  return true;
+function lockFreed(dir: string): Promise<boolean> {
+  return until(() => lockIsFree(dir), "the lock freed", scaled(1_000))
+    .catch((err) => {
+      if (err instanceof AssertionError) return false; // still held
+      throw err;
+    });
 }
 
 /** An upgrader's state, the owner `<dir>/pid` records, and whether the lock is (or gets) free. */
