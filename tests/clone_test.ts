@@ -56,6 +56,31 @@ function printed(command: string, dir: string): [string, string[]] {
 }
 
 /**
+ * Runs the README's status command `command` (its program replaced by
+ * `program`, if given) on `place`'s directory from `project`: it names
+ * `owner`'s pid as the owner's, and the clone is still as cloned.
+ */
+function assertStatusNames(
+  { command, program, env }: {
+    command: string;
+    program?: string;
+    env?: NodeJS.ProcessEnv;
+  },
+  place: Place,
+  { clone, project }: { clone: string; project: string },
+  owner: { pid: number },
+): void {
+  const [printedProgram, args] = printed(command, place.dir);
+  const status = execFileSync(program ?? printedProgram, [...args, "--json"], {
+    cwd: project,
+    env,
+    encoding: "utf8",
+  });
+  assertEquals(JSON.parse(status).owner.pids, [owner.pid]);
+  assertEquals(changes(clone), "", "the clone is as cloned");
+}
+
+/**
  * A fresh clone of this repository as committed, `place.tmp/tableroll`, and
  * next to it a new project, `place.tmp/app`, that holds the program.
  */
@@ -92,7 +117,8 @@ test(
   "clone: a Deno project with the README's imports checks and runs two copies that hand over; the CLI runs from the clone",
   () =>
     withPlace(async (place) => {
-      const { clone, project } = cloneBesideProject(place);
+      const copy = cloneBesideProject(place);
+      const { clone, project } = copy;
       writeFileSync(join(project, "deno.json"), block("json"));
       const deno = runtimeBinary("deno");
       const app = join(project, "app.ts");
@@ -104,16 +130,15 @@ test(
         ["run", "-A", app, dir, String(port)],
       ]);
 
-      const [, args] = printed(
-        "deno run -A ../tableroll/cli/mod.ts status DIR",
-        place.dir,
+      assertStatusNames(
+        {
+          command: "deno run -A ../tableroll/cli/mod.ts status DIR",
+          program: deno,
+        },
+        place,
+        copy,
+        owner,
       );
-      const status = execFileSync(deno, [...args, "--json"], {
-        cwd: project,
-        encoding: "utf8",
-      });
-      assertEquals(JSON.parse(status).owner.pids, [owner.pid]);
-      assertEquals(changes(clone), "", "the clone is as cloned");
     }),
   {
     skip: onlyUnder("deno", "a Deno project imports the clone's sources"),
@@ -125,7 +150,8 @@ test(
   "clone: a Bun project linked by the README's commands, with no registry reachable, runs two copies that hand over; bunx tableroll reads the directory",
   () =>
     withPlace(async (place) => {
-      const { clone, project } = cloneBesideProject(place);
+      const copy = cloneBesideProject(place);
+      const { clone, project } = copy;
       writeFileSync(
         join(project, "package.json"),
         JSON.stringify({ name: "app", private: true, type: "module" }),
@@ -157,14 +183,12 @@ test(
         [join(project, "app.ts"), dir, String(port)],
       ]);
 
-      const [bunx, args] = printed("bunx tableroll status DIR", place.dir);
-      const status = execFileSync(bunx, [...args, "--json"], {
-        cwd: project,
-        env,
-        encoding: "utf8",
-      });
-      assertEquals(JSON.parse(status).owner.pids, [owner.pid]);
-      assertEquals(changes(clone), "", "the clone is as cloned");
+      assertStatusNames(
+        { command: "bunx tableroll status DIR", env },
+        place,
+        copy,
+        owner,
+      );
     }),
   {
     skip: onlyUnder("bun", "a Bun project links the clone"),
