@@ -25,7 +25,7 @@
  * would have: 1 s after a signalled wait starts, then at doubling intervals
  * up to every 30 s. Not every second for ever: on Bun each wake of an idle
  * process costs milliseconds of CPU (measured: 3–7 ms per wake of an idle
- * owner, a 0.4 % of a core for a sweep every second). Where no listener can
+ * owner, 0.4 % of a core for a sweep every second). Where no listener can
  * be installed, waits are swept instead.
  * Neither the listener nor the timers keep the process alive: a `ref: true`
  * wait holds the process open with {@linkcode keepAlive}.
