@@ -7,7 +7,6 @@
 // runners and every process the tests spawn), as .ci/aarch64 does;
 // TABLEROLL_RUNNER_DENO / TABLEROLL_RUNNER_BUN replace only the runners, as
 // .ci/matrix does to run the library's processes on another version.
-// TABLEROLL_SERIAL=1 runs Deno's test files one at a time.
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
@@ -28,9 +27,7 @@ const suites = {
   deno: [bin("deno"), [
     "test",
     "--allow-all",
-    // Test files run on threads of one process: TABLEROLL_SERIAL=1 runs
-    // them one after another instead.
-    ...(process.env.TABLEROLL_SERIAL === "1" ? [] : ["--parallel"]),
+    "--parallel",
     ...filter,
     ...paths,
   ]],
