@@ -9,6 +9,7 @@ import { spawn, spawnSync } from "node:child_process";
 import process from "node:process";
 import {
   close,
+  dup,
   libc,
   pidfdOpen,
   POLLHUP,
@@ -105,9 +106,14 @@ for (const exclusive of [true, false]) {
 
 test("ffi: a wait on a descriptor closed by another path resolves with POLLNVAL", async () => {
   const [a, b] = socketPair();
+  // Other test modules of this process run on threads and open descriptors:
+  // the lowest free number, reused at once, would be a live file again. A
+  // number far above them stays closed.
+  const high = dup(b, 1000);
+  close(b);
   try {
-    const wait = waitReadable(b);
-    libc.close(b);
+    const wait = waitReadable(high);
+    libc.close(high);
     assertEquals(await settledWithin(wait, 2_000), POLLNVAL);
   } finally {
     close(a);

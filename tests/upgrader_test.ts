@@ -81,12 +81,36 @@ class LockedConn extends ControlConn {
 }
 
 /**
+ * Takes the lock on `<dir>/pid`, waiting up to a second as a successor
+ * would: the lock an owner released a moment ago can still be held by a
+ * child that another test module of this process (they run on threads) is
+ * starting, until it execs.
+ */
+async function takeLock(dir: string): Promise<number> {
+  const fd = openFile(`${dir}/pid`, O_RDWR);
+  try {
+    await until(
+      () => flock(fd, "exclusive", { nonblocking: true }),
+      "the lock on pid",
+      scaled(1_000),
+    );
+    return fd;
+  } catch (err) {
+    close(fd);
+    throw err;
+  }
+}
+
+/**
  * Connects to `<dir>/<id>.sock` the way a successor does: holding the lock
  * on `<dir>/pid`, unless `locked` is false.
  */
-function dialOwner(dir: string, id: string, locked = true): ControlConn {
-  const lockFd = locked ? openFile(`${dir}/pid`, O_RDWR) : -1;
-  if (locked) assert(flock(lockFd, "exclusive", { nonblocking: true }));
+async function dialOwner(
+  dir: string,
+  id: string,
+  locked = true,
+): Promise<ControlConn> {
+  const lockFd = locked ? await takeLock(dir) : -1;
   const fd = openSocket("unix", "stream");
   connect(fd, { family: "unix", path: `${dir}/${id}.sock` });
   return locked ? new LockedConn(fd, lockFd) : new ControlConn(fd);
@@ -122,18 +146,15 @@ function lockIsFree(dir: string): boolean {
   }
 }
 
-/**
- * Whether the lock on `<dir>/pid` is free, or frees within a second: until
- * a child that another test module of this process (they run on threads) is
- * starting execs, it holds a copy of the lock file's descriptor, closed a
- * moment ago here, and with it the lock.
- */
+/** Whether the lock on `<dir>/pid` is free, or frees within a second (see {@link takeLock}). */
 function lockFreed(dir: string): Promise<boolean> {
-  return until(() => lockIsFree(dir), "the lock freed", scaled(1_000))
-    .catch((err) => {
-      if (err instanceof AssertionError) return false; // still held
-      throw err;
-    });
+  return takeLock(dir).then((fd) => {
+    close(fd);
+    return true;
+  }, (err) => {
+    if (err instanceof AssertionError) return false; // still held
+    throw err;
+  });
 }
 
 /** An upgrader's state, the owner `<dir>/pid` records, and whether the lock is (or gets) free. */
@@ -155,7 +176,7 @@ async function webOwner(dir: string, upgradeTimeout?: number) {
 
 /** Dials the owner `"old"` and receives its metadata and one descriptor. */
 async function receiveWeb(dir: string) {
-  const peer = dialOwner(dir, "old");
+  const peer = await dialOwner(dir, "old");
   const metadata = await peer.readBlob();
   const { data, fds } = await peer.readFdMessage(4096, 1);
   return { peer, metadata, data, fds };
@@ -366,7 +387,7 @@ test("upgrader: a client that does not hold the lock gets nothing and cannot mak
   await withDir(async (dir) => {
     const { owner } = await webOwner(dir);
     const sock = `${dir}/old.sock`;
-    const intruder = dialOwner(dir, "old", false);
+    const intruder = await dialOwner(dir, "old", false);
     await intruder.writeAll(new Uint8Array([0x2a])); // the legacy ready byte
     await assertRejects(intruder.readBlob(), "peer-closed");
     intruder.close();
@@ -406,9 +427,9 @@ test("upgrader: a connection while a handover is under way is closed at once", a
   await withDir(async (dir) => {
     const owner = await Upgrader.create(dir, { id: "old" });
     await owner.ready();
-    const first = dialOwner(dir, "old");
+    const first = await dialOwner(dir, "old");
     await first.readBlob();
-    const second = dialOwner(dir, "old", false);
+    const second = await dialOwner(dir, "old", false);
     await assertRejects(second.readExact(1), "peer-closed");
     await owner.stop();
     await assertRejects(first.readExact(1), "peer-closed");
