@@ -18,10 +18,7 @@ export type RuntimeName = "deno" | "bun";
 export const TESTED_VERSIONS: Readonly<Record<RuntimeName, readonly string[]>> =
   {
     deno: [
-      "2.0.0",
-      "2.0.6",
-      "2.1.14",
-      "2.2.15",
+      "2.3.2",
       "2.3.7",
       "2.4.4",
       "2.5.7",
@@ -72,7 +69,7 @@ export function runtimeName(): string {
     : "an unknown runtime";
 }
 
-/** `"Deno 2.0.0 to 2.9.6"`: the tested range of `runtime`. */
+/** `"Deno 2.3.2 to 2.9.6"`: the tested range of `runtime`. */
 export function testedRange(runtime: RuntimeName): string {
   const versions = TESTED_VERSIONS[runtime];
   return `${LABELS[runtime]} ${versions[0]} to ${versions.at(-1)}`;
