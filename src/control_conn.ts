@@ -55,9 +55,12 @@ export class ControlConn {
     return out;
   }
 
-  /** Reads one length-prefixed blob and returns its body. */
-  async readBlob(signal?: AbortSignal): Promise<Uint8Array> {
-    const length = blobLength(await this.readExact(4, signal));
+  /** Reads one length-prefixed blob of at most `maxBytes` and returns its body. */
+  async readBlob(
+    signal?: AbortSignal,
+    maxBytes?: number,
+  ): Promise<Uint8Array> {
+    const length = blobLength(await this.readExact(4, signal), maxBytes);
     return await this.readExact(length, signal);
   }
 

@@ -41,6 +41,7 @@ import {
   encodeMetadata,
   encodeSteppingDown,
   LEGACY_READY_BYTE,
+  MAX_HANDSHAKE_BLOB_BYTES,
   PROTOCOL_VERSION,
   READY_BYTE,
 } from "./protocol.ts";
@@ -236,7 +237,9 @@ export class Owner {
       }
       const [first] = await conn.readExact(1, signal);
       if (first === READY_BYTE) {
-        const version = decodeReadyVersion(await conn.readBlob(signal));
+        const version = decodeReadyVersion(
+          await conn.readBlob(signal, MAX_HANDSHAKE_BLOB_BYTES),
+        );
         if (version !== PROTOCOL_VERSION) {
           throw new TablerollError(
             "protocol",

@@ -19,6 +19,13 @@ export const LEGACY_READY_BYTE = 0x2a;
 /** Largest blob accepted from a peer; a longer length prefix is garbage. */
 export const MAX_BLOB_BYTES = 64 * 1024 * 1024;
 
+/**
+ * Largest ready or stepping-down blob accepted: each is one short line of
+ * JSON (Go's are 14 and 24 bytes); only the metadata can be long. Reading
+ * one never makes room for, or waits for, a metadata-sized body.
+ */
+export const MAX_HANDSHAKE_BLOB_BYTES = 4096;
+
 /** Largest data part of a descriptor message that Go's reader accepts. */
 export const MAX_FD_MESSAGE_BYTES = 4096;
 
@@ -162,16 +169,16 @@ export function checkSteppingDown(body: Uint8Array): void {
   }
 }
 
-/** Reads the length prefix of a blob and rejects garbage. */
-export function blobLength(header: Uint8Array): number {
+/** Reads the length prefix of a blob and rejects garbage: a length outside `0..max`. */
+export function blobLength(header: Uint8Array, max = MAX_BLOB_BYTES): number {
   const length = new DataView(header.buffer, header.byteOffset, 4).getInt32(
     0,
     false,
   );
-  if (length < 0 || length > MAX_BLOB_BYTES) {
+  if (length < 0 || length > max) {
     throw new TablerollError(
       "protocol",
-      `blob length ${length} is outside 0..${MAX_BLOB_BYTES}: the peer does not speak the tableroll protocol`,
+      `blob length ${length} is outside 0..${max}: the peer does not speak the tableroll protocol`,
     );
   }
   return length;

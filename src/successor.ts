@@ -23,6 +23,7 @@ import {
   encodeReady,
   LEGACY_READY_BYTE,
   MAX_FD_MESSAGE_BYTES,
+  MAX_HANDSHAKE_BLOB_BYTES,
   PROTOCOL_VERSION,
 } from "./protocol.ts";
 import { diesWithin, forget, observe, type ProcessRef } from "./process_ref.ts";
@@ -89,7 +90,9 @@ export class Predecessor {
         return;
       }
       await this.#conn.writeAll(encodeReady(), signal);
-      checkSteppingDown(await this.#conn.readBlob(signal));
+      checkSteppingDown(
+        await this.#conn.readBlob(signal, MAX_HANDSHAKE_BLOB_BYTES),
+      );
     } catch (err) {
       if (signal.aborted) {
         throw abortReason(signal, "waiting for the owner to step down");

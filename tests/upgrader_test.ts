@@ -41,7 +41,7 @@ import { Upgrader } from "../mod.ts";
 import { ControlConn } from "../src/control_conn.ts";
 import { withDir } from "./fixtures/places.ts";
 import { takenOver } from "./support/takeover.ts";
-import { until } from "./support/until.ts";
+import { until, within } from "./support/until.ts";
 import { encodeReady, encodeSteppingDown, frame } from "../src/protocol.ts";
 
 const encoder = new TextEncoder();
@@ -379,6 +379,25 @@ test("upgrader: garbage and a wrong version leave the owner serving, with no des
     await waitFor(() => controlConnections(sock).length === 0);
     assertEquals(controlConnections(sock), []);
     owner.fds.listen("api", { hostname: "127.0.0.1", port: 0 });
+    await owner.stop();
+  });
+});
+
+test("upgrader: a ready message that claims a long body is refused at once, not waited for", async () => {
+  await withDir(async (dir) => {
+    const { owner } = await webOwner(dir, 60_000);
+    const { peer, fds } = await receiveWeb(dir);
+    // The ready blob is one short line of JSON; 64 MiB would be a metadata
+    // blob's limit, which an owner must neither allocate nor wait for here.
+    await peer.writeAll(bytes([0x42, 0x04, 0x00, 0x00, 0x00]));
+    await within(
+      assertRejects(peer.readExact(1), "peer-closed"),
+      scaled(2_000),
+      "the owner still waits for the claimed body",
+    );
+    assertEquals(owner.state, "owner");
+    peer.close();
+    fds.forEach(close);
     await owner.stop();
   });
 });
