@@ -436,14 +436,14 @@ function passOn(chunk: Uint8Array): void {
 function reapOnExit(pid: number, logger: Logger): void {
   inBackground(logger, `watching pid ${pid}, which took over`, async () => {
     const child = observe(pid);
-    if (child === null) {
-      reapChild(pid);
-      return;
-    }
     try {
-      if (child.pidfd === undefined) return;
-      await waitReadable(child.pidfd, { ref: false });
-      reapChild(pid);
+      if (child?.pidfd !== undefined) {
+        await waitReadable(child.pidfd, { ref: false });
+      } else if (child) return;
+      // Dead already, or just now. A process whose main thread has ended
+      // shows as a zombie while its other threads still exit, and waitpid
+      // reaps it only after them: one look could come too early.
+      await reaped(pid);
     } finally {
       forget(child);
     }
