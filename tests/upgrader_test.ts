@@ -80,25 +80,22 @@ class LockedConn extends ControlConn {
   }
 }
 
+/** A descriptor holding the lock on `<dir>/pid`, or `undefined` if it is held elsewhere right now. */
+function tryLock(dir: string): number | undefined {
+  const fd = openFile(`${dir}/pid`, O_RDWR);
+  if (flock(fd, "exclusive", { nonblocking: true })) return fd;
+  close(fd);
+  return undefined;
+}
+
 /**
  * Takes the lock on `<dir>/pid`, waiting up to a second as a successor
  * would: the lock an owner released a moment ago can still be held by a
  * child that another test module of this process (they run on threads) is
  * starting, until it execs.
  */
-async function takeLock(dir: string): Promise<number> {
-  const fd = openFile(`${dir}/pid`, O_RDWR);
-  try {
-    await until(
-      () => flock(fd, "exclusive", { nonblocking: true }),
-      "the lock on pid",
-      scaled(1_000),
-    );
-    return fd;
-  } catch (err) {
-    close(fd);
-    throw err;
-  }
+function takeLock(dir: string): Promise<number> {
+  return until(() => tryLock(dir), "the lock on pid", scaled(1_000));
 }
 
 /**
@@ -138,12 +135,10 @@ function goOwner(
 
 /** Whether the lock on `<dir>/pid` is free right now. */
 function lockIsFree(dir: string): boolean {
-  const fd = openFile(`${dir}/pid`, O_RDWR);
-  try {
-    return flock(fd, "exclusive", { nonblocking: true });
-  } finally {
-    close(fd);
-  }
+  const fd = tryLock(dir);
+  if (fd === undefined) return false;
+  close(fd);
+  return true;
 }
 
 /** Whether the lock on `<dir>/pid` is free, or frees within a second (see {@link takeLock}). */
